@@ -1,0 +1,45 @@
+/**
+ * The deploy-time manifest of a function and the names and paths allowed in it. Validated with zod on the
+ * client (`deno task deploy`), again by the controller, and once more against what the worker loads.
+ */
+import { z } from "zod";
+
+/** Function names: lower-case, start with a letter, at most 63 characters; safe in URLs, paths and labels. */
+export const FunctionName = z.string().regex(
+  /^[a-z][a-z0-9_-]{0,62}$/,
+  "a function name is 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter",
+);
+
+/** A relative file path inside a function folder: plain segments, no `..`, no absolute paths. */
+export const BundlePath = z.string().max(200).refine(
+  (p) => p.split("/").every((s) => /^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(s) && s !== ".." && s !== "."),
+  "a bundle path is relative, made of segments of letters, digits, '.', '_' or '-', without '..'",
+);
+
+/** A model reference: a zoo model name or a `.onnx` file inside the function folder. */
+export const ModelRef = z.union([
+  z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "a zoo model name"),
+  BundlePath.refine((p) => p.endsWith(".onnx"), "a model path inside the function folder ends in .onnx"),
+]);
+
+/** What the controller needs to know about a function before running any of its code. */
+export const Manifest = z.object({
+  name: FunctionName,
+  model: ModelRef,
+  sloMs: z.number().positive().max(600_000),
+  maxBatch: z.number().int().min(1).max(1024).default(32),
+  description: z.string().max(500).optional(),
+  /** True when the function has a JSON interface (`input` schema, with pre/post-processing). */
+  json: z.boolean(),
+}).strict();
+export type Manifest = z.infer<typeof Manifest>;
+
+/** True if the model reference is a file inside the function folder rather than a zoo name. */
+export function isBundledModel(model: string): boolean {
+  return model.endsWith(".onnx");
+}
+
+/** Turns a zod error into one line that says what is wrong and where. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`).join("; ");
+}

@@ -1,0 +1,159 @@
+/**
+ * A small ONNX graph builder on top of `npm:onnx-proto` (protobufjs static code for the ONNX schema).
+ * Weights come from a seeded PRNG so every build of a model is byte-for-byte the same.
+ */
+import onnxProto from "onnx-proto";
+
+// onnx-proto ships untyped static code; this is the slice of it we use.
+interface OnnxNamespace {
+  ModelProto: {
+    create(v: unknown): unknown;
+    encode(m: unknown): { finish(): Uint8Array };
+  };
+}
+const onnx = (onnxProto as unknown as { onnx: OnnxNamespace }).onnx;
+
+/** ONNX TensorProto element types we use. */
+export const ElemType = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+} as const;
+export type ElemTypeName = keyof typeof ElemType;
+
+const AttrType = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7, FLOATS: 6 } as const;
+
+/** An attribute value: int, int list, string, or `{ f }` for a float. */
+export type Attr = number | number[] | string | { f: number };
+
+interface NodeProto {
+  opType: string;
+  input: string[];
+  output: string[];
+  name: string;
+  attribute: unknown[];
+}
+
+/** xorshift32; returns uniforms in [0, 1). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+function valueInfo(name: string, dims: (number | string)[], elemType: number) {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+/** Builds one ONNX graph: inputs, initializers (weights), nodes, outputs. */
+export class GraphBuilder {
+  readonly nodes: NodeProto[] = [];
+  private readonly initializers: unknown[] = [];
+  private readonly inputs: unknown[] = [];
+  private readonly outputs: unknown[] = [];
+  /** Number of trainable parameters added with {@link weight}. */
+  params = 0;
+  private counter = 0;
+  private readonly rand: () => number;
+
+  constructor(seed = 42) {
+    this.rand = prng(seed);
+  }
+
+  /** A fresh unique tensor name with the given prefix. */
+  fresh(prefix: string): string {
+    return `${prefix}_${this.counter++}`;
+  }
+
+  /** Declares a graph input. Use a string dim (e.g. `"N"`) for a symbolic batch dimension. */
+  input(name: string, dims: (number | string)[], type: ElemTypeName = "float32"): string {
+    this.inputs.push(valueInfo(name, dims, ElemType[type]));
+    return name;
+  }
+
+  /** Declares a graph output; the tensor `name` must be produced by a node. */
+  output(name: string, dims: (number | string)[], type: ElemTypeName = "float32"): void {
+    this.outputs.push(valueInfo(name, dims, ElemType[type]));
+  }
+
+  /** A float32 weight, ~N(0, std) from the seeded PRNG, or filled with `constant`. */
+  weight(prefix: string, dims: number[], std: number, constant?: number): string {
+    const size = dims.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(size);
+    if (constant !== undefined) data.fill(constant);
+    else {
+      // Sum of three uniforms: cheap, bounded, close enough to normal for random weights.
+      for (let i = 0; i < size; i++) data[i] = (this.rand() + this.rand() + this.rand() - 1.5) * 2 * std;
+    }
+    const name = this.fresh(prefix);
+    this.initializers.push({ name, dims, dataType: ElemType.float32, rawData: new Uint8Array(data.buffer) });
+    this.params += size;
+    return name;
+  }
+
+  /** An int64 constant (shapes, axes). Not counted as parameters. */
+  int64(prefix: string, values: number[]): string {
+    const name = this.fresh(prefix);
+    const data = new BigInt64Array(values.map(BigInt));
+    this.initializers.push({
+      name,
+      dims: [values.length],
+      dataType: ElemType.int64,
+      rawData: new Uint8Array(data.buffer),
+    });
+    return name;
+  }
+
+  /** Adds a node; returns the name of its first output. */
+  op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, outputName?: string): string {
+    const out = outputName ?? this.fresh(type.toLowerCase());
+    const attribute = Object.entries(attrs).map(([name, v]) => {
+      if (Array.isArray(v)) return { name, type: AttrType.INTS, ints: v };
+      if (typeof v === "string") return { name, type: AttrType.STRING, s: new TextEncoder().encode(v) };
+      if (typeof v === "object") return { name, type: AttrType.FLOAT, f: v.f };
+      return { name, type: AttrType.INT, i: v };
+    });
+    this.nodes.push({ opType: type, input: inputs, output: [out], name: this.fresh("node"), attribute });
+    return out;
+  }
+
+  /** Serialises the model (opset 17 by default). */
+  encode(graphName: string, opset = 17): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: "gpulet",
+      opsetImport: [{ domain: "", version: opset }],
+      graph: {
+        name: graphName,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}

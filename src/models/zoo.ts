@@ -1,0 +1,116 @@
+/**
+ * The model zoo: which models exist, how each is made, and `ensureModels` that makes the missing ones.
+ * Generated models carry a sidecar `<name>.json` with the builder version, so a builder change rebuilds them.
+ */
+import { lenet5, resnetBasic } from "./architectures.ts";
+import type { GraphBuilder } from "./onnx_builder.ts";
+
+/** Bump when any generated architecture or the builder changes: cached files are then rebuilt. */
+export const BUILDER_VERSION = 1;
+
+/** How a zoo model is obtained. */
+export type ZooEntry =
+  | { kind: "generated"; description: string; build: () => GraphBuilder; default: boolean }
+  | { kind: "npm"; description: string; specifier: string; default: boolean };
+
+/** Every model the zoo knows. `default` ones are made by `deno task models` and at start-up. */
+export const ZOO: Record<string, ZooEntry> = {
+  lenet: { kind: "generated", description: "LeNet-5, 1x28x28 -> 10 logits", build: lenet5, default: true },
+  silero_vad_v5: {
+    kind: "npm",
+    description: "Silero VAD v5 (pretrained, MIT), from @ricky0123/vad-web",
+    specifier: "@ricky0123/vad-web/dist/silero_vad_v5.onnx",
+    default: true,
+  },
+  resnet18: {
+    kind: "generated",
+    description: "ResNet-18 shape (basic blocks, BN folded), 3x224x224 -> 1000 logits",
+    build: () => resnetBasic([2, 2, 2, 2], 64, 224, 1000),
+    default: false,
+  },
+};
+
+/** Default directory of model files: `resource/models/` at the project root. */
+export const DEFAULT_MODELS_DIR = new URL("../../resource/models/", import.meta.url).pathname;
+
+interface Sidecar {
+  builderVersion: number;
+  params?: number;
+  bytes: number;
+}
+
+async function readSidecar(path: string): Promise<Sidecar | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as Sidecar;
+  } catch {
+    return null;
+  }
+}
+
+/** Where an npm-shipped model file lives in this install (Deno's `node_modules`). */
+function npmModelPath(specifier: string): string {
+  return new URL(`../../node_modules/${specifier}`, import.meta.url).pathname;
+}
+
+/** True if `name` is a zoo model whose file is missing or stale in `dir`. */
+export async function isModelStale(name: string, dir = DEFAULT_MODELS_DIR): Promise<boolean> {
+  const entry = ZOO[name];
+  if (!entry) return false;
+  const side = await readSidecar(`${dir}/${name}.json`);
+  const version = entry.kind === "generated" ? BUILDER_VERSION : 0;
+  if (!side || side.builderVersion !== version) return true;
+  try {
+    return (await Deno.stat(`${dir}/${name}.onnx`)).size !== side.bytes;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Makes each named zoo model that is missing or stale. Idempotent; `progress` gets one line per model built.
+ * Returns the names that were (re)built.
+ */
+export async function ensureModels(
+  names: string[],
+  dir = DEFAULT_MODELS_DIR,
+  progress: (line: string) => void = () => {},
+): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const built: string[] = [];
+  for (const [i, name] of names.entries()) {
+    const entry = ZOO[name];
+    if (!entry) throw new Error(`unknown zoo model "${name}" (known: ${Object.keys(ZOO).join(", ")})`);
+    if (!(await isModelStale(name, dir))) continue;
+    const t0 = performance.now();
+    progress(`[${i + 1}/${names.length}] ${name}: building (${entry.description})`);
+    let bytes: Uint8Array;
+    let params: number | undefined;
+    if (entry.kind === "generated") {
+      const g = entry.build();
+      bytes = g.encode(name);
+      params = g.params;
+    } else {
+      bytes = await Deno.readFile(npmModelPath(entry.specifier));
+    }
+    // Write then rename, so a crash never leaves a half-written model that looks complete.
+    const tmp = `${dir}/${name}.onnx.tmp`;
+    await Deno.writeFile(tmp, bytes);
+    await Deno.rename(tmp, `${dir}/${name}.onnx`);
+    const side: Sidecar = {
+      builderVersion: entry.kind === "generated" ? BUILDER_VERSION : 0,
+      params,
+      bytes: bytes.byteLength,
+    };
+    await Deno.writeTextFile(`${dir}/${name}.json`, JSON.stringify(side));
+    const mb = (bytes.byteLength / 1e6).toFixed(1);
+    const paramInfo = params !== undefined ? `, ${(params / 1e6).toFixed(2)} M params` : "";
+    progress(`[${i + 1}/${names.length}] ${name}: ${mb} MB${paramInfo} in ${(performance.now() - t0).toFixed(0)} ms`);
+    built.push(name);
+  }
+  return built;
+}
+
+/** Names of the default zoo models. */
+export function defaultModels(): string[] {
+  return Object.entries(ZOO).filter(([, e]) => e.default).map(([n]) => n);
+}
