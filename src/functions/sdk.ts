@@ -64,7 +64,9 @@ export function defineFunction<I, O>(def: FunctionDefinition<I, O>): DefinedFunc
 /** Makes a tensor. `dims` must match `data.length`. */
 export function tensor(type: OrtType, data: TensorData, dims: number[]): Tensor {
   const n = dims.reduce((a, b) => a * b, 1);
-  if (n !== data.length) throw new RangeError(`tensor: dims ${JSON.stringify(dims)} need ${n} elements, got ${data.length}`);
+  if (n !== data.length) {
+    throw new RangeError(`tensor: dims ${JSON.stringify(dims)} need ${n} elements, got ${data.length}`);
+  }
   return { type, data, dims };
 }
 

@@ -3,14 +3,7 @@
  * is warm), send it batches, learn when it dies, stop it.
  */
 import { FrameReader, FrameWriter } from "./framing.ts";
-import type {
-  ModelInfo,
-  ReadyMessage,
-  ResultMessage,
-  RunItem,
-  WorkerConfig,
-  WorkerToController,
-} from "./protocol.ts";
+import type { ModelInfo, ReadyMessage, ResultMessage, RunItem, WorkerConfig, WorkerToController } from "./protocol.ts";
 import { findTaskset, workerCommand, workerEnv } from "./worker_command.ts";
 
 /** The worker failed to start: its function or model could not be loaded or warmed. */
@@ -52,7 +45,10 @@ export class GpuletWorker {
   private conn?: Deno.Conn;
   private writer?: FrameWriter;
   private nextBatchId = 1;
-  private pending = new Map<number, { resolve: (r: ResultMessage & { body: Uint8Array }) => void; reject: (e: Error) => void }>();
+  private pending = new Map<
+    number,
+    { resolve: (r: ResultMessage & { body: Uint8Array }) => void; reject: (e: Error) => void }
+  >();
   private stderrTail = "";
 
   private constructor(spec: WorkerSpec, child: Deno.ChildProcess) {
@@ -90,10 +86,16 @@ export class GpuletWorker {
       const conn = await Promise.race([
         listener.accept(),
         w.exited.then((s) => {
-          throw new WorkerStartError("spawn", `worker exited with code ${s.code} before connecting: ${w.stderrTail.trim()}`);
+          throw new WorkerStartError(
+            "spawn",
+            `worker exited with code ${s.code} before connecting: ${w.stderrTail.trim()}`,
+          );
         }),
         new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new WorkerStartError("spawn", `worker did not connect in ${timeoutMs} ms`)), timeoutMs);
+          timer = setTimeout(
+            () => rej(new WorkerStartError("spawn", `worker did not connect in ${timeoutMs} ms`)),
+            timeoutMs,
+          );
         }),
       ]);
       w.conn = conn;
@@ -103,7 +105,10 @@ export class GpuletWorker {
         reader.next<WorkerToController>(),
         new Promise<never>((_, rej) => {
           clearTimeout(timer);
-          timer = setTimeout(() => rej(new WorkerStartError("warmup", `worker not ready in ${timeoutMs} ms`)), timeoutMs);
+          timer = setTimeout(
+            () => rej(new WorkerStartError("warmup", `worker not ready in ${timeoutMs} ms`)),
+            timeoutMs,
+          );
         }),
       ]);
       if (!first) throw new WorkerStartError("load", `worker closed its socket: ${w.stderrTail.trim()}`);
@@ -197,9 +202,8 @@ export class GpuletWorker {
     await this.exited;
   }
 
-  /** Kills the process at once (SIGKILL). */
+  /** Kills the process at once (SIGKILL). Unless `stop()` was called, its exit counts as a crash. */
   kill(): void {
-    this.stopping = true;
     try {
       this.child.kill("SIGKILL");
     } catch { /* already gone */ }

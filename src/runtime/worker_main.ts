@@ -158,7 +158,11 @@ class Executor {
         break;
       }
       const dims = [rows, ...spec.shape.slice(1)];
-      fetches[spec.name] = new ort.Tensor(spec.type, this.outSlabs.get(spec.name, spec.type, elementCount(dims)) as never, dims);
+      fetches[spec.name] = new ort.Tensor(
+        spec.type,
+        this.outSlabs.get(spec.name, spec.type, elementCount(dims)) as never,
+        dims,
+      );
     }
     const out = await this.run(feeds, allStatic ? fetches : undefined);
     const result: Tensors[] = [];

@@ -1,0 +1,284 @@
+/**
+ * Per-function admission: a bounded FIFO queue with deadlines, and SLO-aware dynamic batching onto the
+ * function's gpu-lets.
+ *
+ * A gpu-let is sent a batch when (a) the queue holds a full batch, or (b) it is idle and the batching window
+ * (`maxDelayMs` since the oldest request; 0 = work-conserving) has passed, or (c) waiting any longer would
+ * make the oldest request miss its deadline. Up to `depth` batches may be in flight per gpu-let, so the next
+ * full batch is already waiting when the current one finishes. Requests that can no longer meet their
+ * deadline are answered 504 before they take a batch slot; a full queue answers 429.
+ */
+import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
+import type { GpuletWorker } from "../runtime/worker.ts";
+import { LatencyEstimate } from "./latency.ts";
+import type { Answer, OutputTensor, Payload, Pending } from "./request.ts";
+
+/** One gpu-let serving this function, as routing sees it. */
+export interface Slot {
+  worker: GpuletWorker;
+  /** Planned batch size (rows). */
+  batch: number;
+  /** Batching window after the oldest request arrives; 0 dispatches as soon as the gpu-let is idle. */
+  maxDelayMs: number;
+  /** Batches in flight at most. */
+  depth: number;
+  latency: LatencyEstimate;
+}
+
+/** What the dispatcher reports (metrics). */
+export interface DispatchObserver {
+  batch(fn: string, rows: number, requests: number, computeMs: number): void;
+  answer(fn: string, status: number, totalMs: number, queueMs?: number): void;
+}
+
+export interface DispatcherOptions {
+  name: string;
+  /** Most rows waiting in the queue; beyond it requests get 429. */
+  maxQueueRows: number;
+  observer?: DispatchObserver;
+  /** Called when a batch failed because its worker was lost. */
+  onWorkerLost?: (worker: GpuletWorker, error: Error) => void;
+}
+
+/** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
+const DEADLINE_MARGIN_MS = 1;
+
+export class Dispatcher {
+  private readonly queue: Pending[] = [];
+  private queuedRows = 0;
+  private slots: Slot[] = [];
+  private timer?: ReturnType<typeof setTimeout>;
+  private timerAt = Infinity;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: DispatcherOptions) {}
+
+  /** Rows waiting. */
+  get depth(): number {
+    return this.queuedRows;
+  }
+
+  /** Batches in flight over all gpu-lets. */
+  get inflight(): number {
+    return this.slots.reduce((n, s) => n + s.worker.inflight, 0);
+  }
+
+  /** Replaces the gpu-lets this function routes to (atomically, for the next batch on). */
+  setSlots(slots: Slot[]): void {
+    this.slots = slots;
+    this.pump();
+  }
+
+  /** Current gpu-lets. */
+  getSlots(): readonly Slot[] {
+    return this.slots;
+  }
+
+  /** Queues a request; resolves with its one answer. */
+  submit(payload: Payload, rows: number, deadlineMs: number, signal?: AbortSignal): Promise<Answer> {
+    const now = performance.now();
+    if (this.closed) return Promise.resolve({ status: 503, error: `function ${this.opts.name} is shutting down` });
+    if (this.queuedRows + rows > this.opts.maxQueueRows && this.queue.length > 0) {
+      this.opts.observer?.answer(this.opts.name, 429, 0);
+      return Promise.resolve({
+        status: 429,
+        error: `queue of ${this.opts.name} is full (${this.queuedRows} rows waiting)`,
+        retryAfterS: 1,
+      });
+    }
+    return new Promise<Answer>((resolve) => {
+      const p: Pending = {
+        payload,
+        rows,
+        arrivedAt: now,
+        deadline: now + deadlineMs,
+        resolve: (a) => {
+          if (p.onAbort) signal?.removeEventListener("abort", p.onAbort);
+          this.opts.observer?.answer(this.opts.name, a.status, performance.now() - p.arrivedAt, a.timing?.queueMs);
+          resolve(a);
+        },
+        signal,
+      };
+      if (signal) {
+        // A client that went away does not keep its place (or take a batch slot).
+        p.onAbort = () => {
+          const i = this.queue.indexOf(p);
+          if (i >= 0) {
+            this.queue.splice(i, 1);
+            this.queuedRows -= p.rows;
+            p.resolve({ status: 499, error: "client closed the request" });
+          }
+        };
+        signal.addEventListener("abort", p.onAbort, { once: true });
+      }
+      this.queue.push(p);
+      this.queuedRows += rows;
+      this.pump();
+    });
+  }
+
+  private fastestEstimate(batch: number): number {
+    let best = Infinity;
+    for (const s of this.slots) best = Math.min(best, s.latency.estimate(batch));
+    return Number.isFinite(best) ? best : 0;
+  }
+
+  /** Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. */
+  private expire(now: number): void {
+    if (this.queue.length === 0) return;
+    const minLatency = this.fastestEstimate(1);
+    for (let i = 0; i < this.queue.length;) {
+      const p = this.queue[i];
+      if (now + minLatency > p.deadline) {
+        this.queue.splice(i, 1);
+        this.queuedRows -= p.rows;
+        p.resolve({
+          status: 504,
+          error: `deadline cannot be met: waited ${(now - p.arrivedAt).toFixed(1)} ms, ` +
+            `needs ≥ ${minLatency.toFixed(1)} ms more, SLO ${(p.deadline - p.arrivedAt).toFixed(0)} ms`,
+        });
+      } else i++;
+    }
+  }
+
+  /** Decides what to send now, and when to look again. */
+  private pump(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+    }
+    const now = performance.now();
+    this.expire(now);
+    let wakeAt = Infinity;
+    // Least-loaded gpu-lets first.
+    const slots = [...this.slots].sort((a, b) => a.worker.inflight - b.worker.inflight);
+    for (const s of slots) {
+      while (this.queue.length > 0 && s.worker.inflight < s.depth) {
+        const oldest = this.queue[0];
+        const full = this.queuedRows >= s.batch;
+        const idle = s.worker.inflight === 0;
+        const windowEnd = oldest.arrivedAt + s.maxDelayMs;
+        const lastStart = oldest.deadline - s.latency.estimate(s.batch) - DEADLINE_MARGIN_MS;
+        if (full || (idle && now >= windowEnd) || now >= lastStart) {
+          this.send(s, this.take(s.batch));
+        } else {
+          wakeAt = Math.min(wakeAt, idle ? Math.min(windowEnd, lastStart) : lastStart);
+          break;
+        }
+      }
+    }
+    if (this.queue.length > 0) {
+      // Also look again when the head would expire, e.g. while no gpu-let is available.
+      wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.fastestEstimate(1));
+      if (Number.isFinite(wakeAt)) {
+        this.timerAt = wakeAt;
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.pump();
+        }, Math.max(0, wakeAt - now));
+      }
+    }
+    if (this.queue.length === 0 && this.inflight === 0) this.notifyIdle();
+  }
+
+  /** Takes requests from the head up to `maxRows` rows (always at least one request). */
+  private take(maxRows: number): Pending[] {
+    const batch: Pending[] = [];
+    let rows = 0;
+    while (this.queue.length > 0) {
+      const p = this.queue[0];
+      if (batch.length > 0 && rows + p.rows > maxRows) break;
+      this.queue.shift();
+      this.queuedRows -= p.rows;
+      rows += p.rows;
+      batch.push(p);
+    }
+    return batch;
+  }
+
+  private async send(slot: Slot, batch: Pending[]): Promise<void> {
+    const sentAt = performance.now();
+    const items: RunItem[] = [];
+    const body: Uint8Array[] = [];
+    let offset = 0;
+    batch.forEach((p, id) => {
+      if (p.payload.kind === "json") {
+        items.push({ id, kind: "json", body: p.payload.body });
+        return;
+      }
+      const base = offset;
+      const inputs: WireTensor[] = p.payload.inputs.map((t) => ({ ...t, offset: t.offset + base }));
+      for (const b of p.payload.bytes) {
+        body.push(b);
+        offset += b.byteLength;
+      }
+      const pad = (8 - (offset % 8)) % 8;
+      if (pad) {
+        body.push(new Uint8Array(pad));
+        offset += pad;
+      }
+      items.push({ id, kind: "tensors", inputs });
+    });
+    const rows = batch.reduce((n, p) => n + p.rows, 0);
+    try {
+      const result = await slot.worker.run(items, body);
+      const doneAt = performance.now();
+      slot.latency.observe(result.rows || rows, result.computeMs);
+      this.opts.observer?.batch(this.opts.name, result.rows || rows, batch.length, result.computeMs);
+      for (const r of result.items) this.answer(batch[r.id], r, result.body, sentAt, doneAt, result.computeMs, rows);
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      for (const p of batch) {
+        p.resolve({ status: 503, error: `the gpu-let running this request failed: ${error.message}` });
+      }
+      this.opts.onWorkerLost?.(slot.worker, error);
+    } finally {
+      this.pump();
+    }
+  }
+
+  private answer(
+    p: Pending,
+    r: ItemResult,
+    body: Uint8Array,
+    sentAt: number,
+    doneAt: number,
+    computeMs: number,
+    batchRows: number,
+  ): void {
+    const timing = { queueMs: sentAt - p.arrivedAt, computeMs, totalMs: doneAt - p.arrivedAt, batchRows };
+    if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
+    if ("json" in r) return p.resolve({ status: 200, json: r.json, timing });
+    // Copy out of the worker connection's reused buffer before the next frame overwrites it.
+    const outputs: OutputTensor[] = r.outputs.map((t) => ({
+      name: t.name,
+      type: t.type,
+      shape: t.shape,
+      data: body.slice(t.offset, t.offset + t.bytes),
+    }));
+    p.resolve({ status: 200, outputs, timing });
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once the queue is empty and nothing is in flight. */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inflight === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Stops admitting; queued requests are answered 503. In-flight batches still complete. */
+  close(reason: string): void {
+    this.closed = true;
+    for (const p of this.queue.splice(0)) p.resolve({ status: 503, error: reason });
+    this.queuedRows = 0;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.notifyIdle();
+  }
+}

@@ -1,0 +1,35 @@
+/** Batch latency estimates per batch size, seeded by warm-up and updated from every executed batch. */
+export class LatencyEstimate {
+  private readonly ms = new Map<number, number>();
+
+  constructor(seed: Record<string, number> = {}, private readonly alpha = 0.2) {
+    for (const [b, v] of Object.entries(seed)) this.ms.set(Number(b), v);
+  }
+
+  /** Records a measured batch latency (exponentially weighted). */
+  observe(batch: number, ms: number): void {
+    const old = this.ms.get(batch);
+    this.ms.set(batch, old === undefined ? ms : old + this.alpha * (ms - old));
+  }
+
+  /** Estimated latency of a batch: measured, else interpolated between neighbours, else scaled linearly. */
+  estimate(batch: number): number {
+    const exact = this.ms.get(batch);
+    if (exact !== undefined) return exact;
+    if (this.ms.size === 0) return 0;
+    let lo: [number, number] | undefined;
+    let hi: [number, number] | undefined;
+    for (const [b, v] of this.ms) {
+      if (b < batch && (!lo || b > lo[0])) lo = [b, v];
+      if (b > batch && (!hi || b < hi[0])) hi = [b, v];
+    }
+    if (lo && hi) return lo[1] + ((hi[1] - lo[1]) * (batch - lo[0])) / (hi[0] - lo[0]);
+    if (lo) return (lo[1] * batch) / lo[0];
+    return hi![1];
+  }
+
+  /** The known points, for reporting. */
+  toJSON(): Record<string, number> {
+    return Object.fromEntries([...this.ms].sort((a, b) => a[0] - b[0]));
+  }
+}

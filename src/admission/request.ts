@@ -1,0 +1,49 @@
+/** Requests as admission sees them, and the one answer each gets. */
+import type { OrtType } from "../runtime/tensor.ts";
+import type { WireTensor } from "../runtime/protocol.ts";
+
+/** The payload of a request: a JSON body for the function, or model input tensors. */
+export type Payload =
+  | { kind: "json"; body: unknown }
+  | { kind: "tensors"; inputs: WireTensor[]; bytes: Uint8Array[] };
+
+/** An output tensor of an answered tensor request (data owned by the answer). */
+export interface OutputTensor {
+  name: string;
+  type: OrtType;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** Where a request's time went, in ms. */
+export interface Timing {
+  queueMs: number;
+  computeMs: number;
+  totalMs: number;
+  batchRows: number;
+}
+
+/** A request that failed: `status` is the HTTP status to answer with. */
+export interface ErrorAnswer {
+  status: number;
+  error: string;
+  retryAfterS?: number;
+  timing?: Timing;
+}
+
+/** The single answer every accepted request gets. */
+export type Answer =
+  | { status: 200; json: unknown; timing: Timing }
+  | { status: 200; outputs: OutputTensor[]; timing: Timing }
+  | ErrorAnswer;
+
+/** A queued request. */
+export interface Pending {
+  payload: Payload;
+  rows: number;
+  arrivedAt: number;
+  deadline: number;
+  resolve: (a: Answer) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}

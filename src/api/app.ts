@@ -1,0 +1,223 @@
+/**
+ * The controller's HTTP API (hono): Open Inference Protocol endpoints, function invoke, admin, metrics.
+ * Every error is JSON `{ "error": "..." }` with the status DESIGN.md gives it.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Answer, ErrorAnswer } from "../admission/request.ts";
+import type { Controller } from "../controller/controller.ts";
+import { DeployError } from "../controller/controller.ts";
+import type { Deployment } from "../controller/deployment.ts";
+import { Bundle } from "../functions/bundle.ts";
+import { describeZodError, FunctionName } from "../functions/manifest.ts";
+import { BadTensorRequest, decodeInferRequest, encodeOutput, InferRequest, modelMetadata } from "./oip_codec.ts";
+
+export interface ApiOptions {
+  /** Bearer token required on /admin/* when set. */
+  adminToken?: string;
+  /** Largest request body on the data plane (bytes). */
+  maxBodyBytes?: number;
+  /** Largest deploy bundle (bytes). */
+  maxBundleBytes?: number;
+  /** Largest number of elements in one input tensor. */
+  maxTensorElements?: number;
+}
+
+export const SERVER_VERSION = "0.1.0";
+
+/** A failure with an HTTP status, answered as JSON. */
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.length === 0) throw new HttpError(400, "the request body is empty; JSON expected");
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `malformed JSON: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
+function timingHeaders(a: Answer): Record<string, string> {
+  if (!a.timing) return {};
+  return {
+    "x-gpulet-queue-ms": a.timing.queueMs.toFixed(3),
+    "x-gpulet-compute-ms": a.timing.computeMs.toFixed(3),
+    "x-gpulet-batch-rows": String(a.timing.batchRows),
+  };
+}
+
+function failure(a: ErrorAnswer): HttpError {
+  const headers = timingHeaders(a);
+  if (a.retryAfterS !== undefined) headers["retry-after"] = String(a.retryAfterS);
+  return new HttpError(a.status, a.error, headers);
+}
+
+/** Builds the hono app over a controller. */
+export function createApp(controller: Controller, options: ApiOptions = {}): Hono {
+  const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const maxBundle = options.maxBundleBytes ?? 1024 * 1024 * 1024;
+  const maxElements = options.maxTensorElements ?? 64 * 1024 * 1024;
+  const app = new Hono();
+
+  const tooLarge = (limit: number) => (c: Context) =>
+    c.json({ error: `request body is larger than the limit of ${limit} bytes` }, 413);
+
+  app.onError((err, c) => {
+    if (err instanceof HttpError) {
+      for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
+      return c.json({ error: err.message }, err.status as 400);
+    }
+    if (err instanceof DeployError) return c.json({ error: err.message }, err.status as 400);
+    console.error("unhandled error:", err);
+    return c.json({ error: `internal error: ${err.message}` }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  /** The live deployment of a function named in the path: 400 for an invalid name, 404 if unknown. */
+  const deploymentOf = (name: string, version?: string): Deployment => {
+    if (!FunctionName.safeParse(name).success) {
+      throw new HttpError(
+        400,
+        `invalid function name "${name.slice(0, 80)}": ${FunctionName.description ?? "a-z, 0-9, _ and -"}`,
+      );
+    }
+    const dep = controller.get(name);
+    if (!dep) throw new HttpError(404, `unknown function "${name}"`);
+    if (version !== undefined && version !== String(dep.version)) {
+      throw new HttpError(
+        404,
+        `function "${name}" has no live version "${version.slice(0, 20)}" (live: ${dep.version})`,
+      );
+    }
+    return dep;
+  };
+
+  // --- Open Inference Protocol ---
+  app.get("/v2/health/live", (c) => c.json({ live: true }));
+  app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
+  app.get("/v2", (c) => c.json({ name: "gpulet", version: SERVER_VERSION, extensions: [] }));
+
+  const metadata = (c: Context) => {
+    const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+    return c.json(modelMetadata(dep.name, [String(dep.version)], dep.model));
+  };
+  app.get("/v2/models/:name", metadata);
+  app.get("/v2/models/:name/versions/:version", metadata);
+
+  const ready = (c: Context) => {
+    const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+    return c.json({ name: dep.name, ready: dep.ready }, dep.ready ? 200 : 503);
+  };
+  app.get("/v2/models/:name/ready", ready);
+  app.get("/v2/models/:name/versions/:version/ready", ready);
+
+  const infer = async (c: Context) => {
+    const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+    const parsed = InferRequest.safeParse(await readJson(c));
+    if (!parsed.success) throw new HttpError(400, `invalid inference request: ${describeZodError(parsed.error)}`);
+    const req = parsed.data;
+    let decoded;
+    try {
+      decoded = decodeInferRequest(req, dep.model, maxElements);
+    } catch (e) {
+      if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
+      throw e;
+    }
+    const answer = await dep.submit(
+      { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
+      decoded.rows,
+      c.req.raw.signal,
+    );
+    if ("error" in answer) throw failure(answer);
+    if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
+    const wanted = req.outputs ? new Set(req.outputs.map((o) => o.name)) : null;
+    const outputs = answer.outputs.filter((o) => !wanted || wanted.has(o.name)).map(encodeOutput);
+    for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
+    return c.json({ model_name: dep.name, model_version: String(dep.version), id: req.id, outputs });
+  };
+  app.post("/v2/models/:name/infer", bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }), infer);
+  app.post(
+    "/v2/models/:name/versions/:version/infer",
+    bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }),
+    infer,
+  );
+
+  // --- Functions ---
+  app.post("/functions/:name/invoke", bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }), async (c) => {
+    const dep = deploymentOf(c.req.param("name"));
+    if (!dep.record.manifest.json) {
+      throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
+    }
+    const body = await readJson(c);
+    const answer = await dep.submit({ kind: "json", body }, 1, c.req.raw.signal);
+    if ("error" in answer) throw failure(answer);
+    if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
+    for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
+    return c.json(answer.json as Record<string, unknown>);
+  });
+
+  // --- Admin ---
+  app.use("/admin/*", async (c, next) => {
+    if (options.adminToken) {
+      const auth = c.req.header("authorization") ?? "";
+      if (!timingSafeEqual(auth, `Bearer ${options.adminToken}`)) {
+        c.header("www-authenticate", 'Bearer realm="gpulet admin"');
+        throw new HttpError(401, "the admin API needs `Authorization: Bearer <token>`");
+      }
+    }
+    await next();
+  });
+  app.post("/admin/functions", bodyLimit({ maxSize: maxBundle, onError: tooLarge(maxBundle) }), async (c) => {
+    const parsed = Bundle.safeParse(await readJson(c));
+    if (!parsed.success) throw new HttpError(400, `invalid bundle: ${describeZodError(parsed.error)}`);
+    const rec = await controller.deploy(parsed.data);
+    const dep = controller.get(rec.name)!;
+    return c.json({ name: rec.name, version: rec.version, manifest: rec.manifest, gpulets: dep.describe() }, 201);
+  });
+  app.get("/admin/functions", (c) =>
+    c.json({
+      functions: controller.list().map((d) => ({
+        name: d.name,
+        version: d.version,
+        ready: d.ready,
+        deployedAt: d.record.deployedAt,
+        manifest: d.record.manifest,
+        queueRows: d.dispatcher.depth,
+        gpulets: d.describe(),
+      })),
+    }));
+  app.delete("/admin/functions/:name", async (c) => {
+    const name = c.req.param("name");
+    deploymentOf(name);
+    await controller.remove(name);
+    return c.json({ removed: name });
+  });
+  app.get("/admin/plan", (c) => c.json(controller.plan()));
+  app.get(
+    "/admin/devices",
+    (c) =>
+      c.json({ devices: [{ id: 0, kind: "cpu", cores: controller.device.coreCount, load: controller.device.load() }] }),
+  );
+
+  // --- Metrics ---
+  app.get("/metrics", async (c) => {
+    c.header("content-type", controller.metrics.contentType);
+    return c.body(await controller.metrics.render());
+  });
+
+  return app;
+}
+
+/** Compares two strings in time independent of where they differ. */
+function timingSafeEqual(a: string, b: string): boolean {
+  const ea = new TextEncoder().encode(a);
+  const eb = new TextEncoder().encode(b);
+  let diff = ea.length ^ eb.length;
+  for (let i = 0; i < Math.max(ea.length, eb.length); i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,179 @@
+/**
+ * One live version of a function: its gpu-let worker(s), its admission dispatcher, and the respawn of a
+ * worker that dies.
+ */
+import { Dispatcher, type Slot } from "../admission/dispatcher.ts";
+import { LatencyEstimate } from "../admission/latency.ts";
+import type { Metrics } from "../admission/metrics.ts";
+import type { Answer, Payload } from "../admission/request.ts";
+import { isBundledModel } from "../functions/manifest.ts";
+import type { FunctionRecord } from "../functions/registry.ts";
+import { chooseBatch, pickCores, warmBatches } from "../planner/static_layout.ts";
+import type { CpuDevice } from "../runtime/cpu_device.ts";
+import type { ModelInfo } from "../runtime/protocol.ts";
+import { GpuletWorker } from "../runtime/worker.ts";
+
+export interface DeploymentOptions {
+  modelsDir: string;
+  runtimeDir: string;
+  device: CpuDevice;
+  metrics: Metrics;
+  coresPerGpulet: number;
+  maxQueueRows: number;
+  /** Batches in flight per gpu-let. */
+  depth: number;
+  log: (line: string) => void;
+}
+
+/** Where a function's model file is. */
+export function modelPath(rec: FunctionRecord, modelsDir: string): string {
+  return isBundledModel(rec.manifest.model)
+    ? `${rec.dir}/${rec.manifest.model}`
+    : `${modelsDir}/${rec.manifest.model}.onnx`;
+}
+
+export class Deployment {
+  readonly dispatcher: Dispatcher;
+  model!: ModelInfo;
+  private stopped = false;
+  private workerSeq = 0;
+
+  constructor(readonly record: FunctionRecord, private readonly opts: DeploymentOptions) {
+    this.dispatcher = new Dispatcher({
+      name: record.name,
+      maxQueueRows: opts.maxQueueRows,
+      observer: opts.metrics,
+      onWorkerLost: (w) => {
+        // A broken connection to a live process: kill it so the exit handler respawns it.
+        if (!w.stopping) w.kill();
+      },
+    });
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get version(): number {
+    return this.record.version;
+  }
+
+  /** True once at least one warm gpu-let serves this version. */
+  get ready(): boolean {
+    return this.dispatcher.getSlots().length > 0;
+  }
+
+  private async startWorker(cores: number[]): Promise<GpuletWorker> {
+    const m = this.record.manifest;
+    return await GpuletWorker.start({
+      id: `${this.name}-v${this.version}-${this.workerSeq++}`,
+      functionDir: this.record.dir,
+      runtimeDir: this.opts.runtimeDir,
+      cores,
+      config: {
+        functionFile: `${this.record.dir}/function.ts`,
+        modelFile: modelPath(this.record, this.opts.modelsDir),
+        threads: cores.length,
+        warmBatches: warmBatches(m.maxBatch),
+        manifest: m,
+      },
+    });
+  }
+
+  private slotFor(worker: GpuletWorker): Slot {
+    const m = this.record.manifest;
+    return {
+      worker,
+      batch: chooseBatch(worker.warmLatencyMs, m.sloMs, m.maxBatch),
+      maxDelayMs: 0,
+      depth: this.opts.depth,
+      latency: new LatencyEstimate(worker.warmLatencyMs),
+    };
+  }
+
+  /** Starts and warms the gpu-let; throws (WorkerStartError) if the function or model cannot be served. */
+  async start(): Promise<void> {
+    const cores = pickCores(this.opts.device.load(), this.opts.coresPerGpulet);
+    this.opts.device.take(cores);
+    let worker: GpuletWorker;
+    try {
+      worker = await this.startWorker(cores);
+    } catch (e) {
+      this.opts.device.release(cores);
+      throw e;
+    }
+    this.model = worker.model;
+    const slot = this.slotFor(worker);
+    this.watch(slot, cores);
+    this.dispatcher.setSlots([slot]);
+    this.opts.log(
+      `${this.name} v${this.version}: gpu-let on cores [${cores}] pid ${worker.pid}, batch ${slot.batch}, ` +
+        `warm latency ${
+          JSON.stringify(slot.latency.toJSON(), (_, v) => (typeof v === "number" ? +v.toFixed(2) : v))
+        } ms`,
+    );
+  }
+
+  /** Respawns a worker that exits while this version is live; its in-flight batches were already failed. */
+  private watch(slot: Slot, cores: number[]): void {
+    slot.worker.exited.then(async (status) => {
+      if (this.stopped || slot.worker.stopping) return;
+      this.opts.log(
+        `${this.name} v${this.version}: worker ${slot.worker.pid} died (${status.signal ?? status.code}), respawning`,
+      );
+      this.opts.metrics.workerRestarts.inc({ function: this.name });
+      this.dispatcher.setSlots(this.dispatcher.getSlots().filter((s) => s !== slot));
+      for (let attempt = 0; !this.stopped; attempt++) {
+        try {
+          const worker = await this.startWorker(cores);
+          if (this.stopped) {
+            await worker.stop();
+            return;
+          }
+          const fresh = this.slotFor(worker);
+          this.watch(fresh, cores);
+          this.dispatcher.setSlots([...this.dispatcher.getSlots(), fresh]);
+          this.opts.log(`${this.name} v${this.version}: respawned as pid ${worker.pid}`);
+          return;
+        } catch (e) {
+          this.opts.log(`${this.name} v${this.version}: respawn failed: ${e instanceof Error ? e.message : e}`);
+          await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+        }
+      }
+    });
+  }
+
+  /** Submits one request. */
+  submit(payload: Payload, rows: number, signal?: AbortSignal): Promise<Answer> {
+    return this.dispatcher.submit(payload, rows, this.record.manifest.sloMs, signal);
+  }
+
+  /**
+   * Stops this version. With `drain`, queued and in-flight requests are served first (bounded by
+   * `drainTimeoutMs`); then admission closes and the workers exit.
+   */
+  async stop(drain: boolean, drainTimeoutMs = 30_000): Promise<void> {
+    if (drain) {
+      await Promise.race([this.dispatcher.drain(), new Promise((r) => setTimeout(r, drainTimeoutMs))]);
+    }
+    this.stopped = true;
+    this.dispatcher.close(`function ${this.name} v${this.version} was stopped`);
+    const slots = this.dispatcher.getSlots();
+    this.dispatcher.setSlots([]);
+    await Promise.all(slots.map(async (s) => {
+      await s.worker.stop();
+      if (s.worker.cores) this.opts.device.release(s.worker.cores);
+    }));
+  }
+
+  /** The live layout of this version for `GET /admin/plan`. */
+  describe() {
+    return this.dispatcher.getSlots().map((s) => ({
+      pid: s.worker.pid,
+      cores: s.worker.cores ?? [],
+      batch: s.batch,
+      maxDelayMs: s.maxDelayMs,
+      latencyMs: s.latency.toJSON(),
+    }));
+  }
+}

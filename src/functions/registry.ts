@@ -1,0 +1,79 @@
+/**
+ * The function registry in Deno KV: every deployed version of every function, and which version is live.
+ * Survives restarts; the controller restores live versions from it at start-up.
+ */
+import type { Manifest } from "./manifest.ts";
+
+/** One deployed version of a function. */
+export interface FunctionRecord {
+  name: string;
+  version: number;
+  manifest: Manifest;
+  /** Folder holding the version's files. */
+  dir: string;
+  deployedAt: string;
+}
+
+export class Registry {
+  private constructor(private readonly kv: Deno.Kv) {}
+
+  /** Opens (or creates) the registry at `path` (a Deno KV SQLite file). */
+  static async open(path: string): Promise<Registry> {
+    return new Registry(await Deno.openKv(path));
+  }
+
+  /** Reserves the next version number of `name` (1, 2, …), atomically. */
+  async nextVersion(name: string): Promise<number> {
+    for (;;) {
+      const key = ["counter", name];
+      const cur = await this.kv.get<number>(key);
+      const next = (cur.value ?? 0) + 1;
+      const res = await this.kv.atomic().check(cur).set(key, next).commit();
+      if (res.ok) return next;
+    }
+  }
+
+  /** Stores a version record (not yet live). */
+  async putVersion(rec: FunctionRecord): Promise<void> {
+    await this.kv.set(["version", rec.name, rec.version], rec);
+  }
+
+  /** Marks a stored version as the live one. */
+  async setLive(name: string, version: number): Promise<void> {
+    await this.kv.set(["live", name], version);
+  }
+
+  /** The live version of `name`, if any. */
+  async live(name: string): Promise<FunctionRecord | null> {
+    const v = await this.kv.get<number>(["live", name]);
+    if (v.value === null) return null;
+    return (await this.kv.get<FunctionRecord>(["version", name, v.value])).value;
+  }
+
+  /** Every function's live version. */
+  async listLive(): Promise<FunctionRecord[]> {
+    const out: FunctionRecord[] = [];
+    for await (const e of this.kv.list<number>({ prefix: ["live"] })) {
+      const rec = await this.kv.get<FunctionRecord>(["version", e.key[1] as string, e.value]);
+      if (rec.value) out.push(rec.value);
+    }
+    return out;
+  }
+
+  /** All stored versions of `name`, oldest first. */
+  async versions(name: string): Promise<FunctionRecord[]> {
+    const out: FunctionRecord[] = [];
+    for await (const e of this.kv.list<FunctionRecord>({ prefix: ["version", name] })) out.push(e.value);
+    return out;
+  }
+
+  /** Removes a function: its live pointer and its version records (the counter stays, versions never repeat). */
+  async remove(name: string): Promise<void> {
+    await this.kv.delete(["live", name]);
+    for await (const e of this.kv.list({ prefix: ["version", name] })) await this.kv.delete(e.key);
+  }
+
+  close(): void {
+    this.kv.close();
+  }
+}
