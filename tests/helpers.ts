@@ -1,0 +1,58 @@
+/** Shared helpers for integration tests: a real server on a free loopback port, with its own state. */
+import { bundleFolder } from "../src/functions/bundle.ts";
+import { type RunningServer, startServer, type ServerOptions } from "../src/server.ts";
+
+export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Starts the platform on 127.0.0.1:<free port> with a temporary state directory (unless given). */
+export async function startTestServer(opts: Partial<ServerOptions> = {}): Promise<RunningServer & { stateDir: string }> {
+  const stateDir = opts.stateDir ?? await Deno.makeTempDir({ prefix: "gpulet-test-" });
+  const server = await startServer({ port: 0, stateDir, log: () => {}, ...opts });
+  return { ...server, stateDir };
+}
+
+/** Bundles and deploys a function folder; returns the response body (throws on a non-2xx answer). */
+export async function deploy(server: RunningServer, folder: string, token?: string): Promise<Record<string, unknown>> {
+  const bundle = await bundleFolder(folder);
+  const res = await fetch(`${server.url}/admin/functions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(bundle),
+  });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`deploy ${folder}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** POSTs JSON and returns status, headers and parsed body. */
+export async function postJson(url: string, body: unknown): Promise<{ status: number; headers: Headers; body: any }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, body: await res.json() };
+}
+
+/** A deterministic pseudo-random image for lenet (784 values in 0..255). */
+export function testImage(seed: number): number[] {
+  let s = seed * 2654435761 >>> 0 || 1;
+  return Array.from({ length: 784 }, () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s % 256;
+  });
+}
+
+/** True if a process with this pid exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
