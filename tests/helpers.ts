@@ -1,11 +1,13 @@
 /** Shared helpers for integration tests: a real server on a free loopback port, with its own state. */
 import { bundleFolder } from "../src/functions/bundle.ts";
-import { type RunningServer, startServer, type ServerOptions } from "../src/server.ts";
+import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
 /** Starts the platform on 127.0.0.1:<free port> with a temporary state directory (unless given). */
-export async function startTestServer(opts: Partial<ServerOptions> = {}): Promise<RunningServer & { stateDir: string }> {
+export async function startTestServer(
+  opts: Partial<ServerOptions> = {},
+): Promise<RunningServer & { stateDir: string }> {
   const stateDir = opts.stateDir ?? await Deno.makeTempDir({ prefix: "gpulet-test-" });
   const server = await startServer({ port: 0, stateDir, log: () => {}, ...opts });
   return { ...server, stateDir };
@@ -24,8 +26,15 @@ export async function deploy(server: RunningServer, folder: string, token?: stri
   return body;
 }
 
+/** A parsed JSON answer; tests read fields they assert on. */
+// deno-lint-ignore no-explicit-any
+export type JsonBody = any;
+
 /** POSTs JSON and returns status, headers and parsed body. */
-export async function postJson(url: string, body: unknown): Promise<{ status: number; headers: Headers; body: any }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; headers: Headers; body: JsonBody }> {
   const res = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json" },

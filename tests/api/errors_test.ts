@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { bundleFolder } from "../../src/functions/bundle.ts";
 import { makeFunctionFolder, tensorFunctionSource } from "../fixtures/function_folders.ts";
-import { deploy, postJson, ROOT, startTestServer, testImage } from "../helpers.ts";
+import { deploy, type JsonBody, postJson, ROOT, startTestServer, testImage } from "../helpers.ts";
 
 Deno.test("bad requests get precise 4xx answers and the server keeps serving", async (t) => {
   const server = await startTestServer({ maxBodyBytes: 64 * 1024 });
@@ -83,13 +83,15 @@ Deno.test("bad requests get precise 4xx answers and the server keeps serving", a
 
     await t.step("deploy with an invalid function name or path → 400", async () => {
       const bundle = await bundleFolder(`${ROOT}/functions/lenet`);
-      for (const [mutate, re] of [
-        [(b: any) => (b.manifest.name = "../evil"), /manifest\.name/],
-        [(b: any) => (b.manifest.name = "Upper"), /manifest\.name/],
-        [(b: any) => b.files.push({ path: "../../escape.ts", base64: "AA==" }), /files\.\d+\.path/],
-        [(b: any) => b.files.push({ path: "/etc/passwd", base64: "AA==" }), /files\.\d+\.path/],
-        [(b: any) => (b.manifest.model = "../../etc/x.onnx"), /manifest\.model/],
-      ] as [(b: unknown) => void, RegExp][]) {
+      for (
+        const [mutate, re] of [
+          [(b: JsonBody) => (b.manifest.name = "../evil"), /manifest\.name/],
+          [(b: JsonBody) => (b.manifest.name = "Upper"), /manifest\.name/],
+          [(b: JsonBody) => b.files.push({ path: "../../escape.ts", base64: "AA==" }), /files\.\d+\.path/],
+          [(b: JsonBody) => b.files.push({ path: "/etc/passwd", base64: "AA==" }), /files\.\d+\.path/],
+          [(b: JsonBody) => (b.manifest.model = "../../etc/x.onnx"), /manifest\.model/],
+        ] as [(b: JsonBody) => void, RegExp][]
+      ) {
         const b = structuredClone(bundle);
         mutate(b);
         const r = await postJson(`${server.url}/admin/functions`, b);

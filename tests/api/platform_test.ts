@@ -20,7 +20,10 @@ async function directLenet(images: number[][]): Promise<Float32Array> {
 function assertClose(actual: number[], expected: ArrayLike<number>, tol = 1e-5) {
   assert.equal(actual.length, expected.length);
   for (let i = 0; i < actual.length; i++) {
-    assert.ok(Math.abs(actual[i] - expected[i]) <= tol * (1 + Math.abs(expected[i])), `element ${i}: ${actual[i]} vs ${expected[i]}`);
+    assert.ok(
+      Math.abs(actual[i] - expected[i]) <= tol * (1 + Math.abs(expected[i])),
+      `element ${i}: ${actual[i]} vs ${expected[i]}`,
+    );
   }
 }
 
@@ -42,7 +45,9 @@ Deno.test("deploy lenet, invoke and OIP infer give the same logits as a direct o
     assert.ok(Number(inv.headers.get("x-gpulet-compute-ms")) >= 0);
 
     // One OIP request carrying a batch of two, as nested arrays.
-    const nested = images.map((img) => [Array.from({ length: 28 }, (_, r) => img.slice(r * 28, r * 28 + 28).map((v) => v / 255))]);
+    const nested = images.map((
+      img,
+    ) => [Array.from({ length: 28 }, (_, r) => img.slice(r * 28, r * 28 + 28).map((v) => v / 255))]);
     const oip = await postJson(`${server.url}/v2/models/lenet/infer`, {
       id: "req-1",
       inputs: [{ name: "input", shape: [2, 1, 28, 28], datatype: "FP32", data: nested }],
@@ -81,7 +86,9 @@ Deno.test("64 concurrent invokes are all answered correctly, in batches larger t
     await deploy(server, `${ROOT}/functions/lenet`);
     const images = Array.from({ length: 64 }, (_, i) => testImage(100 + i));
     const expected = await directLenet(images);
-    const answers = await Promise.all(images.map((image) => postJson(`${server.url}/functions/lenet/invoke`, { image })));
+    const answers = await Promise.all(
+      images.map((image) => postJson(`${server.url}/functions/lenet/invoke`, { image })),
+    );
     answers.forEach((a, i) => {
       assert.equal(a.status, 200, JSON.stringify(a.body));
       assertClose(a.body.logits, expected.subarray(i * 10, i * 10 + 10));

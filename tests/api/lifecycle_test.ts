@@ -1,0 +1,137 @@
+/**
+ * Integration: worker crashes, draining on shutdown, restart with state kept, and SIGTERM of the real
+ * `deno task start` process leaving no worker behind.
+ */
+import assert from "node:assert/strict";
+import { deploy, postJson, processAlive, ROOT, startTestServer, testImage } from "../helpers.ts";
+
+async function workerPids(url: string): Promise<number[]> {
+  const plan = await (await fetch(`${url}/admin/plan`)).json();
+  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+Deno.test("a killed worker: its requests get an answer, it is respawned and serves again", async () => {
+  const server = await startTestServer();
+  try {
+    await deploy(server, `${ROOT}/tests/fixtures/functions/slow`);
+    const [pid] = await workerPids(server.url);
+    // Each request holds the worker ~60 ms; kill it while the queue is busy.
+    const inflight = Array.from(
+      { length: 12 },
+      (_, i) => postJson(`${server.url}/functions/slow/invoke`, { delayMs: 60, value: i }).then((a) => a.status),
+    );
+    await new Promise((r) => setTimeout(r, 150));
+    Deno.kill(pid, "SIGKILL");
+    const statuses = await Promise.race([
+      Promise.all(inflight),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error("requests hung after the worker died")), 30_000)),
+    ]);
+    assert.equal(statuses.length, 12);
+    assert.ok(statuses.every((s) => s === 200 || s === 503), JSON.stringify(statuses));
+    assert.ok(statuses.includes(503), "the batch running when the worker died was answered 503");
+    assert.ok(statuses.includes(200), "requests queued behind it were served by the respawned worker");
+
+    await waitFor("a new worker", async () => {
+      const pids = await workerPids(server.url);
+      return pids.length === 1 && pids[0] !== pid;
+    });
+    const after = await postJson(`${server.url}/functions/slow/invoke`, { delayMs: 0, value: 42 });
+    assert.equal(after.status, 200);
+    assert.equal(after.body.value, 42);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /gpulet_worker_restarts_total\{function="slow"\} 1/);
+    assert.match(metrics, /gpulet_requests_total\{function="slow",code="503"\} [1-9]/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("shutdown drains accepted requests, then stops every worker", async () => {
+  const server = await startTestServer();
+  await deploy(server, `${ROOT}/tests/fixtures/functions/slow`);
+  const pids = await workerPids(server.url);
+  const requests = Array.from(
+    { length: 5 },
+    (_, i) => postJson(`${server.url}/functions/slow/invoke`, { delayMs: 50, value: i }),
+  );
+  await new Promise((r) => setTimeout(r, 30));
+  await server.shutdown();
+  const answers = await Promise.all(requests);
+  assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+  assert.deepEqual(answers.map((a) => a.body.value), [0, 1, 2, 3, 4]);
+  for (const pid of pids) assert.equal(processAlive(pid), false, `worker ${pid} still running`);
+});
+
+Deno.test("restart keeps deployed functions and their versions; redeploy makes a new version", async () => {
+  const first = await startTestServer();
+  await deploy(first, `${ROOT}/functions/lenet`);
+  await first.shutdown();
+
+  const second = await startTestServer({ stateDir: first.stateDir });
+  try {
+    const list = await (await fetch(`${second.url}/admin/functions`)).json();
+    assert.deepEqual(list.functions.map((f: { name: string; version: number }) => [f.name, f.version]), [["lenet", 1]]);
+    assert.equal((await (await fetch(`${second.url}/v2/health/ready`)).json()).ready, true);
+    const r = await postJson(`${second.url}/functions/lenet/invoke`, { image: testImage(5) });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.logits.length, 10);
+
+    // A redeploy is version 2; requests keep being served during the switch.
+    const during = Array.from(
+      { length: 20 },
+      (_, i) => postJson(`${second.url}/functions/lenet/invoke`, { image: testImage(i) }),
+    );
+    const v2 = await deploy(second, `${ROOT}/functions/lenet`);
+    assert.equal(v2.version, 2);
+    assert.ok((await Promise.all(during)).every((a) => a.status === 200));
+    const meta = await (await fetch(`${second.url}/v2/models/lenet`)).json();
+    assert.deepEqual(meta.versions, ["2"]);
+  } finally {
+    await second.shutdown();
+  }
+});
+
+Deno.test("SIGTERM to `deno task start` drains, stops every worker and exits 0", async () => {
+  const state = await Deno.makeTempDir({ prefix: "gpulet-sigterm-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", "0", "--state", state],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let url = "";
+  while (!url) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`start exited early: ${out}`);
+    out += value;
+    url = out.match(/listening on (http:\/\/[0-9.:]+)/)?.[1] ?? "";
+  }
+  const rest = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      out += value;
+    }
+  })();
+  await deploy({ url } as never, `${ROOT}/functions/lenet`);
+  const pids = await workerPids(url);
+  assert.equal(pids.length, 1);
+  assert.ok(processAlive(pids[0]));
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await rest;
+  assert.equal(status.code, 0, out);
+  assert.match(out, /SIGTERM: draining/);
+  for (const pid of pids) assert.equal(processAlive(pid), false, `worker ${pid} survived SIGTERM`);
+});
