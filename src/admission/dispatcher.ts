@@ -9,6 +9,7 @@
  * deadline are answered 504 before they take a batch slot; a full queue answers 429.
  */
 import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
+import { padTo8 } from "../runtime/framing.ts";
 import type { GpuletWorker } from "../runtime/worker.ts";
 import { LatencyEstimate } from "./latency.ts";
 import type { Answer, OutputTensor, Payload, Pending } from "./request.ts";
@@ -214,11 +215,7 @@ export class Dispatcher {
         body.push(b);
         offset += b.byteLength;
       }
-      const pad = (8 - (offset % 8)) % 8;
-      if (pad) {
-        body.push(new Uint8Array(pad));
-        offset += pad;
-      }
+      offset = padTo8(body, offset);
       items.push({ id, kind: "tensors", inputs });
     });
     const rows = batch.reduce((n, p) => n + p.rows, 0);

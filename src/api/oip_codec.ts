@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import type { OutputTensor } from "../admission/request.ts";
+import { padTo8 } from "../runtime/framing.ts";
 import type { ModelInfo, WireTensor } from "../runtime/protocol.ts";
 import { elementCount, type OrtType, ortTypeOf, TYPES } from "../runtime/tensor.ts";
 
@@ -152,12 +153,7 @@ export function decodeInferRequest(req: InferRequest, model: ModelInfo, maxEleme
     }
     inputs.push({ name: t.name, type, shape: t.shape, offset, bytes: encoded.byteLength });
     bytes.push(encoded);
-    offset += encoded.byteLength;
-    const pad = (8 - (offset % 8)) % 8;
-    if (pad) {
-      bytes.push(new Uint8Array(pad));
-      offset += pad;
-    }
+    offset = padTo8(bytes, offset + encoded.byteLength);
   }
   const missing = model.inputs.filter((s) => !seen.has(s.name)).map((s) => s.name);
   if (missing.length) throw new BadTensorRequest(`missing input(s): ${missing.join(", ")}`);

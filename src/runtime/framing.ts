@@ -93,3 +93,13 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.byteLength) off += await conn.write(bytes.subarray(off));
 }
+
+/**
+ * Pads a frame body being built from `parts` so the next tensor starts 8-byte aligned (the reader can then
+ * view it as any typed array without copying). Returns the new body length.
+ */
+export function padTo8(parts: Uint8Array[], length: number): number {
+  const pad = (8 - (length % 8)) % 8;
+  if (pad) parts.push(new Uint8Array(pad));
+  return length + pad;
+}

@@ -11,7 +11,7 @@ import ort from "onnxruntime-node";
 import "zod";
 import { type FunctionDefinition, isDefinedFunction, type ModelRunner, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
-import { FrameReader, FrameWriter } from "./framing.ts";
+import { FrameReader, FrameWriter, padTo8 } from "./framing.ts";
 import type {
   FatalMessage,
   ItemResult,
@@ -216,9 +216,7 @@ function tensorsToWire(ts: Tensors, parts: Uint8Array[], offset: { n: number }, 
     if (only && !only.has(name)) continue;
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     // Keep every tensor 8-byte aligned in the body so the reader can view it without copying.
-    const pad = (8 - (offset.n % 8)) % 8;
-    if (pad) parts.push(new Uint8Array(pad));
-    offset.n += pad;
+    offset.n = padTo8(parts, offset.n);
     wires.push({ name, type: t.type, shape: t.dims, offset: offset.n, bytes: bytes.byteLength });
     parts.push(bytes);
     offset.n += bytes.byteLength;
