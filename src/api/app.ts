@@ -10,7 +10,15 @@ import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { Bundle } from "../functions/bundle.ts";
 import { describeZodError, FunctionName } from "../functions/manifest.ts";
-import { BadTensorRequest, decodeInferRequest, encodeOutput, InferRequest, modelMetadata } from "./oip_codec.ts";
+import {
+  BadTensorRequest,
+  decodeInferRequest,
+  encodeInferResponse,
+  HEADER_LENGTH_HEADER,
+  InferRequest,
+  modelMetadata,
+  splitInferBody,
+} from "./oip_codec.ts";
 
 export interface ApiOptions {
   /** Bearer token required on /admin/* when set. */
@@ -32,14 +40,17 @@ export class HttpError extends Error {
   }
 }
 
-async function readJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
+function parseJson(text: string): unknown {
   if (text.length === 0) throw new HttpError(400, "the request body is empty; JSON expected");
   try {
     return JSON.parse(text);
   } catch (e) {
     throw new HttpError(400, `malformed JSON: ${e instanceof Error ? e.message : e}`);
   }
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  return parseJson(await c.req.text());
 }
 
 function timingHeaders(a: Answer): Record<string, string> {
@@ -100,7 +111,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   // --- Open Inference Protocol ---
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
-  app.get("/v2", (c) => c.json({ name: "gpulet", version: SERVER_VERSION, extensions: [] }));
+  app.get("/v2", (c) => c.json({ name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data"] }));
 
   const metadata = (c: Context) => {
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
@@ -118,12 +129,21 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
 
   const infer = async (c: Context) => {
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
-    const parsed = InferRequest.safeParse(await readJson(c));
+    let json: string, binary: Uint8Array, decoded;
+    try {
+      ({ json, binary } = splitInferBody(
+        new Uint8Array(await c.req.arrayBuffer()),
+        c.req.header(HEADER_LENGTH_HEADER),
+      ));
+    } catch (e) {
+      if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
+      throw e;
+    }
+    const parsed = InferRequest.safeParse(parseJson(json));
     if (!parsed.success) throw new HttpError(400, `invalid inference request: ${describeZodError(parsed.error)}`);
     const req = parsed.data;
-    let decoded;
     try {
-      decoded = decodeInferRequest(req, dep.model, maxElements);
+      decoded = decodeInferRequest(req, dep.model, maxElements, binary);
     } catch (e) {
       if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
       throw e;
@@ -135,10 +155,12 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     );
     if ("error" in answer) throw failure(answer);
     if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
-    const wanted = req.outputs ? new Set(req.outputs.map((o) => o.name)) : null;
-    const outputs = answer.outputs.filter((o) => !wanted || wanted.has(o.name)).map(encodeOutput);
+    const head = { model_name: dep.name, model_version: String(dep.version) };
+    const res = encodeInferResponse(req, head, answer.outputs);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
-    return c.json({ model_name: dep.name, model_version: String(dep.version), id: req.id, outputs });
+    if (res.headerLength === undefined) return c.body(res.body as string, 200, { "content-type": "application/json" });
+    c.header(HEADER_LENGTH_HEADER, String(res.headerLength));
+    return c.body(res.body as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream" });
   };
   app.post("/v2/models/:name/infer", bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }), infer);
   app.post(

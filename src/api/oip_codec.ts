@@ -1,6 +1,8 @@
 /**
- * Open Inference Protocol (KServe v2) JSON tensors: validation against the model's signature and
- * conversion to and from the binary tensors workers use. Pure functions.
+ * Open Inference Protocol (KServe v2) tensors: validation against the model's signature and conversion to
+ * and from the binary tensors workers use. Tensors come as JSON `data` or, with the binary tensor data
+ * extension, as raw little-endian bytes after the JSON header (`Inference-Header-Content-Length`).
+ * Pure functions.
  */
 import { z } from "zod";
 import type { OutputTensor } from "../admission/request.ts";
@@ -11,20 +13,27 @@ import { elementCount, type OrtType, ortTypeOf, TYPES } from "../runtime/tensor.
 /** A request that is well-formed JSON but says something the model cannot take. */
 export class BadTensorRequest extends Error {}
 
-const Parameters = z.record(z.string(), z.unknown()).optional();
+/** The HTTP header that gives the length of the JSON part of a binary-extension body. */
+export const HEADER_LENGTH_HEADER = "inference-header-content-length";
 
-/** The JSON body of `POST /v2/models/{name}/infer`. */
+/** Free-form OIP parameters plus the ones this server reads. */
+const parameters = <T extends z.ZodRawShape>(known: T) => z.object(known).catchall(z.unknown()).optional();
+
+/** The JSON body (or JSON header) of `POST /v2/models/{name}/infer`. */
 export const InferRequest = z.object({
   id: z.string().max(256).optional(),
-  parameters: Parameters,
+  parameters: parameters({ binary_data_output: z.boolean().optional() }),
   inputs: z.array(z.object({
     name: z.string().max(256),
     shape: z.array(z.number().int().min(0)).max(16),
     datatype: z.string().max(16),
-    parameters: Parameters,
-    data: z.array(z.unknown()),
+    parameters: parameters({ binary_data_size: z.number().int().min(0).optional() }),
+    data: z.array(z.unknown()).optional(),
   })).min(1).max(64),
-  outputs: z.array(z.object({ name: z.string().max(256), parameters: Parameters })).max(64).optional(),
+  outputs: z.array(z.object({
+    name: z.string().max(256),
+    parameters: parameters({ binary_data: z.boolean().optional() }),
+  })).max(64).optional(),
 });
 export type InferRequest = z.infer<typeof InferRequest>;
 
@@ -98,15 +107,70 @@ export interface DecodedInputs {
 }
 
 /**
- * Checks an infer request against the model (names, datatypes, ranks, fixed dimensions, element counts,
- * value ranges) and encodes its tensors. `maxElements` bounds any one tensor.
+ * Splits a request body into its JSON header and the binary tensor data after it, given the value of the
+ * `Inference-Header-Content-Length` header (absent: the whole body is JSON).
  */
-export function decodeInferRequest(req: InferRequest, model: ModelInfo, maxElements: number): DecodedInputs {
+export function splitInferBody(
+  body: Uint8Array,
+  headerLength: string | undefined,
+): { json: string; binary: Uint8Array } {
+  if (headerLength === undefined) return { json: new TextDecoder().decode(body), binary: body.subarray(0, 0) };
+  const n = /^[0-9]{1,15}$/.test(headerLength.trim()) ? Number(headerLength) : NaN;
+  if (!(n <= body.byteLength)) {
+    throw new BadTensorRequest(
+      `Inference-Header-Content-Length "${
+        headerLength.slice(0, 20)
+      }" is not a byte count within the body (${body.byteLength} bytes)`,
+    );
+  }
+  return { json: new TextDecoder().decode(body.subarray(0, n)), binary: body.subarray(n) };
+}
+
+/** Takes an input's bytes from the binary part, checking their size against its shape and datatype. */
+function binaryInput(
+  binary: Uint8Array,
+  cursor: number,
+  size: number,
+  count: number,
+  type: OrtType,
+  where: string,
+): Uint8Array {
+  const expected = count * TYPES[type].bytes;
+  if (size !== expected) {
+    throw new BadTensorRequest(
+      `${where}: binary_data_size ${size} does not match ${count} elements of ${TYPES[type].oip} (${expected} bytes)`,
+    );
+  }
+  if (cursor + size > binary.byteLength) {
+    throw new BadTensorRequest(
+      `${where}: binary data ends after ${binary.byteLength - cursor} of its ${size} bytes`,
+    );
+  }
+  const bytes = binary.subarray(cursor, cursor + size);
+  if (type === "bool") {
+    const i = bytes.findIndex((b) => b > 1);
+    if (i >= 0) throw new BadTensorRequest(`${where}: element ${i} is byte ${bytes[i]}, BOOL takes 0 or 1`);
+  }
+  return bytes;
+}
+
+/**
+ * Checks an infer request against the model (names, datatypes, ranks, fixed dimensions, element counts,
+ * value ranges) and encodes its tensors. `maxElements` bounds any one tensor. `binary` is the part of the
+ * body after the JSON header; inputs with `parameters.binary_data_size` take their bytes from it, in order.
+ */
+export function decodeInferRequest(
+  req: InferRequest,
+  model: ModelInfo,
+  maxElements: number,
+  binary: Uint8Array = new Uint8Array(0),
+): DecodedInputs {
   const byName = new Map(model.inputs.map((s) => [s.name, s]));
   const seen = new Set<string>();
   const inputs: WireTensor[] = [];
   const bytes: Uint8Array[] = [];
   let offset = 0;
+  let cursor = 0;
   let rows = -1;
   for (const t of req.inputs) {
     const spec = byName.get(t.name);
@@ -139,14 +203,24 @@ export function decodeInferRequest(req: InferRequest, model: ModelInfo, maxEleme
     if (count > maxElements) {
       throw new BadTensorRequest(`${where}: ${count} elements is more than the limit of ${maxElements}`);
     }
-    const flat: unknown[] = [];
-    flatten(t.data, Math.max(1, t.shape.length), flat, where);
-    if (flat.length !== count) {
-      throw new BadTensorRequest(
-        `${where}: shape ${JSON.stringify(t.shape)} needs ${count} elements, data has ${flat.length}`,
-      );
+    const binarySize = t.parameters?.binary_data_size;
+    let encoded: Uint8Array;
+    if (binarySize !== undefined) {
+      if (t.data !== undefined) throw new BadTensorRequest(`${where}: give either data or binary_data_size, not both`);
+      encoded = binaryInput(binary, cursor, binarySize, count, type, where);
+      cursor += binarySize;
+    } else {
+      if (t.data === undefined) throw new BadTensorRequest(`${where}: no data and no parameters.binary_data_size`);
+      // Flat data (the common case) is used as is; nested data is flattened row-major.
+      const flat = t.data.some(Array.isArray) ? [] : t.data;
+      if (flat !== t.data) flatten(t.data, Math.max(1, t.shape.length), flat, where);
+      if (flat.length !== count) {
+        throw new BadTensorRequest(
+          `${where}: shape ${JSON.stringify(t.shape)} needs ${count} elements, data has ${flat.length}`,
+        );
+      }
+      encoded = encodeValues(flat, type, where);
     }
-    const encoded = encodeValues(flat, type, where);
     if (model.batchable) {
       if (rows === -1) rows = t.shape[0];
       else if (rows !== t.shape[0]) throw new BadTensorRequest(`inputs disagree on the batch dimension (dimension 0)`);
@@ -163,8 +237,52 @@ export function decodeInferRequest(req: InferRequest, model: ModelInfo, maxEleme
       throw new BadTensorRequest(`unknown output "${o.name}"; the model gives ${[...outNames].join(", ")}`);
     }
   }
+  if (cursor !== binary.byteLength) {
+    throw new BadTensorRequest(
+      `${binary.byteLength - cursor} bytes of binary data after the JSON header belong to no input`,
+    );
+  }
   if (model.batchable && rows === 0) throw new BadTensorRequest("the batch dimension (dimension 0) is 0");
   return { inputs, bytes, rows: Math.max(rows, 1) };
+}
+
+/** An OIP response body: JSON, or a JSON header followed by binary output data. */
+export interface EncodedResponse {
+  body: Uint8Array | string;
+  /** Length of the JSON header when outputs are binary (the `Inference-Header-Content-Length` value). */
+  headerLength?: number;
+}
+
+/**
+ * Encodes an infer response. Outputs go as binary data when the request asked for it, per output
+ * (`parameters.binary_data`) or for all (`parameters.binary_data_output`), else as JSON.
+ */
+export function encodeInferResponse(
+  req: InferRequest,
+  head: { model_name: string; model_version: string },
+  outputs: OutputTensor[],
+): EncodedResponse {
+  const asked = req.outputs ? new Map(req.outputs.map((o) => [o.name, o.parameters?.binary_data])) : null;
+  const allBinary = req.parameters?.binary_data_output === true;
+  const parts: Uint8Array[] = [];
+  const json = outputs.filter((o) => !asked || asked.has(o.name)).map((o) => {
+    const binary = asked?.get(o.name) ?? allBinary;
+    if (!binary) return encodeOutput(o);
+    parts.push(o.data);
+    const info = TYPES[o.type];
+    return { name: o.name, datatype: info.oip, shape: o.shape, parameters: { binary_data_size: o.data.byteLength } };
+  });
+  const header = JSON.stringify({ ...head, id: req.id, outputs: json });
+  if (parts.length === 0) return { body: header };
+  const headerBytes = new TextEncoder().encode(header);
+  const body = new Uint8Array(headerBytes.byteLength + parts.reduce((n, p) => n + p.byteLength, 0));
+  body.set(headerBytes, 0);
+  let at = headerBytes.byteLength;
+  for (const p of parts) {
+    body.set(p, at);
+    at += p.byteLength;
+  }
+  return { body, headerLength: headerBytes.byteLength };
 }
 
 /** An output tensor as OIP JSON: flat row-major data; 64-bit integers become numbers, BOOL booleans. */

@@ -51,6 +51,19 @@ class Slabs {
   }
 }
 
+/**
+ * An ort.Tensor over `data` without copying. FP16 needs care: onnxruntime-common turns float16 data into a
+ * Float16Array, which Deno's N-API reports as 0 bytes ("not enough space"), so the tensor keeps a
+ * Uint16Array view of the same bytes instead.
+ */
+function ortTensor(type: Tensor["type"], data: TensorData, dims: readonly number[]): ort.Tensor {
+  if (type !== "float16") return new ort.Tensor(type, data as never, dims);
+  const bits = new Uint16Array(data.buffer, data.byteOffset, data.length);
+  const t = new ort.Tensor("float16", bits, dims);
+  (t as unknown as { cpuData: Uint16Array }).cpuData = bits;
+  return t;
+}
+
 function modelInfo(session: ort.InferenceSession): ModelInfo {
   const spec = (m: ort.InferenceSession.ValueMetadata): TensorSpec => {
     if (!m.isTensor || !isOrtType(m.type)) throw new Error(`model ${m.name}: unsupported value type`);
@@ -83,7 +96,7 @@ class Executor {
   /** One ORT run; outputs are copied out of ORT-owned memory only when the caller keeps them. */
   async run(feeds: Tensors, fetches?: Record<string, ort.Tensor>): Promise<Tensors> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data as never, t.dims);
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = ortTensor(t.type, t.data, t.dims);
     const t0 = performance.now();
     const out = fetches ? await this.session.run(ortFeeds, fetches) : await this.session.run(ortFeeds);
     this.computeMs += performance.now() - t0;
@@ -158,11 +171,7 @@ class Executor {
         break;
       }
       const dims = [rows, ...spec.shape.slice(1)];
-      fetches[spec.name] = new ort.Tensor(
-        spec.type,
-        this.outSlabs.get(spec.name, spec.type, elementCount(dims)) as never,
-        dims,
-      );
+      fetches[spec.name] = ortTensor(spec.type, this.outSlabs.get(spec.name, spec.type, elementCount(dims)), dims);
     }
     const out = await this.run(feeds, allStatic ? fetches : undefined);
     const result: Tensors[] = [];
