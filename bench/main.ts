@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [--seconds N]`: runs benchmarks side by side in one run and writes
+ * `deno task bench [overhead] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
  * The harness re-runs itself pinned to core 0 (with the controller and the load generator), so that
@@ -8,31 +8,79 @@
 import { parseArgs } from "../src/cli/args.ts";
 import { onlineCpuCount } from "../src/runtime/cpu_device.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
-import { measureOverhead, type OverheadResult } from "./overhead.ts";
+import { binaryInferRequest } from "../src/api/oip_client.ts";
+import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
 
 function overheadMarkdown(results: OverheadResult[], command: string, seconds: number): string {
   const f = (x: number, d = 2) => x.toFixed(d);
   const rows = results.map((r) =>
-    `| ${r.model} | ${r.batch} | ${f(r.directItemsPerS, 0)} | ${f(r.platformItemsPerS, 0)} | **${
-      f(r.throughputRatio)
-    }** | ` +
-    `${f(r.meanExecutedBatch, 1)} | ${f(r.directP50Ms, 3)} | ${f(r.platformP50Ms, 3)} | **${f(r.addedP50Ms, 3)}** | ${
-      f(r.platformP99Ms, 1)
-    } |`
+    `| ${r.label} | ${r.rowsPerRequest} | ${r.batch} | ${f(r.directItemsPerS, 0)} (${
+      r.directRunsItemsPerS.map((x) => f(x, 0)).join(", ")
+    }) | ${f(r.platformItemsPerS, 0)} | **${f(r.throughputRatio)}** | ${f(r.platformRequestsPerS, 0)} / ${
+      f(r.httpCeilingRequestsPerS, 0)
+    } | ${f(r.meanExecutedBatch, 1)} | ${f(r.directP50Ms, 3)} | ${f(r.platformP50Ms, 3)} | **${
+      f(r.addedP50Ms, 3)
+    }** | ${f(r.platformP99Ms, 1)} |`
   );
   return [
     `# Data-plane overhead`,
     ``,
     `Command: \`${command}\` (${new Date().toISOString()}, ${onlineCpuCount()} cores, ${seconds} s per arm).`,
-    `Inference on core 1 in both arms; harness, controller and load generator on core 0.`,
+    `Inference on core 1 in every arm; load generator, controller and echo server on core 0. Direct = in-process`,
+    `onnxruntime-node at the same batch size, run before and after the platform arm (both shown; the mean is used).`,
+    `HTTP ceiling = requests/s of a hono server that only parses the same request, with the same load generator.`,
     ``,
-    `| model | batch | direct items/s | platform items/s | ratio | mean executed batch | direct p50 b1 ms | platform p50 ms (1 client) | added p50 ms | platform p99 ms at saturation |`,
-    `|---|---|---|---|---|---|---|---|---|---|`,
+    `| case | rows/request | batch | direct items/s (before, after) | platform items/s | ratio | platform req/s / HTTP ceiling req/s | mean executed batch | direct p50 ms (one request's rows) | platform p50 ms (1 client) | added p50 ms | platform p99 ms at saturation |`,
+    `|---|---|---|---|---|---|---|---|---|---|---|---|`,
     ...rows,
     ``,
   ].join("\n");
+}
+
+/** The cases of `deno task bench overhead`. */
+function overheadCases(): OverheadCase[] {
+  const image = Array.from({ length: 784 }, (_, i) => (i * 37) % 256);
+  const lenetRows = 8;
+  const lenetBatch = new Float32Array(lenetRows * 784).map((_, i) => image[i % 784] / 255);
+  const resnetInput = new Float32Array(3 * 224 * 224).map((_, i) => (i % 255) / 256);
+  const oip = (name: string, shape: number[], data: Float32Array) =>
+    binaryInferRequest([{ name, datatype: "FP32", shape, data }]);
+  const lenetOip = oip("input", [lenetRows, 1, 28, 28], lenetBatch);
+  const resnetOip = oip("input", [1, 3, 224, 224], resnetInput);
+  return [
+    {
+      label: "lenet, JSON invoke",
+      folder: `${PROJECT_ROOT}/functions/lenet`,
+      model: "lenet",
+      path: "/functions/lenet/invoke",
+      body: JSON.stringify({ image }),
+      headers: { "content-type": "application/json" },
+      rowsPerRequest: 1,
+      batch: 32,
+    },
+    {
+      label: "lenet, OIP binary, 8 images per request",
+      folder: `${PROJECT_ROOT}/functions/lenet`,
+      model: "lenet",
+      path: "/v2/models/lenet/infer",
+      body: lenetOip.body,
+      headers: lenetOip.headers,
+      rowsPerRequest: lenetRows,
+      batch: 32,
+    },
+    {
+      label: "resnet18, OIP binary",
+      folder: `${PROJECT_ROOT}/bench/functions/resnet18`,
+      model: "resnet18",
+      path: "/v2/models/resnet18/infer",
+      body: resnetOip.body,
+      headers: resnetOip.headers,
+      rowsPerRequest: 1,
+      batch: 8,
+    },
+  ];
 }
 
 if (import.meta.main) {
@@ -44,44 +92,17 @@ if (import.meta.main) {
     }).spawn();
     Deno.exit((await child.status).code);
   }
-  const { values, positionals } = parseArgs(Deno.args, ["seconds"]);
+  const { values, positionals } = parseArgs(Deno.args, ["seconds", "case"]);
   const which = positionals.length ? positionals : ["overhead"];
   const seconds = Number(values.seconds ?? 10);
   const command = `deno task bench ${Deno.args.join(" ")}`.trim();
   await Deno.mkdir(`${PROJECT_ROOT}/bench/results`, { recursive: true });
   if (which.includes("overhead")) {
-    const lenetImage = Array.from({ length: 784 }, (_, i) => (i * 37) % 256);
-    const results = [
-      await measureOverhead(
-        {
-          folder: `${PROJECT_ROOT}/functions/lenet`,
-          model: "lenet",
-          path: "/functions/lenet/invoke",
-          request: { image: lenetImage },
-          batch: 32,
-        },
-        seconds,
-        console.log,
-      ),
-      await measureOverhead(
-        {
-          folder: `${PROJECT_ROOT}/bench/functions/resnet18`,
-          model: "resnet18",
-          path: "/v2/models/resnet18/infer",
-          request: {
-            inputs: [{
-              name: "input",
-              shape: [1, 3, 224, 224],
-              datatype: "FP32",
-              data: Array.from({ length: 3 * 224 * 224 }, (_, i) => (i % 255) / 256),
-            }],
-          },
-          batch: 8,
-        },
-        seconds,
-        console.log,
-      ),
-    ];
+    const results: OverheadResult[] = [];
+    for (const c of overheadCases()) {
+      if (typeof values.case === "string" && !c.label.includes(values.case)) continue;
+      results.push(await measureOverhead(c, seconds, console.log));
+    }
     const md = overheadMarkdown(results, command, seconds);
     await Deno.writeTextFile(
       `${PROJECT_ROOT}/bench/results/overhead.json`,

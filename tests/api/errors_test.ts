@@ -34,6 +34,9 @@ Deno.test("bad requests get precise 4xx answers and the server keeps serving", a
       const r2 = await postJson(invoke, { image: testImage(1).map((v, i) => (i === 5 ? "x" : v)) });
       assert.equal(r2.status, 400);
       assert.match(r2.body.error, /image\.5/);
+      const r3 = await postJson(invoke, { image: testImage(1).map((v, i) => (i === 9 ? 300 : v)) });
+      assert.equal(r3.status, 400);
+      assert.match(r3.body.error, /image: every pixel must be in 0\.\.255/);
       await stillServes();
     });
 
@@ -54,6 +57,13 @@ Deno.test("bad requests get precise 4xx answers and the server keeps serving", a
         assert.equal(r.status, 400, JSON.stringify(input).slice(0, 80));
         assert.match(r.body.error, re);
       }
+      const binary = await fetch(infer, {
+        method: "POST",
+        headers: { "inference-header-content-length": "9999" },
+        body: JSON.stringify({ inputs: [base] }),
+      });
+      assert.equal(binary.status, 400);
+      assert.match((await binary.json()).error, /Inference-Header-Content-Length "9999" is not a byte count within/);
       const noInputs = await postJson(infer, { inputs: [] });
       assert.equal(noInputs.status, 400);
       assert.match(noInputs.body.error, /inputs/);

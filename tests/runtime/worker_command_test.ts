@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { workerCommand, workerEnv } from "../../src/runtime/worker_command.ts";
+import type { WorkerConfig } from "../../src/runtime/protocol.ts";
+
+const config: WorkerConfig = {
+  socket: "/tmp/gpulet-x/w1.sock",
+  functionFile: "/state/functions/lenet/1/function.ts",
+  modelFile: "/models/lenet.onnx",
+  threads: 1,
+  warmBatches: [1, 2],
+  manifest: { name: "lenet", model: "lenet", sloMs: 100, maxBatch: 2, json: true },
+};
+
+Deno.test("worker command: least permissions, pinned with taskset when cores are given", () => {
+  const { program, args } = workerCommand({
+    config,
+    functionDir: "/state/functions/lenet/1",
+    cores: [1, 2],
+    denoPath: "/bin/deno",
+    tasksetPath: "/usr/bin/taskset",
+    root: "/root",
+    bindingPath: "/root/ort.node",
+  });
+  assert.equal(program, "/usr/bin/taskset");
+  assert.deepEqual(args.slice(0, 3), ["-c", "1,2", "/bin/deno"]);
+  const flags = args.filter((a) => a.startsWith("--"));
+  assert.deepEqual(flags, [
+    "--config=/root/deno.json",
+    "--cached-only",
+    "--no-prompt",
+    "--allow-read=/state/functions/lenet/1,/models/lenet.onnx,/tmp/gpulet-x/w1.sock",
+    "--allow-write=/tmp/gpulet-x/w1.sock",
+    "--allow-net=unix:/tmp/gpulet-x/w1.sock",
+    "--allow-ffi=/root/ort.node",
+  ]);
+  for (const forbidden of ["--allow-all", "-A", "--allow-env", "--allow-run", "--allow-sys"]) {
+    assert.ok(!args.some((a) => a.startsWith(forbidden)), forbidden);
+  }
+  assert.deepEqual(JSON.parse(args.at(-1)!), config);
+});
+
+Deno.test("worker command without taskset runs deno directly; env carries no secrets", () => {
+  const { program } = workerCommand({
+    config,
+    functionDir: "/f",
+    cores: [0],
+    denoPath: "/bin/deno",
+    tasksetPath: null,
+    root: "/r",
+    bindingPath: "/b",
+  });
+  assert.equal(program, "/bin/deno");
+  const env = workerEnv();
+  for (const k of Object.keys(env)) {
+    assert.ok(["NO_COLOR", "RUST_BACKTRACE", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "PATH", "TMPDIR"].includes(k), k);
+  }
+});
