@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
+ * `deno task bench [overhead] [interference] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
  * The harness re-runs itself pinned to core 0 (with the controller and the load generator), so that
@@ -9,6 +9,7 @@ import { parseArgs } from "../src/cli/args.ts";
 import { onlineCpuCount } from "../src/runtime/cpu_device.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
+import { interferenceMarkdown, measureInterference } from "./interference.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -109,6 +110,16 @@ if (import.meta.main) {
       JSON.stringify({ command, seconds, results }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/overhead.md`, md);
+    console.log("\n" + md);
+  }
+  if (which.includes("interference")) {
+    const results = await measureInterference(console.log);
+    const md = interferenceMarkdown(results, command);
+    await Deno.writeTextFile(
+      `${PROJECT_ROOT}/bench/results/interference.json`,
+      JSON.stringify({ command, results }, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/interference.md`, md);
     console.log("\n" + md);
   }
 }
