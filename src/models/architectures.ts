@@ -27,8 +27,8 @@ function linear(g: GraphBuilder, x: string, cin: number, cout: number, name?: st
 }
 
 /** LeNet-5 (the classic MNIST network): 1×28×28 → 10 logits, 61,706 parameters. */
-export function lenet5(): GraphBuilder {
-  const g = new GraphBuilder(5);
+export function lenet5(dry = false): GraphBuilder {
+  const g = new GraphBuilder(5, { dry });
   let x = g.input("input", ["N", 1, 28, 28]);
   x = conv(g, x, 1, 6, 5, 1, 2);
   x = g.op("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
@@ -46,8 +46,14 @@ export function lenet5(): GraphBuilder {
  * A ResNet with basic blocks: depths [2,2,2,2] is ResNet-18's shape. `width` scales the channels and
  * `resolution` the input, so small variants stay quick on a CPU.
  */
-export function resnetBasic(depths = [2, 2, 2, 2], width = 64, resolution = 224, classes = 1000): GraphBuilder {
-  const g = new GraphBuilder(18);
+export function resnetBasic(
+  depths = [2, 2, 2, 2],
+  width = 64,
+  resolution = 224,
+  classes = 1000,
+  dry = false,
+): GraphBuilder {
+  const g = new GraphBuilder(18, { dry });
   let x = g.input("input", ["N", 3, resolution, resolution]);
   x = conv(g, x, 3, width, 7, 2, 3);
   x = g.op("MaxPool", [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });

@@ -78,9 +78,12 @@ export class GraphBuilder {
   params = 0;
   private counter = 0;
   private readonly rand: () => number;
+  /** A dry builder only counts: weights get no data, and it cannot encode (architecture reports, tests). */
+  readonly dry: boolean;
 
-  constructor(seed = 42) {
+  constructor(seed = 42, opts: { dry?: boolean } = {}) {
     this.rand = prng(seed);
+    this.dry = opts.dry ?? false;
   }
 
   /** A fresh unique tensor name with the given prefix. */
@@ -102,15 +105,24 @@ export class GraphBuilder {
   /** A float32 weight, ~N(0, std) from the seeded PRNG, or filled with `constant`. */
   weight(prefix: string, dims: number[], std: number, constant?: number): string {
     const size = dims.reduce((a, b) => a * b, 1);
+    this.params += size;
+    const name = this.fresh(prefix);
+    if (this.dry) return name;
     const data = new Float32Array(size);
     if (constant !== undefined) data.fill(constant);
     else {
       // Sum of three uniforms: cheap, bounded, close enough to normal for random weights.
       for (let i = 0; i < size; i++) data[i] = (this.rand() + this.rand() + this.rand() - 1.5) * 2 * std;
     }
-    const name = this.fresh(prefix);
     this.initializers.push({ name, dims, dataType: ElemType.float32, rawData: new Uint8Array(data.buffer) });
-    this.params += size;
+    return name;
+  }
+
+  /** A float32 constant (scales, clip bounds). Not counted as parameters. */
+  float(prefix: string, values: number[], dims: number[] = [values.length]): string {
+    const name = this.fresh(prefix);
+    const data = new Float32Array(values);
+    this.initializers.push({ name, dims, dataType: ElemType.float32, rawData: new Uint8Array(data.buffer) });
     return name;
   }
 
@@ -142,6 +154,7 @@ export class GraphBuilder {
 
   /** Serialises the model (opset 17 by default). */
   encode(graphName: string, opset = 17): Uint8Array {
+    if (this.dry) throw new Error("a dry GraphBuilder only counts; build without { dry: true } to encode");
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: "gpulet",

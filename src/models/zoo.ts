@@ -3,19 +3,40 @@
  * Generated models carry a sidecar `<name>.json` with the builder version, so a builder change rebuilds them.
  */
 import { lenet5, resnetBasic } from "./architectures.ts";
+import { bert } from "./bert.ts";
+import type { Net } from "./net.ts";
 import type { GraphBuilder } from "./onnx_builder.ts";
+import { densenet161, googlenet, mnasnet1_0, mobilenetV2, resnet50, vgg16 } from "./vision.ts";
 
 /** Bump when any generated architecture or the builder changes: cached files are then rebuilt. */
 export const BUILDER_VERSION = 1;
 
-/** How a zoo model is obtained. */
+/** A generated model: its graph, and its multiply-accumulates per sample when counted. */
+export interface BuiltModel {
+  graph: GraphBuilder;
+  macs?: number;
+}
+
+/** How a zoo model is obtained. `build(true)` is a dry build: counts only, no weights (fast). */
 export type ZooEntry =
-  | { kind: "generated"; description: string; build: () => GraphBuilder; default: boolean }
+  | { kind: "generated"; description: string; build: (dry?: boolean) => BuiltModel; default: boolean }
   | { kind: "npm"; description: string; specifier: string; default: boolean };
+
+const fromNet = (make: (dry: boolean) => Net) => (dry = false): BuiltModel => {
+  const n = make(dry);
+  return { graph: n.g, macs: n.macs };
+};
+
+const IMAGE = "3x224x224 -> 1000 logits";
 
 /** Every model the zoo knows. `default` ones are made by `deno task models` and at start-up. */
 export const ZOO: Record<string, ZooEntry> = {
-  lenet: { kind: "generated", description: "LeNet-5, 1x28x28 -> 10 logits", build: lenet5, default: true },
+  lenet: {
+    kind: "generated",
+    description: "LeNet-5, 1x28x28 -> 10 logits",
+    build: (dry) => ({ graph: lenet5(dry), macs: 416_520 }),
+    default: true,
+  },
   silero_vad_v5: {
     kind: "npm",
     description: "Silero VAD v5 (pretrained, MIT), from @ricky0123/vad-web",
@@ -25,7 +46,37 @@ export const ZOO: Record<string, ZooEntry> = {
   resnet18: {
     kind: "generated",
     description: "ResNet-18 shape (basic blocks, BN folded), 3x224x224 -> 1000 logits",
-    build: () => resnetBasic([2, 2, 2, 2], 64, 224, 1000),
+    build: (dry) => ({ graph: resnetBasic([2, 2, 2, 2], 64, 224, 1000, dry) }),
+    default: false,
+  },
+  googlenet: {
+    kind: "generated",
+    description: `GoogLeNet (no aux heads), ${IMAGE}`,
+    build: fromNet(googlenet),
+    default: false,
+  },
+  resnet50: { kind: "generated", description: `ResNet-50, ${IMAGE}`, build: fromNet(resnet50), default: false },
+  vgg16: { kind: "generated", description: `VGG-16, ${IMAGE}`, build: fromNet(vgg16), default: false },
+  mobilenet_v2: {
+    kind: "generated",
+    description: `MobileNetV2, ${IMAGE}`,
+    build: fromNet(mobilenetV2),
+    default: false,
+  },
+  mnasnet1_0: { kind: "generated", description: `MNASNet 1.0, ${IMAGE}`, build: fromNet(mnasnet1_0), default: false },
+  densenet161: {
+    kind: "generated",
+    description: `DenseNet-161, ${IMAGE}`,
+    build: fromNet(densenet161),
+    default: false,
+  },
+  bert: {
+    kind: "generated",
+    description: "BERT-base encoder, int64 token ids [N,128] -> pooled [N,768]",
+    build: (dry) => {
+      const b = bert(dry);
+      return { graph: b.g, macs: b.macs };
+    },
     default: false,
   },
 };
@@ -86,9 +137,9 @@ export async function ensureModels(
     let bytes: Uint8Array;
     let params: number | undefined;
     if (entry.kind === "generated") {
-      const g = entry.build();
-      bytes = g.encode(name);
-      params = g.params;
+      const { graph } = entry.build();
+      bytes = graph.encode(name);
+      params = graph.params;
     } else {
       bytes = await Deno.readFile(npmModelPath(entry.specifier));
     }
@@ -113,4 +164,13 @@ export async function ensureModels(
 /** Names of the default zoo models. */
 export function defaultModels(): string[] {
   return Object.entries(ZOO).filter(([, e]) => e.default).map(([n]) => n);
+}
+
+/** Parameters and multiply-accumulates per sample of a generated model, from a dry build (no weights). */
+export function architectureReport(name: string): { name: string; params: number; macs?: number } {
+  const entry = ZOO[name];
+  if (!entry) throw new Error(`unknown zoo model "${name}" (known: ${Object.keys(ZOO).join(", ")})`);
+  if (entry.kind !== "generated") throw new Error(`${name} is not generated here (${entry.description})`);
+  const { graph, macs } = entry.build(true);
+  return { name, params: graph.params, macs };
 }
