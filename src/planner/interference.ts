@@ -13,7 +13,8 @@
  * original fitted a line on Nsight L2/DRAM utilisations, which need a profiler run per model on the GPU.
  *
  * Where a pair was measured, the prediction is scaled by the measured/predicted ratio of that pair, so known
- * pairs are reproduced and the formula only has to generalise to unknown ones.
+ * pairs are reproduced and the formula only has to generalise to unknown ones. Predictions are capped at the
+ * largest slowdown the fit saw: a model unlike any fitted one is not extrapolated into nonsense.
  */
 import type { LatencyModel } from "./latency_model.ts";
 import { fitWithRestarts } from "./least_squares.ts";
@@ -56,6 +57,8 @@ export interface InterferenceParams {
   weights: number[];
   /** `"a|b"` → measured/predicted ratio of (slowdown − 1), for pairs that were measured. */
   corrections: Record<string, number>;
+  /** The largest slowdown seen in the fit: predictions are capped there rather than extrapolated. */
+  maxSlowdown: number;
 }
 
 /** Predicts co-location slowdowns. */
@@ -93,7 +96,8 @@ export class InterferenceModel {
     for (const [key, s] of sums) {
       if (s.predicted > 1e-6) corrections[key] = Math.min(3, Math.max(1 / 3, s.measured / s.predicted));
     }
-    return new InterferenceModel(latency, { weights, corrections });
+    const maxSlowdown = Math.max(...obs.map((o) => o.slowdown));
+    return new InterferenceModel(latency, { weights, corrections, maxSlowdown });
   }
 
   /** Slowdown (≥ 1) of `model` at `part` next to `other` at `otherPart`, both at `batch`. */
@@ -102,7 +106,7 @@ export class InterferenceModel {
     const b = gpuletFeatures(this.latency, other, otherPart, batch);
     const base = predictSlowdown(this.params.weights, a, b) - 1;
     const c = this.params.corrections[`${model}|${other}`] ?? 1;
-    return 1 + Math.max(0, base * c);
+    return Math.min(this.params.maxSlowdown, 1 + Math.max(0, base * c));
   }
 
   /** Both directions: [slowdown of a, slowdown of b]. */

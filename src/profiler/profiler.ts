@@ -148,7 +148,8 @@ async function runTogether(probes: GpuletProbe[], batch: number, seconds: number
 
 /**
  * Co-location on a CPU device: for every unordered pair of models (self-pairs included), two gpu-lets on
- * disjoint halves of the cores, first together, then each alone. Returns all rows of the output file.
+ * disjoint halves of the cores, each alone, then together, then each alone again (the two alone medians are
+ * averaged). Returns all rows of the output file.
  */
 export async function profilePairs(o: PairOptions): Promise<PairRow[]> {
   if (o.coreCount < 2) throw new Error("co-location needs at least 2 cores");
@@ -179,10 +180,16 @@ export async function profilePairs(o: PairOptions): Promise<PairRow[]> {
       throw e;
     });
     try {
-      const [aloneA] = await runTogether([pa], o.batch, o.seconds / 2);
-      const [aloneB] = await runTogether([pb], o.batch, o.seconds / 2);
-      const seconds = Math.max(o.seconds, (3 * Math.max(aloneA, aloneB)) / 1000);
+      // Alone before and after together, averaged: this VM's speed drifts over seconds.
+      const alone = async () => [
+        (await runTogether([pa], o.batch, o.seconds / 2))[0],
+        (await runTogether([pb], o.batch, o.seconds / 2))[0],
+      ];
+      const before = await alone();
+      const seconds = Math.max(o.seconds, (3 * Math.max(...before)) / 1000);
       const [togetherA, togetherB] = await runTogether([pa, pb], o.batch, seconds);
+      const after = await alone();
+      const [aloneA, aloneB] = [(before[0] + after[0]) / 2, (before[1] + after[1]) / 2];
       rows.push({
         line: 0,
         model_a: a,
