@@ -9,6 +9,7 @@
 import ort from "onnxruntime-node";
 // Preloaded so function code can import them without read access to the project (see DESIGN.md).
 import "zod";
+import "../functions/vision.ts";
 import { type FunctionDefinition, isDefinedFunction, type ModelRunner, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { FrameReader, FrameWriter, padTo8 } from "./framing.ts";
