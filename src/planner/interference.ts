@@ -102,8 +102,16 @@ export class InterferenceModel {
 
   /** Slowdown (≥ 1) of `model` at `part` next to `other` at `otherPart`, both at `batch`. */
   slowdown(model: string, part: number, other: string, otherPart: number, batch: number): number {
+    return this.slowdownAt(model, part, batch, other, otherPart, batch);
+  }
+
+  /**
+   * Slowdown (≥ 1) of `model` at `part` running batches of `batch` next to `other` at `otherPart` running
+   * batches of `otherBatch`: each side's features at its own batch (the planner's case).
+   */
+  slowdownAt(model: string, part: number, batch: number, other: string, otherPart: number, otherBatch: number): number {
     const a = gpuletFeatures(this.latency, model, part, batch);
-    const b = gpuletFeatures(this.latency, other, otherPart, batch);
+    const b = gpuletFeatures(this.latency, other, otherPart, otherBatch);
     const base = predictSlowdown(this.params.weights, a, b) - 1;
     const c = this.params.corrections[`${model}|${other}`] ?? 1;
     return Math.min(this.params.maxSlowdown, 1 + Math.max(0, base * c));

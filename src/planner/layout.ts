@@ -1,0 +1,186 @@
+/**
+ * A layout being planned: GPUs split into gpu-lets, each with the functions and rates it is asked to serve.
+ * Sizing a GPU's gpu-lets accounts for interference from their actual neighbours; what a gpu-let cannot serve
+ * any more is shed and reported, so the policy can place it elsewhere. Mutable state, pure otherwise.
+ */
+import type { InterferenceModel } from "./interference.ts";
+import { EPS, type LatencyTable, type PlannedFunction, saturated, type SizedGpulet, sizeGpulet } from "./sizing.ts";
+
+/** A function's requested share of a gpu-let. */
+export interface Demand {
+  fn: PlannedFunction;
+  rate: number;
+}
+
+/** A gpu-let in a layout. `sized` is set once it has been sized against its neighbours. */
+export interface GpuletState {
+  part: number;
+  demands: Demand[];
+  sized?: SizedGpulet;
+}
+
+/** A GPU in a layout. */
+export interface GpuState {
+  gpulets: GpuletState[];
+}
+
+/** GPU memory accounting (MB). Without it, memory is not checked. */
+export interface MemoryLimits {
+  /** Usable memory per GPU. */
+  deviceMb: number;
+  /** Per gpu-let process (runtime context, workspace). */
+  contextMb: number;
+  /** Weights and activations per model; a model not listed counts 0. */
+  modelMb: Record<string, number>;
+}
+
+/** What sizing needs besides the layout. */
+export interface SizingContext {
+  table: LatencyTable;
+  /** Undefined: interference ignored (the gpulet-noint policy). */
+  interference?: InterferenceModel;
+  maxGpuletsPerGpu: number;
+  maxFunctionsPerGpulet: number;
+  memory?: MemoryLimits;
+  /** Memo of pairwise slowdowns (the interference model is pure). */
+  slowdowns: Map<string, number>;
+}
+
+/** Batch assumed for a neighbour that is not sized yet (the batch the pairs were measured at). */
+const DEFAULT_BATCH = 8;
+
+/** Parts in use on a GPU. */
+export function usedPart(gpu: GpuState): number {
+  return gpu.gpulets.reduce((s, g) => s + g.part, 0);
+}
+
+/** Memory a GPU needs (MB): one context per gpu-let plus each model once per gpu-let. */
+export function usedMemory(gpu: GpuState, memory: MemoryLimits): number {
+  return gpu.gpulets.reduce((s, g) => s + gpuletMemory(g, memory), 0);
+}
+
+function gpuletMemory(g: GpuletState, memory: MemoryLimits): number {
+  const models = new Set(g.demands.map((d) => d.fn.model));
+  return memory.contextMb + [...models].reduce((s, m) => s + (memory.modelMb[m] ?? 0), 0);
+}
+
+/** True if a gpu-let of `part` serving `demands` can be added to the GPU (part, count and memory). */
+export function fits(ctx: SizingContext, gpu: GpuState, item: GpuletState): boolean {
+  if (usedPart(gpu) + item.part > 100 + EPS) return false;
+  if (gpu.gpulets.length + 1 > ctx.maxGpuletsPerGpu) return false;
+  if (ctx.memory && usedMemory(gpu, ctx.memory) + gpuletMemory(item, ctx.memory) > ctx.memory.deviceMb) return false;
+  return true;
+}
+
+function batchOf(g: GpuletState, fn: PlannedFunction): number {
+  return g.sized?.assignments.find((a) => a.fn === fn)?.batch ?? DEFAULT_BATCH;
+}
+
+/**
+ * Slowdown of `fn` on gpu-let `self` from every other gpu-let of the GPU: each neighbour adds the slowdown its
+ * most aggressive function causes (time-shared functions run one at a time); 1 without an interference model.
+ */
+export function slowdownOn(ctx: SizingContext, gpu: GpuState, self: GpuletState, fn: PlannedFunction): number {
+  const model = ctx.interference;
+  if (!model) return 1;
+  const batch = batchOf(self, fn);
+  let extra = 0;
+  for (const other of gpu.gpulets) {
+    if (other === self || other.demands.length === 0) continue;
+    let worst = 0;
+    for (const d of other.demands) {
+      const otherBatch = batchOf(other, d.fn);
+      const key = `${fn.model}@${self.part}x${batch}|${d.fn.model}@${other.part}x${otherBatch}`;
+      let s = ctx.slowdowns.get(key);
+      if (s === undefined) {
+        s = model.slowdownAt(fn.model, self.part, batch, d.fn.model, other.part, otherBatch);
+        ctx.slowdowns.set(key, s);
+      }
+      worst = Math.max(worst, s - 1);
+    }
+    extra += worst;
+  }
+  return 1 + extra;
+}
+
+/**
+ * Sizes every gpu-let of a GPU against its neighbours (until the batches settle: batches and slowdowns depend on each
+ * other) and sheds what no longer fits: a function's rate drops to what its gpu-let can still carry, or a
+ * time-shared function is moved out. Returns the shed demand.
+ */
+export function resizeGpu(ctx: SizingContext, gpu: GpuState): Demand[] {
+  const shed: Demand[] = [];
+  for (let pass = 0; pass < 8; pass++) {
+    let changed = false;
+    for (const g of gpu.gpulets) {
+      if (g.demands.length === 0) continue;
+      const before = g.sized;
+      const sized = sizeWithin(ctx, gpu, g, shed);
+      g.sized = sized;
+      if (!sameBatches(before, sized)) changed = true;
+    }
+    if (!changed) break;
+  }
+  gpu.gpulets = gpu.gpulets.filter((g) => g.demands.length > 0);
+  return mergeDemands(shed);
+}
+
+function sameBatches(a: SizedGpulet | undefined, b: SizedGpulet | undefined): boolean {
+  if (!a || !b || a.assignments.length !== b.assignments.length) return false;
+  return a.assignments.every((x, i) => x.batch === b.assignments[i].batch);
+}
+
+/** Sizes one gpu-let, shedding rate or functions until it is feasible. */
+function sizeWithin(ctx: SizingContext, gpu: GpuState, g: GpuletState, shed: Demand[]): SizedGpulet | undefined {
+  for (;;) {
+    if (g.demands.length === 0) return undefined;
+    const demands = g.demands.map((d) => ({ ...d, alpha: slowdownOn(ctx, gpu, g, d.fn) }));
+    const sized = sizeGpulet(ctx.table, g.part, demands);
+    if (sized) return sized;
+    if (g.demands.length === 1) {
+      // Alone: keep what the gpu-let still carries saturated, shed the rest.
+      const d = demands[0];
+      const can = saturated(ctx.table, d.fn, g.part, d.alpha).rate * (1 - 1e-9);
+      if (can <= EPS * d.rate || can >= d.rate) {
+        shed.push({ fn: d.fn, rate: d.rate });
+        g.demands = [];
+        return undefined;
+      }
+      shed.push({ fn: d.fn, rate: d.rate - can });
+      g.demands = [{ fn: d.fn, rate: can }];
+      continue;
+    }
+    // Time-shared: move out the function that takes the largest share of the cycle.
+    let worst = 0;
+    let worstLoad = -1;
+    demands.forEach((d, i) => {
+      const load = ctx.table.latency(d.fn.model, g.part, 1) * d.alpha * d.rate;
+      if (load > worstLoad) [worst, worstLoad] = [i, load];
+    });
+    shed.push(g.demands[worst]);
+    g.demands = g.demands.filter((_, i) => i !== worst);
+  }
+}
+
+/** Sums demands per function. */
+export function mergeDemands(ds: readonly Demand[]): Demand[] {
+  const by = new Map<PlannedFunction, number>();
+  for (const d of ds) by.set(d.fn, (by.get(d.fn) ?? 0) + d.rate);
+  return [...by].filter(([, r]) => r > 0).map(([fn, rate]) => ({ fn, rate }));
+}
+
+/** Rate served per function by a layout (after sizing). */
+export function servedRates(gpus: readonly GpuState[]): Map<PlannedFunction, number> {
+  const out = new Map<PlannedFunction, number>();
+  for (const gpu of gpus) {
+    for (const g of gpu.gpulets) for (const d of g.demands) out.set(d.fn, (out.get(d.fn) ?? 0) + d.rate);
+  }
+  return out;
+}
+
+/** A deep copy (sized results are immutable and shared). */
+export function cloneGpu(gpu: GpuState): GpuState {
+  return {
+    gpulets: gpu.gpulets.map((g) => ({ part: g.part, demands: g.demands.map((d) => ({ ...d })), sized: g.sized })),
+  };
+}

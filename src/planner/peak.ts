@@ -1,0 +1,39 @@
+/**
+ * Peak search (Gpu-let §4.3): the largest common multiplier of every function's rate that a policy still
+ * serves in full on a given number of GPUs. Feasibility of a heuristic is not strictly monotone in the rate;
+ * the search brackets the first failure by doubling, then bisects, and reports the largest scale it saw
+ * succeed.
+ */
+
+/** Bisection stops when the bracket is this narrow, relative to the scale. */
+const PRECISION = 0.002;
+
+/** The largest scale for which `feasible(scale)` holds (0 if none from `start` down). */
+export function peakScale(feasible: (scale: number) => boolean, start = 1, upper = Infinity): number {
+  let lo = 0;
+  let hi = Math.min(start, upper);
+  // Find a failing scale above the last success.
+  while (feasible(hi)) {
+    lo = hi;
+    if (hi >= upper) return hi;
+    hi = Math.min(hi * 2, upper);
+  }
+  if (lo === 0) {
+    // Shrink until something works (or give up at a millionth of the start).
+    while (hi > start * 1e-6) {
+      hi /= 2;
+      if (feasible(hi)) {
+        lo = hi;
+        hi *= 2;
+        break;
+      }
+    }
+    if (lo === 0) return 0;
+  }
+  while ((hi - lo) / lo > PRECISION) {
+    const mid = (lo + hi) / 2;
+    if (feasible(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,0 +1,114 @@
+/**
+ * The plan validator, used by tests and before a plan is applied: it re-derives every latency from the
+ * profile and the interference model for each gpu-let's actual neighbours, and checks the rules of DESIGN.md
+ * ("Plan JSON"). It trusts nothing the plan says about latency.
+ */
+import type { InterferenceModel } from "./interference.ts";
+import type { Plan } from "./plan.ts";
+import { LatencyTable, type PlannedFunction } from "./sizing.ts";
+import type { LatencyModel } from "./latency_model.ts";
+
+/** Relative tolerance for rounding in the plan JSON. */
+const TOL = 1e-6;
+
+/** What the validator checks against. */
+export interface ValidationContext {
+  functions: readonly PlannedFunction[];
+  latency: LatencyModel;
+  /** Without it, latencies are checked without interference. */
+  interference?: InterferenceModel;
+  /** Most GPUs the plan may use. */
+  gpus?: number;
+  /** Multiplier on profiled latencies the plan was made with (default 1). */
+  latencyRatio?: number;
+}
+
+/** Every rule the plan breaks, as readable sentences; empty when the plan is valid. */
+export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
+  const errors: string[] = [];
+  const table = new LatencyTable(ctx.latency, ctx.latencyRatio ?? 1);
+  const byName = new Map(ctx.functions.map((f) => [f.name, f]));
+  const served = new Map<string, number>();
+  if (ctx.gpus !== undefined && plan.gpus.length > ctx.gpus) {
+    errors.push(`the plan uses ${plan.gpus.length} GPUs, at most ${ctx.gpus} are available`);
+  }
+  if (plan.gpusUsed !== plan.gpus.length) {
+    errors.push(`gpusUsed is ${plan.gpusUsed} but ${plan.gpus.length} are listed`);
+  }
+  for (const gpu of plan.gpus) {
+    const total = gpu.gpulets.reduce((s, g) => s + g.part, 0);
+    if (total > 100 + TOL) errors.push(`GPU ${gpu.id}: parts add up to ${total} % (> 100 %)`);
+    gpu.gpulets.forEach((g, gi) => {
+      const where = `GPU ${gpu.id} gpu-let ${gi} (${g.part} %)`;
+      if (g.functions.length === 0) errors.push(`${where}: serves no function`);
+      const duty = g.functions[0]?.dutyMs ?? 0;
+      let work = 0;
+      const latencies: number[] = [];
+      for (const f of g.functions) {
+        const fn = byName.get(f.name);
+        if (!fn) {
+          errors.push(`${where}: unknown function "${f.name}"`);
+          latencies.push(0);
+          continue;
+        }
+        if (f.dutyMs !== duty) errors.push(`${where}: functions of one gpu-let must share one duty cycle`);
+        if (f.batch > fn.maxBatch) {
+          errors.push(`${where}: ${f.name} batch ${f.batch} exceeds its maxBatch ${fn.maxBatch}`);
+        }
+        // Re-derived latency: profile × slowdown from every other gpu-let of the GPU (worst function of each).
+        let alpha = 1;
+        if (ctx.interference) {
+          for (const other of gpu.gpulets) {
+            if (other === g) continue;
+            let worst = 0;
+            for (const o of other.functions) {
+              const om = byName.get(o.name)?.model;
+              if (!om) continue;
+              const s = ctx.interference.slowdownAt(fn.model, g.part, f.batch, om, other.part, o.batch) - 1;
+              worst = Math.max(worst, s);
+            }
+            alpha += worst;
+          }
+        }
+        const latency = table.latency(fn.model, g.part, f.batch) * alpha;
+        if (f.latencyMs < latency * (1 - TOL)) {
+          errors.push(`${where}: ${f.name} claims ${f.latencyMs} ms, the models say ${latency.toFixed(4)} ms`);
+        }
+        const l = Math.max(latency, f.latencyMs);
+        latencies.push(l);
+        work += l;
+        if (f.rate > (1000 * f.batch / f.dutyMs) * (1 + TOL)) {
+          errors.push(`${where}: ${f.name} rate ${f.rate}/s exceeds batch ${f.batch} per ${f.dutyMs} ms`);
+        }
+        served.set(f.name, (served.get(f.name) ?? 0) + f.rate);
+      }
+      if (work > duty * (1 + TOL)) {
+        errors.push(`${where}: batches take ${work.toFixed(4)} ms per ${duty} ms cycle (occupancy > 1)`);
+      }
+      for (const f of g.functions) {
+        const fn = byName.get(f.name);
+        if (fn && duty + work > fn.sloMs * (1 + TOL)) {
+          errors.push(
+            `${where}: ${f.name} waits up to ${(duty + work).toFixed(4)} ms (duty ${duty} + batches ${
+              work.toFixed(4)
+            }), SLO ${fn.sloMs} ms`,
+          );
+        }
+      }
+    });
+  }
+  const unserved = new Map(plan.unserved.map((u) => [u.name, u.rate]));
+  for (const fn of ctx.functions) {
+    const got = (served.get(fn.name) ?? 0) + (unserved.get(fn.name) ?? 0);
+    if (got < fn.rate * (1 - TOL) - 1e-9) {
+      errors.push(
+        `${fn.name}: planned ${served.get(fn.name) ?? 0}/s + unserved ${unserved.get(fn.name) ?? 0}/s ` +
+          `< demanded ${fn.rate}/s`,
+      );
+    }
+  }
+  if (plan.feasible !== (plan.unserved.length === 0)) {
+    errors.push(`feasible must be true exactly when nothing is unserved`);
+  }
+  return errors;
+}
