@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [interference] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
+ * `deno task bench [overhead] [interference] [planner] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
  * The harness re-runs itself pinned to core 0 (with the controller and the load generator), so that
@@ -10,6 +10,7 @@ import { onlineCpuCount } from "../src/runtime/cpu_device.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
 import { interferenceMarkdown, measureInterference } from "./interference.ts";
+import { measurePlanner, plannerMarkdown } from "./planner.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -120,6 +121,16 @@ if (import.meta.main) {
       JSON.stringify({ command, results }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/interference.md`, md);
+    console.log("\n" + md);
+  }
+  if (which.includes("planner")) {
+    const result = await measurePlanner(console.log);
+    const md = plannerMarkdown(result, command);
+    await Deno.writeTextFile(
+      `${PROJECT_ROOT}/bench/results/planner.json`,
+      JSON.stringify({ command, ...result }, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/planner.md`, md);
     console.log("\n" + md);
   }
 }

@@ -1,0 +1,172 @@
+/**
+ * Planner benchmark (DESIGN.md benchmark 2): for every workload in `resource/workloads/`, on 4 H100s, the
+ * peak aggregate rate of every policy and of the fractional bound; whether each policy's plan at its peak
+ * passes the validator with interference; GPUs each policy needs at three fixed rates; and planning time for
+ * 20 functions on 8 GPUs.
+ */
+import { InterferenceModel } from "../src/planner/interference.ts";
+import { loadLatencyModel } from "../src/planner/latency_model.ts";
+import { loadPairs, observations } from "../src/planner/pairs.ts";
+import type { Policy } from "../src/planner/plan.ts";
+import { DEFAULT_OPTIONS, type PlanProblem } from "../src/planner/planner.ts";
+import { makePlan, peakFor } from "../src/planner/policies.ts";
+import { validatePlan } from "../src/planner/validate.ts";
+import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
+import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+
+const POLICIES: Policy[] = ["bound", "timeshare", "greedy", "gpulet-noint", "gpulet", "ideal"];
+/** Policies whose peak plans are checked with interference (noint's are checked to show what it breaks). */
+const GPUS = 4;
+/** Fixed rates for the GPU-count comparison, as fractions of the bound's peak on 4 GPUs. */
+const FIXED = [0.25, 0.5, 0.75];
+
+export interface PlannerWorkloadResult {
+  workload: string;
+  functions: number;
+  baseRate: number;
+  peaks: Record<string, { scale: number; aggregateRate: number; valid?: boolean; violations?: number; ms: number }>;
+  ratios: { gpuletOverTimeshare: number; gpuletOverBound: number; gpuletOverIdeal: number };
+  gpusNeeded: { rate: number; byPolicy: Record<string, number | null> }[];
+}
+
+export interface PlannerResult {
+  workloads: PlannerWorkloadResult[];
+  geoMeanGpuletOverTimeshare: number;
+  planningMs20x8: { median: number; max: number };
+}
+
+/** Runs the benchmark. */
+export async function measurePlanner(progress: (s: string) => void): Promise<PlannerResult> {
+  const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h100.csv`);
+  const interference = InterferenceModel.fit(
+    latency,
+    observations(await loadPairs(`${PROJECT_ROOT}/profiles/h100-pairs.csv`)),
+  );
+  const names: string[] = [];
+  for await (const e of Deno.readDir(`${PROJECT_ROOT}/resource/workloads`)) {
+    if (e.name.endsWith(".json")) names.push(e.name.replace(/\.json$/, ""));
+  }
+  names.sort();
+  const workloads: PlannerWorkloadResult[] = [];
+  for (const name of names) {
+    const file = `${PROJECT_ROOT}/resource/workloads/${name}.json`;
+    const w = parseWorkload(await Deno.readTextFile(file), file);
+    const functions = plannedFunctions(w, latency, file);
+    const problem: PlanProblem = { device: w.device, gpus: GPUS, functions, latency, interference };
+    const peaks: PlannerWorkloadResult["peaks"] = {};
+    for (const policy of POLICIES) {
+      progress(`planner: ${name}: peak of ${policy}`);
+      const t0 = performance.now();
+      const peak = peakFor(problem, policy);
+      const ms = performance.now() - t0;
+      const entry: PlannerWorkloadResult["peaks"][string] = {
+        scale: peak.scale,
+        aggregateRate: peak.aggregateRate,
+        ms,
+      };
+      if (policy !== "bound" && peak.scale > 0) {
+        const at = scaled(functions, peak.scale);
+        const plan = makePlan({ ...problem, functions: at }, policy);
+        const errors = validatePlan(plan, { functions: at, latency, interference, gpus: GPUS });
+        entry.valid = errors.length === 0;
+        entry.violations = errors.length;
+      }
+      peaks[policy] = entry;
+    }
+    const boundScale = peaks.bound.scale;
+    const gpusNeeded = FIXED.map((fraction) => {
+      const at = scaled(functions, boundScale * fraction);
+      const byPolicy: Record<string, number | null> = {};
+      for (const policy of POLICIES) {
+        if (policy === "ideal") continue; // limited to a few GPUs
+        const plan = makePlan({ ...problem, gpus: 16, functions: at }, policy);
+        byPolicy[policy] = plan.feasible ? plan.gpusUsed : null;
+      }
+      return { rate: at.reduce((s, f) => s + f.rate, 0), byPolicy };
+    });
+    const r = (a: string, b: string) => peaks[a].aggregateRate / peaks[b].aggregateRate;
+    workloads.push({
+      workload: name,
+      functions: functions.length,
+      baseRate: functions.reduce((s, f) => s + f.rate, 0),
+      peaks,
+      ratios: {
+        gpuletOverTimeshare: r("gpulet", "timeshare"),
+        gpuletOverBound: r("gpulet", "bound"),
+        gpuletOverIdeal: r("gpulet", "ideal"),
+      },
+      gpusNeeded,
+    });
+  }
+  const finite = workloads.map((w) => w.ratios.gpuletOverTimeshare).filter(Number.isFinite);
+  const geo = Math.exp(finite.reduce((s, x) => s + Math.log(x), 0) / finite.length);
+  progress("planner: planning time, 20 functions on 8 GPUs");
+  return { workloads, geoMeanGpuletOverTimeshare: geo, planningMs20x8: planningTime(latency, interference) };
+}
+
+/** Planning time of `gpulet` for 20 functions (the 8 models with varied rates and SLOs) on 8 GPUs. */
+function planningTime(latency: PlanProblem["latency"], interference: InterferenceModel) {
+  const models = latency.models();
+  const fastest = (m: string) => latency.latency(m, 100, 1);
+  const functions = Array.from({ length: 20 }, (_, i) => {
+    const model = models[i % models.length];
+    return { name: `f${i}`, model, rate: 300 + 170 * i, sloMs: fastest(model) * (4 + (i % 5)), maxBatch: 32 };
+  });
+  const times: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    makePlan({ device: "h100", gpus: 8, functions, latency, interference }, "gpulet", DEFAULT_OPTIONS);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[3], max: times[6] };
+}
+
+/** The markdown report. */
+export function plannerMarkdown(r: PlannerResult, command: string): string {
+  const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : "∞");
+  const lines = [
+    "# Planner: peak aggregate rate on 4 H100s (profiles/h100.csv, interference from profiles/h100-pairs.csv)",
+    "",
+    `Command: \`${command}\` (${new Date().toISOString()}). Peak = largest common multiplier of the workload's`,
+    "rates that the policy serves in full (bisection to 0.2 %), × the workload's total rate. ✓ = the plan at the",
+    "peak passes the validator with interference; ✗ (n) = n violations once interference is applied.",
+    "",
+    `| workload | ${POLICIES.join(" | ")} | gpulet / timeshare | gpulet / bound | gpulet / ideal |`,
+    `|---|${POLICIES.map(() => "---").join("|")}|---|---|---|`,
+  ];
+  for (const w of r.workloads) {
+    const cells = POLICIES.map((p) => {
+      const e = w.peaks[p];
+      const mark = e.valid === undefined ? "" : e.valid ? " ✓" : ` ✗ (${e.violations})`;
+      return `${f(e.aggregateRate)}${mark}`;
+    });
+    lines.push(
+      `| ${w.workload} | ${cells.join(" | ")} | **${f(w.ratios.gpuletOverTimeshare, 2)}** | ${
+        f(w.ratios.gpuletOverBound, 2)
+      } | ${f(w.ratios.gpuletOverIdeal, 2)} |`,
+    );
+  }
+  lines.push(
+    "",
+    `Geometric mean of gpulet / timeshare over the workloads where timeshare serves anything: **${
+      f(r.geoMeanGpuletOverTimeshare, 2)
+    }** (target ≥ 1.6).`,
+    `Planning time, gpulet, 20 functions on 8 GPUs: median ${f(r.planningMs20x8.median, 1)} ms, max ${
+      f(r.planningMs20x8.max, 1)
+    } ms (target ≤ 100 ms).`,
+    "",
+    "## GPUs needed at fixed rates (fractions of the bound's 4-GPU peak; up to 16 GPUs; – = cannot serve)",
+    "",
+    `| workload | rate (req/s) | ${POLICIES.filter((p) => p !== "ideal").join(" | ")} |`,
+    `|---|---|${POLICIES.filter((p) => p !== "ideal").map(() => "---").join("|")}|`,
+  );
+  for (const w of r.workloads) {
+    for (const g of w.gpusNeeded) {
+      const cells = POLICIES.filter((p) => p !== "ideal").map((p) => g.byPolicy[p] ?? "–");
+      lines.push(`| ${w.workload} | ${f(g.rate)} | ${cells.join(" | ")} |`);
+    }
+  }
+  lines.push("");
+  return lines.join("\n");
+}

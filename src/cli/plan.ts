@@ -1,0 +1,107 @@
+/**
+ * `deno task plan --profile P.csv --pairs P-pairs.csv --workload W.json --policy gpulet [--gpus N] [--json]`:
+ * the offline planner. Prints the plan JSON (`--json`) or a readable table; `--peak` instead searches the
+ * largest common rate multiplier the policy serves on `--gpus` GPUs and prints `{ policy, scale,
+ * aggregateRate }`. Options: `--max-gpulets N` per GPU, `--max-functions N` per gpu-let, `--latency-ratio X`,
+ * `--headroom` (plan for the Poisson 99th percentile of each rate).
+ */
+import { parseArgs } from "./args.ts";
+import { CsvError } from "../planner/csv.ts";
+import { InterferenceModel } from "../planner/interference.ts";
+import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
+import { loadPairs, observations } from "../planner/pairs.ts";
+import { type Plan, POLICIES, type Policy } from "../planner/plan.ts";
+import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
+import { makePlan, peakFor } from "../planner/policies.ts";
+import { parseWorkload, plannedFunctions, poissonHeadroom, WorkloadError } from "../planner/workload.ts";
+
+const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
+  `--policy ${POLICIES.join("|")} [--gpus N] [--json] [--peak]\n` +
+  "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom]";
+
+/** A readable table of a plan. */
+export function formatPlan(plan: Plan): string {
+  const lines = [
+    `${plan.policy} on ${plan.device}: ${plan.feasible ? "feasible" : "NOT feasible"}, ${plan.gpusUsed} GPU(s)`,
+  ];
+  for (const gpu of plan.gpus) {
+    const used = gpu.gpulets.reduce((s, g) => s + g.part, 0);
+    lines.push(`GPU ${gpu.id} (${used} % in use)`);
+    for (const g of gpu.gpulets) {
+      const duty = g.functions[0]?.dutyMs ?? 0;
+      lines.push(`  ${String(g.part).padStart(3)} %  duty ${duty.toFixed(2)} ms`);
+      for (const f of g.functions) {
+        lines.push(
+          `         ${f.name.padEnd(16)} batch ${String(f.batch).padStart(2)}  ${f.rate.toFixed(1).padStart(9)} req/s` +
+            `  latency ${f.latencyMs.toFixed(2)} ms`,
+        );
+      }
+    }
+  }
+  for (const u of plan.unserved) lines.push(`unserved: ${u.name} ${u.rate.toFixed(1)} req/s`);
+  return lines.join("\n");
+}
+
+function positiveNumber(name: string, v: string | boolean | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!(n > 0)) throw new WorkloadError(`--${name} must be a positive number, got ${v}`);
+  return n;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs(
+    args,
+    ["profile", "pairs", "workload", "policy", "gpus", "max-gpulets", "max-functions", "latency-ratio"],
+    ["json", "peak", "headroom"],
+  );
+  const profile = values.profile as string | undefined;
+  const workloadFile = values.workload as string | undefined;
+  const policy = (values.policy ?? "gpulet") as Policy;
+  if (!profile || !workloadFile || !POLICIES.includes(policy)) {
+    console.error(USAGE);
+    return 2;
+  }
+  const latency = await loadLatencyModel(profile);
+  const workload = parseWorkload(await Deno.readTextFile(workloadFile), workloadFile);
+  let functions = plannedFunctions(workload, latency, workloadFile);
+  if (values.headroom) functions = functions.map((f) => ({ ...f, rate: poissonHeadroom(f.rate) }));
+  const pairs = values.pairs as string | undefined;
+  const interference = pairs ? InterferenceModel.fit(latency, observations(await loadPairs(pairs))) : undefined;
+  const options: PlannerOptions = {
+    ...DEFAULT_OPTIONS,
+    maxGpuletsPerGpu: positiveNumber("max-gpulets", values["max-gpulets"]) ?? DEFAULT_OPTIONS.maxGpuletsPerGpu,
+    maxFunctionsPerGpulet: positiveNumber("max-functions", values["max-functions"]) ??
+      DEFAULT_OPTIONS.maxFunctionsPerGpulet,
+    latencyRatio: positiveNumber("latency-ratio", values["latency-ratio"]) ?? DEFAULT_OPTIONS.latencyRatio,
+  };
+  const problem: PlanProblem = {
+    device: workload.device,
+    gpus: positiveNumber("gpus", values.gpus) ?? workload.gpus,
+    functions,
+    latency,
+    interference,
+  };
+  if (values.peak) {
+    console.log(JSON.stringify(peakFor(problem, policy, options)));
+    return 0;
+  }
+  const plan = makePlan(problem, policy, options);
+  console.log(values.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+  return plan.feasible ? 0 : 3;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    const known = e instanceof CsvError || e instanceof ProfileError || e instanceof WorkloadError ||
+      e instanceof Deno.errors.NotFound || (e instanceof Error && /needs an interference model|ideal/.test(e.message));
+    if (known) {
+      console.error(`error: ${(e as Error).message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}
