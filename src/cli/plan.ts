@@ -3,21 +3,24 @@
  * the offline planner. Prints the plan JSON (`--json`) or a readable table; `--peak` instead searches the
  * largest common rate multiplier the policy serves on `--gpus` GPUs and prints `{ policy, scale,
  * aggregateRate }`. Options: `--max-gpulets N` per GPU, `--max-functions N` per gpu-let, `--latency-ratio X`,
- * `--headroom` (plan for the Poisson 99th percentile of each rate).
+ * `--headroom` (plan for the Poisson 99th percentile of each rate). `--from PLAN.json` re-plans a running plan
+ * incrementally for the workload's rates (fewest gpu-lets started or stopped; gpulet only) and prints how many
+ * gpu-lets changed on stderr.
  */
 import { parseArgs } from "./args.ts";
 import { CsvError } from "../planner/csv.ts";
 import { InterferenceModel } from "../planner/interference.ts";
 import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
 import { loadPairs, observations } from "../planner/pairs.ts";
-import { type Plan, POLICIES, type Policy } from "../planner/plan.ts";
+import { gpuletChanges, replan } from "../planner/incremental.ts";
+import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner/plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
 import { parseWorkload, plannedFunctions, poissonHeadroom, WorkloadError } from "../planner/workload.ts";
 
 const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
   `--policy ${POLICIES.join("|")} [--gpus N] [--json] [--peak]\n` +
-  "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom]";
+  "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom] [--from PLAN.json]";
 
 /** A readable table of a plan. */
 export function formatPlan(plan: Plan): string {
@@ -49,11 +52,27 @@ function positiveNumber(name: string, v: string | boolean | undefined): number |
   return n;
 }
 
+/** A plan JSON file, checked against the schema. */
+function readPlan(text: string, source: string): Plan {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new WorkloadError(`${source}: not JSON: ${(e as Error).message}`);
+  }
+  const parsed = PlanSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new WorkloadError(`${source}: not a plan: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs(
     args,
-    ["profile", "pairs", "workload", "policy", "gpus", "max-gpulets", "max-functions", "latency-ratio"],
+    ["profile", "pairs", "workload", "policy", "gpus", "max-gpulets", "max-functions", "latency-ratio", "from"],
     ["json", "peak", "headroom"],
   );
   const profile = values.profile as string | undefined;
@@ -87,7 +106,14 @@ export async function main(args: string[]): Promise<number> {
     console.log(JSON.stringify(peakFor(problem, policy, options)));
     return 0;
   }
-  const plan = makePlan(problem, policy, options);
+  const from = values.from as string | undefined;
+  let plan: Plan;
+  if (from) {
+    if (policy !== "gpulet") throw new WorkloadError("--from re-plans with the gpulet policy only");
+    const current = readPlan(await Deno.readTextFile(from), from);
+    plan = replan(problem, current, { ...options, compact: true });
+    console.error(`${gpuletChanges(current, plan)} gpu-let(s) started or stopped`);
+  } else plan = makePlan(problem, policy, options);
   console.log(values.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
   return plan.feasible ? 0 : 3;
 }

@@ -3,8 +3,8 @@
  * most effective part plus one residue gpu-let as small as serves the rest; residues of different functions
  * then time-share one gpu-let where that takes fewer % of a GPU (§2.7 step 6, done before placement).
  */
-import type { Demand, GpuletState, SizingContext } from "./layout.ts";
-import { EPS, type PlannedFunction, saturated, sizeGpulet } from "./sizing.ts";
+import { type Demand, type GpuletState, pairKey, sizeMemo, type SizingContext } from "./layout.ts";
+import { EPS, type PlannedFunction, saturated } from "./sizing.ts";
 
 /** How the unit part of a function is chosen. */
 export type UnitRule =
@@ -32,7 +32,7 @@ export interface DecomposeOptions {
 /** The slowdown assumed before a function's neighbours are known. */
 export function expectedSlowdown(ctx: SizingContext, fn: PlannedFunction, part: number, expect: boolean): number {
   if (!expect || !ctx.interference || part >= 100) return 1;
-  const key = `expect:${fn.model}@${part}`;
+  const key = pairKey(fn.model, part, 8, fn.model, 100 - part, 8);
   let s = ctx.slowdowns.get(key);
   if (s === undefined) {
     s = ctx.interference.slowdownAt(fn.model, part, 8, fn.model, 100 - part, 8);
@@ -43,6 +43,20 @@ export function expectedSlowdown(ctx: SizingContext, fn: PlannedFunction, part: 
 
 /** The unit part of a function under a rule, with its saturated rate there; undefined if no part meets the SLO. */
 export function unitPart(
+  ctx: SizingContext,
+  fn: PlannedFunction,
+  opts: DecomposeOptions,
+): { part: number; rate: number } | undefined {
+  if (!ctx.units) return findUnitPart(ctx, fn, opts);
+  let byRule = ctx.units.get(fn);
+  if (!byRule) ctx.units.set(fn, byRule = new Map());
+  const key = `${opts.unitRule}:${opts.expectInterference}:${opts.parts.join(",")}`;
+  let unit = byRule.get(key);
+  if (unit === undefined) byRule.set(key, unit = findUnitPart(ctx, fn, opts) ?? null);
+  return unit ?? undefined;
+}
+
+function findUnitPart(
   ctx: SizingContext,
   fn: PlannedFunction,
   opts: DecomposeOptions,
@@ -77,7 +91,7 @@ export function smallestPartFor(
 ): number | undefined {
   for (const part of opts.parts) {
     const alpha = expectedSlowdown(ctx, fn, part, opts.expectInterference);
-    if (sizeGpulet(ctx.table, part, [{ fn, rate, alpha }])) return part;
+    if (sizeMemo(ctx, part, [{ fn, rate, alpha }])) return part;
   }
   return undefined;
 }
@@ -141,7 +155,7 @@ export function mergeResidues(ctx: SizingContext, items: Item[], opts: Decompose
           ...d,
           alpha: expectedSlowdown(ctx, d.fn, part, opts.expectInterference),
         }));
-        if (sizeGpulet(ctx.table, part, withAlpha)) {
+        if (sizeMemo(ctx, part, withAlpha)) {
           const saving = g.part + r.gpulet.part - part;
           if (!best || saving > best.saving) best = { group, part, saving };
           break;

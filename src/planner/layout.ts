@@ -43,7 +43,11 @@ export interface SizingContext {
   maxFunctionsPerGpulet: number;
   memory?: MemoryLimits;
   /** Memo of pairwise slowdowns (the interference model is pure). */
-  slowdowns: Map<string, number>;
+  slowdowns: Map<number, number>;
+  /** Memo of gpu-let sizings (pure in part, functions, rates and slowdowns); null = infeasible. */
+  sizings?: Map<string, SizedGpulet | null>;
+  /** Memo of unit parts per function and decomposition rule (they do not depend on the rate). */
+  units?: Map<PlannedFunction, Map<string, { part: number; rate: number } | null>>;
 }
 
 /** Batch assumed for a neighbour that is not sized yet (the batch the pairs were measured at). */
@@ -76,6 +80,26 @@ function batchOf(g: GpuletState, fn: PlannedFunction): number {
   return g.sized?.assignments.find((a) => a.fn === fn)?.batch ?? DEFAULT_BATCH;
 }
 
+const modelIds = new Map<string, number>();
+
+/** A numeric memo key for one pair in `SizingContext.slowdowns` (string keys cost more than the lookups they save). */
+export function pairKey(
+  model: string,
+  part: number,
+  batch: number,
+  other: string,
+  otherPart: number,
+  otherBatch: number,
+): number {
+  const id = (m: string) => {
+    let i = modelIds.get(m);
+    if (i === undefined) modelIds.set(m, i = modelIds.size);
+    return i;
+  };
+  // Parts are ≤ 100 and batches < 1024: the key stays exact below 2^53 for up to 200 models.
+  return ((((id(model) * 101 + part) * 1024 + batch) * 4096 + id(other)) * 101 + otherPart) * 1024 + otherBatch;
+}
+
 /**
  * Slowdown of `fn` on gpu-let `self` from every other gpu-let of the GPU: each neighbour adds the slowdown its
  * most aggressive function causes (time-shared functions run one at a time); 1 without an interference model.
@@ -90,7 +114,7 @@ export function slowdownOn(ctx: SizingContext, gpu: GpuState, self: GpuletState,
     let worst = 0;
     for (const d of other.demands) {
       const otherBatch = batchOf(other, d.fn);
-      const key = `${fn.model}@${self.part}x${batch}|${d.fn.model}@${other.part}x${otherBatch}`;
+      const key = pairKey(fn.model, self.part, batch, d.fn.model, other.part, otherBatch);
       let s = ctx.slowdowns.get(key);
       if (s === undefined) {
         s = model.slowdownAt(fn.model, self.part, batch, d.fn.model, other.part, otherBatch);
@@ -135,7 +159,7 @@ function sizeWithin(ctx: SizingContext, gpu: GpuState, g: GpuletState, shed: Dem
   for (;;) {
     if (g.demands.length === 0) return undefined;
     const demands = g.demands.map((d) => ({ ...d, alpha: slowdownOn(ctx, gpu, g, d.fn) }));
-    const sized = sizeGpulet(ctx.table, g.part, demands);
+    const sized = sizeMemo(ctx, g.part, demands);
     if (sized) return sized;
     if (g.demands.length === 1) {
       // Alone: keep what the gpu-let still carries saturated, shed the rest.
@@ -160,6 +184,22 @@ function sizeWithin(ctx: SizingContext, gpu: GpuState, g: GpuletState, shed: Dem
     shed.push(g.demands[worst]);
     g.demands = g.demands.filter((_, i) => i !== worst);
   }
+}
+
+/** `sizeGpulet`, remembered per context: placement tries many layouts that share most gpu-lets. */
+export function sizeMemo(
+  ctx: SizingContext,
+  part: number,
+  demands: { fn: PlannedFunction; rate: number; alpha: number }[],
+): SizedGpulet | undefined {
+  if (!ctx.sizings) return sizeGpulet(ctx.table, part, demands);
+  const key = `${part}|${demands.map((d) => `${d.fn.name}:${d.rate}:${d.alpha}`).join("|")}`;
+  let sized = ctx.sizings.get(key);
+  if (sized === undefined) {
+    sized = sizeGpulet(ctx.table, part, demands) ?? null;
+    ctx.sizings.set(key, sized);
+  }
+  return sized ?? undefined;
 }
 
 /** Sums demands per function. */

@@ -49,7 +49,10 @@ export function toPlan(
   layout: readonly GpuState[],
 ): Plan {
   const served = new Map<string, number>();
-  const gpus = layout.filter((g) => g.gpulets.some((l) => l.sized)).map((gpu, id) => ({
+  // A GPU's id is its position in the layout: the incremental mode empties GPUs without renumbering the rest.
+  const gpus = layout.map((gpu, id) => ({ gpu, id })).filter(({ gpu }) => gpu.gpulets.some((l) => l.sized)).map((
+    { gpu, id },
+  ) => ({
     id,
     gpulets: gpu.gpulets.filter((g) => g.sized).map((g) => ({
       part: g.part,

@@ -23,10 +23,11 @@ import {
   resizeGpu,
   servedRates,
   type SizingContext,
+  usedPart,
 } from "./layout.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import { type Plan, type Policy, toPlan, totalPart } from "./plan.ts";
-import { LatencyTable, type PlannedFunction } from "./sizing.ts";
+import { EPS, LatencyTable, type PlannedFunction, saturated } from "./sizing.ts";
 
 /** What the planner plans for. */
 export interface PlanProblem {
@@ -63,7 +64,7 @@ export const DEFAULT_OPTIONS: PlannerOptions = {
 };
 
 /** A decomposition strategy the engine runs. */
-interface Strategy {
+export interface Strategy {
   unitRule: UnitRule;
   expectInterference: boolean;
   timeShare: boolean;
@@ -86,6 +87,8 @@ export function sizingContext(
     maxFunctionsPerGpulet,
     memory: options.memory,
     slowdowns: new Map(),
+    sizings: new Map(),
+    units: new Map(),
   };
 }
 
@@ -98,24 +101,78 @@ export function partSet(problem: PlanProblem, options: PlannerOptions): number[]
 }
 
 /**
- * Places one gpu-let: on the fullest GPU it fits without anyone losing rate to interference; else on a new
- * GPU; else where the least rate is lost. Returns the demand shed by interference (to re-place), or the
- * gpu-let's own demand when it fits nowhere.
+ * Ways to put `item` on `gpu`: as a gpu-let of its own, and — for a single function — by growing a gpu-let the
+ * function already has there into the smallest part that carries both rates (one larger gpu-let instead of
+ * two: fewer neighbours, less interference, often fewer %). Each trial is resized against its neighbours.
  */
-export function placeItem(ctx: SizingContext, gpus: GpuState[], maxGpus: number, item: Item): Demand[] {
-  let lossless: { index: number; trial: GpuState; free: number } | undefined;
-  let lossy: { index: number; trial: GpuState; shed: Demand[]; lost: number } | undefined;
-  gpus.forEach((gpu, index) => {
-    if (gpu.gpulets.length === 0 || !fits(ctx, gpu, item.gpulet)) return;
+function trialsOn(
+  ctx: SizingContext,
+  gpu: GpuState,
+  item: Item,
+  parts: readonly number[],
+): { trial: GpuState; shed: Demand[] }[] {
+  const out: { trial: GpuState; shed: Demand[] }[] = [];
+  if (fits(ctx, gpu, item.gpulet)) {
     const trial = cloneGpu(gpu);
     trial.gpulets.push({ part: item.gpulet.part, demands: item.gpulet.demands.map((d) => ({ ...d })) });
-    const shed = resizeGpu(ctx, trial);
-    const free = 100 - trial.gpulets.reduce((s, g) => s + g.part, 0);
-    if (shed.length === 0) {
-      if (!lossless || free < lossless.free) lossless = { index, trial, free };
-    } else {
-      const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
-      if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
+    out.push({ trial, shed: resizeGpu(ctx, trial) });
+  }
+  if (item.gpulet.demands.length !== 1) return out;
+  const [demand] = item.gpulet.demands;
+  const own = gpu.gpulets.flatMap((g, i) => g.demands.length === 1 && g.demands[0].fn === demand.fn ? [i] : []);
+  // Grow each of the function's gpu-lets alone, or all of them together into one.
+  const groups = own.map((i) => [i]);
+  if (own.length > 1) groups.push(own);
+  const used = usedPart(gpu);
+  for (const group of groups) {
+    const mergedPart = group.reduce((s, i) => s + gpu.gpulets[i].part, 0);
+    const rate = group.reduce((s, i) => s + gpu.gpulets[i].demands[0].rate, demand.rate);
+    for (const part of parts) {
+      if (group.length === 1 && part <= mergedPart) continue;
+      if (used - mergedPart + part > 100 + EPS) break;
+      // Cheap necessary condition first: alone and without interference it must carry the rate.
+      if (saturated(ctx.table, demand.fn, part, 1).rate < rate) continue;
+      const trial = cloneGpu(gpu);
+      trial.gpulets = trial.gpulets.filter((_, i) => !group.includes(i));
+      trial.gpulets.push({ part, demands: [{ fn: demand.fn, rate }] });
+      const shed = resizeGpu(ctx, trial);
+      if (shed.length === 0) {
+        out.push({ trial, shed });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Places one gpu-let: where it takes the fewest % without anyone losing rate to interference (on ties the
+ * fullest GPU: best fit); else on a new GPU; else where the least rate is lost. Returns the demand shed by
+ * interference (to re-place), or the gpu-let's own demand when it fits nowhere.
+ */
+export function placeItem(
+  ctx: SizingContext,
+  gpus: GpuState[],
+  maxGpus: number,
+  item: Item,
+  parts: readonly number[] = [item.gpulet.part],
+): Demand[] {
+  let lossless: { index: number; trial: GpuState; taken: number; free: number } | undefined;
+  let lossy: { index: number; trial: GpuState; shed: Demand[]; lost: number } | undefined;
+  gpus.forEach((gpu, index) => {
+    if (gpu.gpulets.length === 0) return;
+    const before = usedPart(gpu);
+    for (const { trial, shed } of trialsOn(ctx, gpu, item, parts)) {
+      const after = usedPart(trial);
+      if (shed.length === 0) {
+        const [taken, free] = [after - before, 100 - after];
+        const better = !lossless || taken < lossless.taken - EPS ||
+          (taken <= lossless.taken + EPS && free < lossless.free);
+        if (better) lossless = { index, trial, taken, free };
+      } else {
+        const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
+        if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
+      }
     }
   });
   if (lossless) {
@@ -140,9 +197,15 @@ export function placeItem(ctx: SizingContext, gpus: GpuState[], maxGpus: number,
 }
 
 /** Places items largest first; returns what could not be placed or was shed. */
-function pack(ctx: SizingContext, gpus: GpuState[], maxGpus: number, items: Item[]): Demand[] {
+function pack(
+  ctx: SizingContext,
+  gpus: GpuState[],
+  maxGpus: number,
+  items: Item[],
+  parts: readonly number[],
+): Demand[] {
   const sorted = [...items].sort((a, b) => b.gpulet.part - a.gpulet.part || rateOf(b) - rateOf(a));
-  return mergeDemands(sorted.flatMap((item) => placeItem(ctx, gpus, maxGpus, item)));
+  return mergeDemands(sorted.flatMap((item) => placeItem(ctx, gpus, maxGpus, item, parts)));
 }
 
 const rateOf = (i: Item) => i.gpulet.demands.reduce((s, d) => s + d.rate, 0);
@@ -158,7 +221,36 @@ function itemsFor(
   return { items: timeShare ? mergeResidues(ctx, items, opts) : items };
 }
 
-/** Runs the engine once: decompose, place, re-place what interference sheds, for a few rounds. */
+/**
+ * Places `pending` demand into `gpus` (decompose, place, then re-place what interference sheds for up to
+ * `rounds` more rounds). Returns what is left unplaced; `gpus` is updated in place.
+ */
+export function placeDemands(
+  ctx: SizingContext,
+  gpus: GpuState[],
+  maxGpus: number,
+  parts: readonly number[],
+  strategy: Strategy,
+  pending: Demand[],
+  rounds = DEFAULT_OPTIONS.rounds,
+): Demand[] {
+  const opts: DecomposeOptions = {
+    parts,
+    unitRule: strategy.unitRule,
+    expectInterference: strategy.expectInterference,
+  };
+  // Unservable demand (no part serves it within its SLO) is dropped by decomposition and ends up unserved. A
+  // round that leaves as much pending as it started with has nothing left to gain.
+  const total = (ds: readonly Demand[]) => ds.reduce((s, d) => s + d.rate, 0);
+  for (let round = 0; round <= rounds && pending.length > 0; round++) {
+    const before = total(pending);
+    pending = pack(ctx, gpus, maxGpus, itemsFor(ctx, pending, opts, strategy.timeShare).items, parts);
+    if (round > 0 && total(pending) >= before * (1 - 1e-9)) break;
+  }
+  return pending;
+}
+
+/** Runs the engine once on an empty (or given) layout for every function's full rate. */
 export function planLayout(
   ctx: SizingContext,
   functions: readonly PlannedFunction[],
@@ -168,17 +260,8 @@ export function planLayout(
   gpus: GpuState[] = [],
   rounds = DEFAULT_OPTIONS.rounds,
 ): GpuState[] {
-  const opts: DecomposeOptions = {
-    parts,
-    unitRule: strategy.unitRule,
-    expectInterference: strategy.expectInterference,
-  };
-  let pending: Demand[] = functions.filter((f) => f.rate > 0).map((fn) => ({ fn, rate: fn.rate }));
-  // Round 0 places everything; later rounds re-place what interference shed (unservable demand, which no
-  // part can serve within its SLO, is not retried and ends up unserved).
-  for (let round = 0; round <= rounds && pending.length > 0; round++) {
-    pending = pack(ctx, gpus, maxGpus, itemsFor(ctx, pending, opts, strategy.timeShare).items);
-  }
+  const pending = functions.filter((f) => f.rate > 0).map((fn) => ({ fn, rate: fn.rate }));
+  placeDemands(ctx, gpus, maxGpus, parts, strategy, pending, rounds);
   return gpus;
 }
 
@@ -193,7 +276,7 @@ export function betterPlan(a: Plan, b: Plan, functions: readonly PlannedFunction
 }
 
 /** Strategies each policy tries. */
-function strategiesOf(policy: Policy): Strategy[] {
+export function strategiesOf(policy: Policy): Strategy[] {
   switch (policy) {
     case "gpulet":
       // Both unit rules, sized with and without the expected interference; the best plan wins. (Capping

@@ -35,7 +35,13 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
   if (plan.gpusUsed !== plan.gpus.length) {
     errors.push(`gpusUsed is ${plan.gpusUsed} but ${plan.gpus.length} are listed`);
   }
+  const ids = new Set<number>();
   for (const gpu of plan.gpus) {
+    if (ids.has(gpu.id)) errors.push(`GPU ${gpu.id} is listed twice`);
+    ids.add(gpu.id);
+    if (ctx.gpus !== undefined && gpu.id >= ctx.gpus) {
+      errors.push(`GPU ${gpu.id} does not exist: ids go from 0 to ${ctx.gpus - 1}`);
+    }
     const total = gpu.gpulets.reduce((s, g) => s + g.part, 0);
     if (total > 100 + TOL) errors.push(`GPU ${gpu.id}: parts add up to ${total} % (> 100 %)`);
     gpu.gpulets.forEach((g, gi) => {
