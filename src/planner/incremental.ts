@@ -16,6 +16,7 @@
 import type { GpuState } from "./layout.ts";
 import { cloneGpu, mergeDemands, resizeGpu, type SizingContext, usedPart } from "./layout.ts";
 import { type Plan, toPlan, totalPart } from "./plan.ts";
+import { gpuletChanges } from "./plan_diff.ts";
 import {
   DEFAULT_OPTIONS,
   partSet,
@@ -206,30 +207,4 @@ function precedes(a: readonly number[], b: readonly number[]): boolean {
 /** Unserved demand as a sum of fractions of each function's rate. */
 function unservedShare(p: Plan, functions: readonly PlannedFunction[]): number {
   return p.unserved.reduce((s, u) => s + u.rate / (functions.find((f) => f.name === u.name)?.rate ?? 1), 0);
-}
-
-/** A gpu-let's identity for a worker: its GPU, part and the functions it serves (rates and batches may change). */
-function gpuletKey(gpu: number, part: number, names: readonly string[]): string {
-  return `${gpu}|${part}|${[...names].sort().join(",")}`;
-}
-
-/**
- * Gpu-lets started plus gpu-lets stopped between two plans. Gpu-lets are matched by GPU, part and function
- * set: a new batch size or rate on the same gpu-let is a re-configuration, not a restart.
- */
-export function gpuletChanges(from: Plan, to: Plan): number {
-  const count = (p: Plan) => {
-    const m = new Map<string, number>();
-    for (const gpu of p.gpus) {
-      for (const g of gpu.gpulets) {
-        const k = gpuletKey(gpu.id, g.part, g.functions.map((f) => f.name));
-        m.set(k, (m.get(k) ?? 0) + 1);
-      }
-    }
-    return m;
-  };
-  const [a, b] = [count(from), count(to)];
-  let changes = 0;
-  for (const k of new Set([...a.keys(), ...b.keys()])) changes += Math.abs((a.get(k) ?? 0) - (b.get(k) ?? 0));
-  return changes;
 }

@@ -3,7 +3,8 @@
  * when demand drops, and every plan it emits passes the validator with interference.
  */
 import assert from "node:assert/strict";
-import { gpuletChanges, layoutOf, replan } from "../../src/planner/incremental.ts";
+import { layoutOf, replan } from "../../src/planner/incremental.ts";
+import { gpuletChanges } from "../../src/planner/plan_diff.ts";
 import { InterferenceModel } from "../../src/planner/interference.ts";
 import { loadLatencyModel } from "../../src/planner/latency_model.ts";
 import { loadPairs, observations } from "../../src/planner/pairs.ts";
