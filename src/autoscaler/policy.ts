@@ -64,7 +64,7 @@ export type ScaleDecision =
 
 /** Rate to plan for, given observed rates. */
 export function target(rates: Rates, opts: ScalePolicyOptions): number {
-  return Math.max(opts.minRate, Math.max(rates.short, rates.smoothed) * (1 + opts.headroom));
+  return Math.max(opts.minRate, Math.max(rates.short, rates.smoothed, rates.recent ?? 0) * (1 + opts.headroom));
 }
 
 /**
@@ -137,9 +137,10 @@ function fmt(r: Rates): string {
 
 /** Records that a re-plan for `demand` was applied at `now`. */
 export function committed(state: ScaleState, demand: ReadonlyMap<string, number>, now: number): void {
+  // A function whose planned rate changed starts a new calm period; the others keep theirs.
+  for (const name of [...state.lowSince.keys()]) {
+    if (demand.get(name) !== state.planned.get(name)) state.lowSince.delete(name);
+  }
   state.planned = new Map(demand);
   state.lastReplanAt = now;
-  for (const name of [...state.lowSince.keys()]) if (!demand.has(name)) state.lowSince.delete(name);
-  // A function just planned down starts a new calm period.
-  for (const name of demand.keys()) state.lowSince.delete(name);
 }

@@ -12,10 +12,12 @@ export interface RateMonitorOptions {
   shortMs: number;
   /** Time constant of the smoothed rate (ms). */
   tauMs: number;
+  /** The most recent part of the short window (ms). */
+  recentMs: number;
 }
 
-/** Defaults: 100 ms buckets, a 1 s window, 5 s smoothing. */
-export const DEFAULT_RATE_OPTIONS: RateMonitorOptions = { bucketMs: 100, shortMs: 1000, tauMs: 5000 };
+/** Defaults: 100 ms buckets, a 1 s window with its last 300 ms, 5 s smoothing. */
+export const DEFAULT_RATE_OPTIONS: RateMonitorOptions = { bucketMs: 100, shortMs: 1000, tauMs: 5000, recentMs: 300 };
 
 /** Rates of one function. */
 export interface Rates {
@@ -23,6 +25,11 @@ export interface Rates {
   short: number;
   /** Smoothed arrivals per second. */
   smoothed: number;
+  /**
+   * Arrivals per second over the last `recentMs` only: after a step up, the short window still averages in
+   * the old rate, and scaling up to it would take a second re-plan.
+   */
+  recent?: number;
 }
 
 class Series {
@@ -63,8 +70,15 @@ export class RateMonitor {
     const total = s.buckets.reduce((a, b) => a + b, 0);
     // The current bucket is partly elapsed: the window is (size - 1) whole buckets plus that part.
     const { bucketMs } = this.options;
-    const elapsed = (this.size - 1) * bucketMs + Math.max(1, now - s.current * bucketMs);
-    return { short: (1000 * total) / elapsed, smoothed: s.smoothed };
+    const partial = Math.max(1, now - s.current * bucketMs);
+    const elapsed = (this.size - 1) * bucketMs + partial;
+    const k = Math.min(this.size, Math.max(1, Math.round(this.options.recentMs / bucketMs)));
+    const recent = s.buckets.slice(this.size - k).reduce((a, b) => a + b, 0);
+    return {
+      short: (1000 * total) / elapsed,
+      smoothed: s.smoothed,
+      recent: (1000 * recent) / ((k - 1) * bucketMs + partial),
+    };
   }
 
   /** Every function seen so far. */

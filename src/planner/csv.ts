@@ -7,7 +7,12 @@ import { stringify } from "csv-stringify/sync";
 
 /** What a column holds: text, any finite number, or a number with bounds / integrality. */
 export type ColumnKind =
-  | { type: "string"; pattern?: RegExp; what?: string }
+  | {
+    type: "string";
+    pattern?: RegExp;
+    what?: string; /** Value when the column is absent or empty. */
+    default?: string;
+  }
   | { type: "number"; min?: number; max?: number; integer?: boolean; positive?: boolean };
 
 /** A bad CSV: `file:line:column: message`. */
@@ -24,6 +29,7 @@ export type CsvRow<C extends Record<string, ColumnKind>> =
 
 function convert(raw: string, kind: ColumnKind, name: string, err: (msg: string) => CsvError): string | number {
   if (kind.type === "string") {
+    if (raw === "" && kind.default !== undefined) return kind.default;
     if (raw === "") throw err(`${name} is empty`);
     if (kind.pattern && !kind.pattern.test(raw)) throw err(`${name} "${raw}" is not ${kind.what ?? kind.pattern}`);
     return raw;
@@ -62,6 +68,10 @@ export function parseCsv<C extends Record<string, ColumnKind>>(text: string, fil
   const index: Record<string, number> = {};
   for (const name of Object.keys(columns)) {
     const i = header.indexOf(name);
+    if (i < 0 && columns[name].type === "string" && columns[name].default !== undefined) {
+      index[name] = -1;
+      continue;
+    }
     if (i < 0) {
       throw new CsvError(file, records[0].info.lines, null, `missing column "${name}" (header: ${header.join(",")})`);
     }
@@ -71,6 +81,10 @@ export function parseCsv<C extends Record<string, ColumnKind>>(text: string, fil
     const row: Record<string, string | number> = { line: info.lines };
     for (const [name, kind] of Object.entries(columns)) {
       const i = index[name];
+      if (i < 0) {
+        row[name] = (kind as { default: string }).default;
+        continue;
+      }
       const err = (msg: string) => new CsvError(file, info.lines, i + 1, msg);
       if (i >= record.length) throw err(`missing value for ${name} (the row has ${record.length} fields)`);
       row[name] = convert(record[i], kind, name, err);

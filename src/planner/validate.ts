@@ -23,11 +23,41 @@ export interface ValidationContext {
   latencyRatio?: number;
 }
 
+type PlanGpu = Plan["gpus"][number];
+
+/**
+ * The slowdown of `model` at `batch` on gpu-let `g` of `gpu` from every other gpu-let there, as the models
+ * say: each neighbour adds the slowdown of its worst function (time-shared functions run one at a time).
+ * `models` maps function names to models; unknown names are skipped.
+ */
+export function slowdownIn(
+  gpu: PlanGpu,
+  g: PlanGpu["gpulets"][number],
+  model: string,
+  batch: number,
+  models: ReadonlyMap<string, string>,
+  interference: InterferenceModel,
+): number {
+  let alpha = 1;
+  for (const other of gpu.gpulets) {
+    if (other === g) continue;
+    let worst = 0;
+    for (const o of other.functions) {
+      const om = models.get(o.name);
+      if (!om) continue;
+      worst = Math.max(worst, interference.slowdownAt(model, g.part, batch, om, other.part, o.batch) - 1);
+    }
+    alpha += worst;
+  }
+  return alpha;
+}
+
 /** Every rule the plan breaks, as readable sentences; empty when the plan is valid. */
 export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
   const errors: string[] = [];
   const table = new LatencyTable(ctx.latency, ctx.latencyRatio ?? 1);
   const byName = new Map(ctx.functions.map((f) => [f.name, f]));
+  const models = new Map(ctx.functions.map((f) => [f.name, f.model]));
   const served = new Map<string, number>();
   if (ctx.gpus !== undefined && plan.gpus.length > ctx.gpus) {
     errors.push(`the plan uses ${plan.gpus.length} GPUs, at most ${ctx.gpus} are available`);
@@ -61,21 +91,7 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
         if (f.batch > fn.maxBatch) {
           errors.push(`${where}: ${f.name} batch ${f.batch} exceeds its maxBatch ${fn.maxBatch}`);
         }
-        // Re-derived latency: profile × slowdown from every other gpu-let of the GPU (worst function of each).
-        let alpha = 1;
-        if (ctx.interference) {
-          for (const other of gpu.gpulets) {
-            if (other === g) continue;
-            let worst = 0;
-            for (const o of other.functions) {
-              const om = byName.get(o.name)?.model;
-              if (!om) continue;
-              const s = ctx.interference.slowdownAt(fn.model, g.part, f.batch, om, other.part, o.batch) - 1;
-              worst = Math.max(worst, s);
-            }
-            alpha += worst;
-          }
-        }
+        const alpha = ctx.interference ? slowdownIn(gpu, g, fn.model, f.batch, models, ctx.interference) : 1;
         const latency = table.latency(fn.model, g.part, f.batch) * alpha;
         if (f.latencyMs < latency * (1 - TOL)) {
           errors.push(`${where}: ${f.name} claims ${f.latencyMs} ms, the models say ${latency.toFixed(4)} ms`);
