@@ -10,13 +10,13 @@
  */
 import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
 import { padTo8 } from "../runtime/framing.ts";
-import type { GpuletWorker } from "../runtime/worker.ts";
+import type { Executor } from "../runtime/executor.ts";
 import { LatencyEstimate } from "./latency.ts";
 import type { Answer, OutputTensor, Payload, Pending } from "./request.ts";
 
 /** One gpu-let serving this function, as routing sees it. */
 export interface Slot {
-  worker: GpuletWorker;
+  worker: Executor;
   /** Planned batch size (rows). */
   batch: number;
   /** Batching window after the oldest request arrives; 0 dispatches as soon as the gpu-let is idle. */
@@ -38,7 +38,7 @@ export interface DispatcherOptions {
   maxQueueRows: number;
   observer?: DispatchObserver;
   /** Called when a batch failed because its worker was lost. */
-  onWorkerLost?: (worker: GpuletWorker, error: Error) => void;
+  onWorkerLost?: (worker: Executor, error: Error) => void;
 }
 
 /** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
@@ -88,6 +88,17 @@ export class Dispatcher {
         retryAfterS: 1,
       });
     }
+    const waitMs = this.predictedFinishMs(rows);
+    if (waitMs > deadlineMs && this.queue.length > 0) {
+      // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
+      this.opts.observer?.answer(this.opts.name, 429, 0);
+      return Promise.resolve({
+        status: 429,
+        error: `function ${this.opts.name} is overloaded: ${this.queuedRows} rows wait, ~${waitMs.toFixed(0)} ms ` +
+          `to serve, SLO ${deadlineMs} ms`,
+        retryAfterS: 1,
+      });
+    }
     return new Promise<Answer>((resolve) => {
       const p: Pending = {
         payload,
@@ -117,6 +128,18 @@ export class Dispatcher {
       this.queuedRows += rows;
       this.pump();
     });
+  }
+
+  /**
+   * When a request of `rows` arriving now would be answered (ms from now), from the queue ahead of it and
+   * the gpu-lets' measured throughput; 0 while no gpu-let serves (nothing to go by).
+   */
+  private predictedFinishMs(rows: number): number {
+    let rowsPerMs = 0;
+    for (const s of this.slots) rowsPerMs += s.batch / Math.max(1e-3, s.latency.estimate(s.batch));
+    if (rowsPerMs === 0) return 0;
+    const ahead = this.queuedRows + rows;
+    return Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
   }
 
   private fastestEstimate(batch: number): number {

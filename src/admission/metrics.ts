@@ -59,6 +59,34 @@ export class Metrics implements DispatchObserver {
     registers: [this.registry],
   });
 
+  /** Re-plans of the autoscaler, by direction (up, down, new). */
+  readonly replans = new client.Counter({
+    name: "gpulet_replans_total",
+    help: "Plan changes made by the autoscaler, by direction (up, down, new).",
+    labelNames: ["direction"] as const,
+    registers: [this.registry],
+  });
+
+  /** Autoscaled mode: GPUs in use and gpu-lets running, read at scrape time. */
+  observeFleet(read: () => { gpus: number; gpulets: number }): void {
+    new client.Gauge({
+      name: "gpulet_gpus_in_use",
+      help: "Devices (GPUs) with at least one running gpu-let.",
+      registers: [this.registry],
+      collect() {
+        this.set(read().gpus);
+      },
+    });
+    new client.Gauge({
+      name: "gpulet_gpulets",
+      help: "gpu-lets running (draining ones included).",
+      registers: [this.registry],
+      collect() {
+        this.set(read().gpulets);
+      },
+    });
+  }
+
   /** `depthOf()` is read at scrape time: rows queued per function, and live workers. */
   constructor(depthOf: () => Map<string, number>, workers: () => number) {
     new client.Gauge({

@@ -33,6 +33,9 @@ export interface ApiOptions {
 
 export const SERVER_VERSION = "0.1.0";
 
+/** Response header on answers from simulated devices. */
+export const SIMULATED_HEADER = "x-gpulet-simulated";
+
 /** A failure with an HTTP status, answered as JSON. */
 export class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
@@ -74,6 +77,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const maxBundle = options.maxBundleBytes ?? 1024 * 1024 * 1024;
   const maxElements = options.maxTensorElements ?? 64 * 1024 * 1024;
   const app = new Hono();
+  const simulated = controller.backend?.kind === "sim";
 
   const tooLarge = (limit: number) => (c: Context) =>
     c.json({ error: `request body is larger than the limit of ${limit} bytes` }, 413);
@@ -155,7 +159,13 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     );
     if ("error" in answer) throw failure(answer);
     if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
-    const head = { model_name: dep.name, model_version: String(dep.version) };
+    const head = {
+      model_name: dep.name,
+      model_version: String(dep.version),
+      // A simulated answer never passes for a real inference.
+      ...(simulated ? { parameters: { simulated: true } } : {}),
+    };
+    if (simulated) c.header(SIMULATED_HEADER, "true");
     const res = encodeInferResponse(req, head, answer.outputs);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
     if (res.headerLength === undefined) return c.body(res.body as string, 200, { "content-type": "application/json" });
@@ -180,6 +190,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
+    if (simulated) c.header(SIMULATED_HEADER, "true");
     return c.json(answer.json as Record<string, unknown>);
   });
 
@@ -220,11 +231,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     return c.json({ removed: name });
   });
   app.get("/admin/plan", (c) => c.json(controller.plan()));
-  app.get(
-    "/admin/devices",
-    (c) =>
-      c.json({ devices: [{ id: 0, kind: "cpu", cores: controller.device.coreCount, load: controller.device.load() }] }),
-  );
+  app.get("/admin/devices", (c) => c.json({ devices: controller.devices() }));
 
   // --- Metrics ---
   app.get("/metrics", async (c) => {

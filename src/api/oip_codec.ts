@@ -259,7 +259,7 @@ export interface EncodedResponse {
  */
 export function encodeInferResponse(
   req: InferRequest,
-  head: { model_name: string; model_version: string },
+  head: { model_name: string; model_version: string; parameters?: Record<string, unknown> },
   outputs: OutputTensor[],
 ): EncodedResponse {
   const asked = req.outputs ? new Map(req.outputs.map((o) => [o.name, o.parameters?.binary_data])) : null;

@@ -29,6 +29,11 @@ export interface AutoscalerConfig {
   scale?: ScalePolicyOptions;
   rates?: RateMonitorOptions;
   planner?: PlannerOptions;
+  /**
+   * Measured rates × this = the rates planned on the profile (simulated devices with dilated time serve
+   * `rateScale` times fewer requests per real second than the profile says). Default 1.
+   */
+  rateScale?: number;
 }
 
 /** One re-plan, as `GET /admin/plan` and `/metrics` report it. */
@@ -93,7 +98,11 @@ export class Autoscaler {
     }));
     const decision = decide(this.state, rates, now, this.config.scale ?? DEFAULT_SCALE_POLICY);
     if (decision.kind === "hold") return undefined;
-    const functions = [...decision.demand].map(([name, rate]) => ({ ...this.functions.get(name)!, rate }));
+    const scale = this.config.rateScale ?? 1;
+    const functions = [...decision.demand].map(([name, rate]) => ({
+      ...this.functions.get(name)!,
+      rate: rate * scale,
+    }));
     const t0 = performance.now();
     const plan = this.planFor(functions);
     const planMs = performance.now() - t0;

@@ -4,13 +4,16 @@
  * every worker.
  */
 import { startServer } from "../server.ts";
+import { parseDevices } from "../controller/backends.ts";
 import { parseArgs } from "./args.ts";
 
-const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--devices cpu] [--token T]
+const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--devices D] [--sim-scale K] [--token T]
   --port N          listen port (default 8080; 0 picks a free one and prints it)
   --host ADDR       listen address (default 127.0.0.1)
   --state DIR       registry and deployed functions (default .gpulet)
-  --devices cpu     device kind (only cpu on this build)
+  --devices D       cpu (default: one pinned gpu-let per function), cpu:N (N devices of this machine's
+                    cores, autoscaled) or sim:<profile>xN (N simulated GPUs, e.g. sim:h100x8, autoscaled)
+  --sim-scale K     simulated devices: every latency and SLO × K, so one machine can drive them (default 1)
   --token T         bearer token for /admin/* (default: GPULET_ADMIN_TOKEN, else none)
   --cores-per-gpulet N   cores pinned to each gpu-let (default 1)
   --max-queue N     rows waiting per function before 429 (default 1024)`;
@@ -24,14 +27,22 @@ if (import.meta.main) {
     "token",
     "cores-per-gpulet",
     "max-queue",
+    "sim-scale",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);
     Deno.exit(0);
   }
   const devices = (values.devices as string | undefined) ?? "cpu";
-  if (devices !== "cpu") {
-    console.error(`--devices ${devices}: only "cpu" is available in this build`);
+  try {
+    parseDevices(devices);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(2);
+  }
+  const simScale = Number(values["sim-scale"] ?? 1);
+  if (!(simScale > 0)) {
+    console.error(`--sim-scale ${values["sim-scale"]}: expected a number > 0`);
     Deno.exit(2);
   }
   const server = await startServer({
@@ -41,6 +52,8 @@ if (import.meta.main) {
     adminToken: (values.token as string | undefined) ?? Deno.env.get("GPULET_ADMIN_TOKEN"),
     coresPerGpulet: Number(values["cores-per-gpulet"] ?? 1),
     maxQueueRows: Number(values["max-queue"] ?? 1024),
+    devices,
+    simScale,
   });
   console.log(`gpulet listening on ${server.url} (state ${server.controller.stateDir})`);
   let stopping = false;

@@ -9,7 +9,10 @@ import { type FunctionRecord, Registry } from "../functions/registry.ts";
 import { DEFAULT_MODELS_DIR, ensureModels, ZOO } from "../models/zoo.ts";
 import { CpuDevice } from "../runtime/cpu_device.ts";
 import { WorkerStartError } from "../runtime/worker.ts";
+import type { ScalePolicyOptions } from "../autoscaler/policy.ts";
+import { type Backend, cpuBackend, parseDevices, simBackend } from "./backends.ts";
 import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
+import { Fleet } from "./fleet.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -26,27 +29,57 @@ export interface ControllerOptions {
   maxQueueRows?: number;
   depth?: number;
   log?: (line: string) => void;
+  /**
+   * `cpu` (default: one gpu-let per function, static), `cpu:N` (N devices of this machine's cores) or
+   * `sim:<profile>xN` (N simulated GPUs); the last two are autoscaled.
+   */
+  devices?: string;
+  /** Time dilation of simulated devices (`--sim-scale`): latencies and SLOs × this. Default 1. */
+  simScale?: number;
+  /** Where `profiles/<device>.csv` are. Default: the project's `profiles/`. */
+  profilesDir?: string;
+  /** Autoscaler policy knobs (defaults: DEFAULT_SCALE_POLICY). */
+  scale?: ScalePolicyOptions;
 }
+
+/** The project's profiles directory. */
+export const DEFAULT_PROFILES_DIR = new URL("../../profiles/", import.meta.url).pathname.replace(/\/$/, "");
 
 export class Controller {
   readonly metrics: Metrics;
-  readonly device = new CpuDevice();
   private readonly deployments = new Map<string, Deployment>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private restoring = true;
   private shuttingDown = false;
   private readonly depOpts: DeploymentOptions;
+  /** The autoscaled fleet (`cpu:N` and `sim:…` devices); undefined for the static `cpu` layout. */
+  readonly fleet?: Fleet;
 
   private constructor(
     readonly registry: Registry,
     readonly stateDir: string,
     runtimeDir: string,
     private readonly opts: ControllerOptions,
+    /** This machine's cores (workers are pinned to them). */
+    readonly device: CpuDevice,
+    readonly backend?: Backend,
   ) {
     this.metrics = new Metrics(
       () => new Map([...this.deployments].map(([n, d]) => [n, d.dispatcher.depth])),
       () => [...this.deployments.values()].reduce((n, d) => n + d.dispatcher.getSlots().length, 0),
     );
+    if (backend) {
+      const fleet = new Fleet({
+        backend,
+        depth: opts.depth ?? 2,
+        scale: opts.scale,
+        log: opts.log ?? (() => {}),
+        onWorkerDied: (fn) => this.metrics.workerRestarts.inc({ function: fn }),
+        onReplan: (direction) => this.metrics.replans.inc({ direction }),
+      });
+      this.fleet = fleet;
+      this.metrics.observeFleet(() => ({ gpus: fleet.gpusInUse(), gpulets: fleet.gpuletCount() }));
+    }
     this.depOpts = {
       modelsDir: opts.modelsDir ?? DEFAULT_MODELS_DIR,
       runtimeDir,
@@ -56,17 +89,27 @@ export class Controller {
       maxQueueRows: opts.maxQueueRows ?? 1024,
       depth: opts.depth ?? 2,
       log: opts.log ?? (() => {}),
+      sloScale: backend?.timeScale ?? 1,
+      onArrival: this.fleet ? (name) => this.fleet!.arrived(name) : undefined,
     };
   }
 
   /** Opens the state directory and registry. Call {@link restore} to bring deployed functions back. */
   static async create(opts: ControllerOptions): Promise<Controller> {
+    const spec = parseDevices(opts.devices ?? "cpu");
     await Deno.mkdir(`${opts.stateDir}/functions`, { recursive: true });
     const stateDir = await Deno.realPath(opts.stateDir);
     const registry = await Registry.open(`${stateDir}/registry.sqlite3`);
     // Unix socket paths are limited to ~108 bytes, so sockets live in a short temporary directory.
     const runtimeDir = await Deno.makeTempDir({ prefix: "gpulet-" });
-    return new Controller(registry, stateDir, runtimeDir, opts);
+    const profiles = opts.profilesDir ?? DEFAULT_PROFILES_DIR;
+    const device = new CpuDevice();
+    const backend = spec.kind === "sim"
+      ? await simBackend(spec, profiles, opts.simScale ?? 1)
+      : spec.devices > 0
+      ? await cpuBackend(spec.devices, device, profiles)
+      : undefined;
+    return new Controller(registry, stateDir, runtimeDir, opts, device, backend);
   }
 
   private get log(): (line: string) => void {
@@ -127,8 +170,37 @@ export class Controller {
     }
   }
 
+  /** Autoscaled mode: places `rec` through the fleet (its workers start as the plan says). */
+  private async place(rec: FunctionRecord): Promise<Deployment> {
+    const refused = this.backend!.refuse(rec.manifest.model);
+    if (refused) {
+      throw new DeployError(400, `function ${rec.name} cannot be served on ${this.opts.devices}: ${refused}`);
+    }
+    if (this.backend!.kind === "cpu") await this.ensureModel(rec);
+    const dep = new Deployment(rec, this.depOpts);
+    try {
+      await this.fleet!.place(dep);
+    } catch (e) {
+      if (e instanceof WorkerStartError) {
+        throw new DeployError(400, `function ${rec.name} cannot be served (${e.stage}): ${e.message}`);
+      }
+      throw e;
+    }
+    return dep;
+  }
+
   /** Starts `rec` and makes it live, replacing (and draining) the previous version. */
   private async activate(rec: FunctionRecord): Promise<Deployment> {
+    const dep = this.fleet ? await this.place(rec) : await this.startStatic(rec);
+    const old = this.deployments.get(rec.name);
+    this.deployments.set(rec.name, dep);
+    // The old version keeps its queue and in-flight batches until they are served.
+    if (old) old.stop(true).then(() => this.log(`${rec.name} v${old.version} drained and stopped`));
+    return dep;
+  }
+
+  /** Static mode: one gpu-let for `rec` on the CPU device. */
+  private async startStatic(rec: FunctionRecord): Promise<Deployment> {
     await this.ensureModel(rec);
     const dep = new Deployment(rec, this.depOpts);
     try {
@@ -139,10 +211,6 @@ export class Controller {
       }
       throw e;
     }
-    const old = this.deployments.get(rec.name);
-    this.deployments.set(rec.name, dep);
-    // The old version keeps its queue and in-flight batches until they are served.
-    if (old) old.stop(true).then(() => this.log(`${rec.name} v${old.version} drained and stopped`));
     return dep;
   }
 
@@ -183,14 +251,19 @@ export class Controller {
       this.deployments.delete(name);
       await this.registry.remove(name);
       await dep?.stop(true);
+      await this.fleet?.unplace(name);
       await Deno.remove(`${this.stateDir}/functions/${name}`, { recursive: true }).catch(() => {});
       this.log(`removed ${name}`);
       return true;
     });
   }
 
-  /** The live layout (`GET /admin/plan`): one CPU device, its gpu-lets, the functions on them. */
+  /**
+   * The live layout (`GET /admin/plan`): autoscaled, the plan in force with the running workers and the
+   * plan history; static, one CPU device, its gpu-lets, the functions on them.
+   */
   plan() {
+    if (this.fleet) return this.fleet.describe();
     const cores = this.device.coreCount;
     const gpulets = this.list().flatMap((d) =>
       d.describe().map((g) => ({
@@ -217,6 +290,19 @@ export class Controller {
     };
   }
 
+  /** The devices (`GET /admin/devices`). */
+  devices() {
+    const b = this.backend;
+    if (b?.kind === "sim") {
+      return Array.from({ length: b.gpus }, (_, id) => ({ id, kind: `sim:${b.device}`, timeScale: b.timeScale }));
+    }
+    if (b?.kind === "cpu") {
+      return Array.from({ length: b.gpus }, (_, id) => ({ id, kind: "cpu", profile: "cpu" }))
+        .map((d) => ({ ...d, coresOfMachine: this.device.coreCount, load: this.device.load() }));
+    }
+    return [{ id: 0, kind: "cpu", cores: this.device.coreCount, load: this.device.load() }];
+  }
+
   /**
    * Stops admitting, serves what was accepted (up to `drainTimeoutMs`), stops every worker, closes the
    * registry. Idempotent.
@@ -225,6 +311,7 @@ export class Controller {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     await Promise.all(this.list().map((d) => d.stop(true, drainTimeoutMs)));
+    await this.fleet?.close();
     this.deployments.clear();
     this.registry.close();
     await Deno.remove(this.depOpts.runtimeDir, { recursive: true }).catch(() => {});

@@ -11,6 +11,7 @@ import type { FunctionRecord } from "../functions/registry.ts";
 import { chooseBatch, pickCores, warmBatches } from "../planner/static_layout.ts";
 import type { CpuDevice } from "../runtime/cpu_device.ts";
 import type { ModelInfo } from "../runtime/protocol.ts";
+import type { Executor } from "../runtime/executor.ts";
 import { GpuletWorker } from "../runtime/worker.ts";
 
 export interface DeploymentOptions {
@@ -23,6 +24,10 @@ export interface DeploymentOptions {
   /** Batches in flight per gpu-let. */
   depth: number;
   log: (line: string) => void;
+  /** SLOs are multiplied by this (simulated devices with dilated time). Default 1. */
+  sloScale?: number;
+  /** Called on every request submitted, admitted or not (the autoscaler's demand). */
+  onArrival?: (name: string) => void;
 }
 
 /** Where a function's model file is. */
@@ -35,8 +40,12 @@ export function modelPath(rec: FunctionRecord, modelsDir: string): string {
 export class Deployment {
   readonly dispatcher: Dispatcher;
   model!: ModelInfo;
+  /** Why a planned gpu-let of this version could not start (autoscaled mode). */
+  startError?: Error;
   private stopped = false;
   private workerSeq = 0;
+  /** True when the fleet places this version's gpu-lets (autoscaled mode) rather than {@link start}. */
+  private managed = false;
 
   constructor(readonly record: FunctionRecord, private readonly opts: DeploymentOptions) {
     this.dispatcher = new Dispatcher({
@@ -63,7 +72,8 @@ export class Deployment {
     return this.dispatcher.getSlots().length > 0;
   }
 
-  private async startWorker(cores: number[]): Promise<GpuletWorker> {
+  /** Starts and warms a worker process of this version pinned to `cores`. */
+  async startProcess(cores: number[]): Promise<GpuletWorker> {
     const m = this.record.manifest;
     return await GpuletWorker.start({
       id: `${this.name}-v${this.version}-${this.workerSeq++}`,
@@ -97,7 +107,7 @@ export class Deployment {
     this.opts.device.take(cores);
     let worker: GpuletWorker;
     try {
-      worker = await this.startWorker(cores);
+      worker = await this.startProcess(cores);
     } catch (e) {
       this.opts.device.release(cores);
       throw e;
@@ -125,7 +135,7 @@ export class Deployment {
       this.dispatcher.setSlots(this.dispatcher.getSlots().filter((s) => s !== slot));
       for (let attempt = 0; !this.stopped; attempt++) {
         try {
-          const worker = await this.startWorker(cores);
+          const worker = await this.startProcess(cores);
           if (this.stopped) {
             await worker.stop();
             return;
@@ -143,9 +153,21 @@ export class Deployment {
     });
   }
 
+  /** Takes an executor the fleet started for this version (autoscaled mode): it learns the model from it. */
+  adopt(executor: Executor): void {
+    this.managed = true;
+    this.model ??= executor.model;
+  }
+
+  /** The deadline of a request (ms): the SLO, dilated on simulated devices. */
+  get deadlineMs(): number {
+    return this.record.manifest.sloMs * (this.opts.sloScale ?? 1);
+  }
+
   /** Submits one request. */
   submit(payload: Payload, rows: number, signal?: AbortSignal): Promise<Answer> {
-    return this.dispatcher.submit(payload, rows, this.record.manifest.sloMs, signal);
+    this.opts.onArrival?.(this.name);
+    return this.dispatcher.submit(payload, rows, this.deadlineMs, signal);
   }
 
   /**
@@ -162,7 +184,8 @@ export class Deployment {
     this.dispatcher.setSlots([]);
     await Promise.all(slots.map(async (s) => {
       await s.worker.stop();
-      if (s.worker.cores) this.opts.device.release(s.worker.cores);
+      // In autoscaled mode the fleet's lease owns the cores.
+      if (s.worker.cores && !this.managed) this.opts.device.release(s.worker.cores);
     }));
   }
 

@@ -30,6 +30,18 @@ export const ElemType = {
 } as const;
 export type ElemTypeName = keyof typeof ElemType;
 
+const ELEM_NAMES = Object.fromEntries(Object.entries(ElemType).map(([k, v]) => [v, k])) as Record<
+  number,
+  ElemTypeName
+>;
+
+/** A graph input or output: name, element type, dims (-1 where symbolic). */
+export interface TensorSignature {
+  name: string;
+  type: ElemTypeName;
+  shape: number[];
+}
+
 const AttrType = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7, FLOATS: 6 } as const;
 
 /** An attribute value: int, int list, string, or `{ f }` for a float. */
@@ -100,6 +112,20 @@ export class GraphBuilder {
   /** Declares a graph output; the tensor `name` must be produced by a node. */
   output(name: string, dims: (number | string)[], type: ElemTypeName = "float32"): void {
     this.outputs.push(valueInfo(name, dims, ElemType[type]));
+  }
+
+  /**
+   * The declared inputs and outputs as a worker would report them after loading (symbolic dims are -1),
+   * without building the model: `sim` devices serve a model by its signature alone.
+   */
+  signature(): { inputs: TensorSignature[]; outputs: TensorSignature[] } {
+    const of = (vs: unknown[]) =>
+      (vs as ReturnType<typeof valueInfo>[]).map((v) => ({
+        name: v.name,
+        type: ELEM_NAMES[v.type.tensorType.elemType],
+        shape: v.type.tensorType.shape.dim.map((d) => ("dimValue" in d ? d.dimValue! : -1)),
+      }));
+    return { inputs: of(this.inputs), outputs: of(this.outputs) };
   }
 
   /** A float32 weight, ~N(0, std) from the seeded PRNG, or filled with `constant`. */

@@ -5,7 +5,7 @@
 import { lenet5, resnetBasic } from "./architectures.ts";
 import { bert } from "./bert.ts";
 import type { Net } from "./net.ts";
-import type { GraphBuilder } from "./onnx_builder.ts";
+import type { GraphBuilder, TensorSignature } from "./onnx_builder.ts";
 import { densenet161, googlenet, mnasnet1_0, mobilenetV2, resnet50, vgg16 } from "./vision.ts";
 
 /** Bump when any generated architecture or the builder changes: cached files are then rebuilt. */
@@ -173,4 +173,14 @@ export function architectureReport(name: string): { name: string; params: number
   if (entry.kind !== "generated") throw new Error(`${name} is not generated here (${entry.description})`);
   const { graph, macs } = entry.build(true);
   return { name, params: graph.params, macs };
+}
+
+/**
+ * A generated zoo model's inputs and outputs, from a dry build (no weights, no file): what a worker would
+ * report after loading it. Undefined for models that are not generated here.
+ */
+export function zooSignature(name: string): { inputs: TensorSignature[]; outputs: TensorSignature[] } | undefined {
+  const entry = ZOO[name];
+  if (entry?.kind !== "generated") return undefined;
+  return entry.build(true).graph.signature();
 }

@@ -2,6 +2,7 @@
  * The controller's handle on one gpu-let worker process: start it (spawn, accept its socket, wait until it
  * is warm), send it batches, learn when it dies, stop it.
  */
+import type { Executor } from "./executor.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
 import type { ModelInfo, ReadyMessage, ResultMessage, RunItem, WorkerConfig, WorkerToController } from "./protocol.ts";
 import { findTaskset, workerCommand, workerEnv } from "./worker_command.ts";
@@ -28,8 +29,8 @@ export interface WorkerSpec {
 
 const TASKSET = findTaskset();
 
-/** A running, warmed worker. */
-export class GpuletWorker {
+/** A running, warmed worker process. */
+export class GpuletWorker implements Executor {
   readonly id: string;
   readonly cores?: number[];
   pid = 0;

@@ -1,0 +1,149 @@
+/**
+ * Where a planned gpu-let runs: the device backends of the autoscaled controller. A backend reserves a
+ * gpu-let's share of a device and starts one function's executor on it.
+ *
+ * - `cpu:N`: the machine's cores split into N devices; a gpu-let of part p gets p % of its device's cores
+ *   (at least one), and each function on it is a worker process pinned to them (a time-shared gpu-let is
+ *   several processes on the same cores, time-shared by the OS scheduler).
+ * - `sim:<profile>xN`: N simulated GPUs ({@link SimDevice}); a time-shared gpu-let is one simulated gpu-let
+ *   whose functions take turns.
+ */
+import { readCsv } from "../planner/csv.ts";
+import { InterferenceModel } from "../planner/interference.ts";
+import { LatencyModel, PROFILE_COLUMNS } from "../planner/latency_model.ts";
+import { loadPairs, observations } from "../planner/pairs.ts";
+import type { CpuDevice } from "../runtime/cpu_device.ts";
+import type { Executor } from "../runtime/executor.ts";
+import { SimDevice, type SimGpulet } from "../runtime/sim_device.ts";
+import { zooSignature } from "../models/zoo.ts";
+import type { Deployment } from "./deployment.ts";
+
+/** A reserved share of a device; released when the gpu-let stops. */
+export interface GpuletLease {
+  gpu: number;
+  part: number;
+  /** Cores (cpu) it is pinned to. */
+  cores?: number[];
+  /** The simulated gpu-let (sim). */
+  sim?: SimGpulet;
+  release(): void;
+}
+
+/** A device kind the fleet can place gpu-lets on. */
+export interface Backend {
+  /** Profile (device) name plans are made for, e.g. `h100`. */
+  readonly device: string;
+  /** `cpu` or `sim`. */
+  readonly kind: "cpu" | "sim";
+  readonly gpus: number;
+  readonly latency: LatencyModel;
+  readonly interference?: InterferenceModel;
+  /** Time dilation of simulated devices (1 on real ones): SLOs are multiplied by it. */
+  readonly timeScale: number;
+  /** Why `model` cannot be served here, or undefined if it can. */
+  refuse(model: string): string | undefined;
+  lease(gpu: number, part: number): GpuletLease;
+  /** Starts and warms `dep`'s executor on a leased gpu-let. */
+  start(dep: Deployment, lease: GpuletLease): Promise<Executor>;
+}
+
+/** A parsed `--devices` value. */
+export type DeviceSpec = { kind: "cpu"; devices: number } | { kind: "sim"; profile: string; gpus: number };
+
+/** Parses `cpu`, `cpu:N` or `sim:<profile>x<N>`; throws a message that says what is accepted. */
+export function parseDevices(spec: string): DeviceSpec {
+  if (spec === "cpu") return { kind: "cpu", devices: 0 };
+  const cpu = /^cpu:([1-9][0-9]*)$/.exec(spec);
+  if (cpu) return { kind: "cpu", devices: Number(cpu[1]) };
+  const sim = /^sim:([a-z0-9_-]+)x([1-9][0-9]*)$/.exec(spec);
+  if (sim && Number(sim[2]) <= 256) return { kind: "sim", profile: sim[1], gpus: Number(sim[2]) };
+  throw new Error(`--devices ${spec}: expected cpu, cpu:N (N devices of this machine's cores) or sim:<profile>xN`);
+}
+
+/** Loads `profiles/<name>.csv` (and `-pairs.csv` when present); parts are multiplied by `partScale`. */
+async function loadProfile(
+  dir: string,
+  name: string,
+  partScale = 1,
+): Promise<{ latency: LatencyModel; interference?: InterferenceModel }> {
+  const path = `${dir}/${name}.csv`;
+  const rows = (await readCsv(path, PROFILE_COLUMNS))
+    .filter((r) => r.part * partScale <= 100 + 1e-9)
+    .map((r) => ({ ...r, part: Math.round(r.part * partScale * 1000) / 1000 }));
+  if (rows.length === 0) throw new Error(`${path}: no part fits a device of 1/${partScale} of the profiled one`);
+  const latency = LatencyModel.fromRows(rows, path);
+  if (partScale !== 1) return { latency };
+  try {
+    const pairs = await loadPairs(`${dir}/${name}-pairs.csv`);
+    return { latency, interference: InterferenceModel.fit(latency, observations(pairs)) };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { latency };
+    throw e;
+  }
+}
+
+/** The simulated backend. */
+export async function simBackend(
+  spec: { profile: string; gpus: number },
+  profilesDir: string,
+  timeScale: number,
+): Promise<Backend> {
+  const { latency, interference } = await loadProfile(profilesDir, spec.profile);
+  const sim = new SimDevice({ profile: spec.profile, gpus: spec.gpus, latency, interference, scale: timeScale });
+  return {
+    device: spec.profile,
+    kind: "sim",
+    gpus: spec.gpus,
+    latency,
+    interference,
+    timeScale,
+    refuse: (model) =>
+      !latency.has(model)
+        ? `model "${model}" has no profile on ${spec.profile} (profiled: ${latency.models().join(", ")})`
+        : !zooSignature(model)
+        ? `model "${model}" is not a generated zoo model, so its signature is unknown`
+        : undefined,
+    lease: (gpu, part) => ({ gpu, part, sim: sim.gpulet(gpu, part), release: () => {} }),
+    start: (dep, lease) => {
+      const model = dep.record.manifest.model;
+      const sig = zooSignature(model)!;
+      const batchable = [...sig.inputs, ...sig.outputs].every((t) => t.shape[0] === -1);
+      return Promise.resolve(sim.executor(lease.sim!, model, { ...sig, batchable }, dep.name));
+    },
+  };
+}
+
+/** The CPU backend: `devices` groups of this machine's cores. */
+export async function cpuBackend(devices: number, cpu: CpuDevice, profilesDir: string): Promise<Backend> {
+  const perDevice = Math.max(1, Math.floor(cpu.coreCount / devices));
+  // The profile's parts are of the whole machine; a device is 1/devices of it.
+  const { latency, interference } = await loadProfile(profilesDir, "cpu", devices);
+  return {
+    device: "cpu",
+    kind: "cpu",
+    gpus: devices,
+    latency,
+    interference,
+    timeScale: 1,
+    refuse: (model) =>
+      latency.has(model) ? undefined : `model "${model}" has no CPU profile (profiled: ${latency.models().join(", ")})`,
+    lease: (gpu, part) => {
+      const group = Array.from({ length: perDevice }, (_, i) => (gpu * perDevice + i) % cpu.coreCount);
+      const want = Math.max(1, Math.round((part / 100) * perDevice));
+      const load = cpu.load();
+      const cores = [...group].sort((a, b) => load[a] - load[b] || a - b).slice(0, want).sort((a, b) => a - b);
+      cpu.take(cores);
+      let released = false;
+      return {
+        gpu,
+        part,
+        cores,
+        release: () => {
+          if (!released) cpu.release(cores);
+          released = true;
+        },
+      };
+    },
+    start: (dep, lease) => dep.startProcess(lease.cores!),
+  };
+}

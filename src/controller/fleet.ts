@@ -1,0 +1,378 @@
+/**
+ * The autoscaled fleet: runs the autoscaler on a timer and applies each new plan to live gpu-lets,
+ * make-before-break.
+ *
+ * Applying a plan: (1) start and warm every gpu-let the new plan has and the running set lacks (the old
+ * gpu-lets keep serving meanwhile); (2) switch each function's routing to its new set of gpu-lets in one
+ * step (`Dispatcher.setSlots`); (3) let the gpu-lets that left the plan finish their in-flight batches, then
+ * stop them. Queued requests stay in their function's queue throughout and go to whichever gpu-let takes the
+ * next batch, so a reorganisation neither drops nor fails a request. A gpu-let that fails to start is
+ * retried by the next repair; a worker that dies is removed from routing at once and restarted.
+ */
+import { Autoscaler, type PlanChange, type ScaledFunction } from "../autoscaler/autoscaler.ts";
+import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/policy.ts";
+import type { Slot } from "../admission/dispatcher.ts";
+import { LatencyEstimate } from "../admission/latency.ts";
+import type { Plan } from "../planner/plan.ts";
+import { gpuletKey, type PlacedGpulet, placedGpulets } from "../planner/plan_diff.ts";
+import type { Executor } from "../runtime/executor.ts";
+import type { Backend, GpuletLease } from "./backends.ts";
+import type { Deployment } from "./deployment.ts";
+
+/** One function's executor on a running gpu-let. */
+interface Member {
+  dep: Deployment;
+  executor: Executor;
+  latency: LatencyEstimate;
+}
+
+/** A gpu-let the fleet runs. */
+interface RunningGpulet {
+  id: string;
+  lease: GpuletLease;
+  members: Map<string, Member>;
+  /** The plan's view of it (batches, rates). */
+  placed: PlacedGpulet;
+}
+
+/** A plan change as `GET /admin/plan` shows it. */
+export interface PlanRecord extends Omit<PlanChange, "at"> {
+  /** ISO time of the decision. */
+  at: string;
+  /** Gpu-lets started and stopped by applying it. */
+  started: number;
+  stopped: number;
+  /** Time to apply it (start and warm new gpu-lets, switch routing), ms. */
+  applyMs?: number;
+}
+
+export interface FleetOptions {
+  backend: Backend;
+  /** Batches in flight per gpu-let. */
+  depth: number;
+  /** How often the autoscaler looks at the rates (ms). */
+  tickMs?: number;
+  scale?: ScalePolicyOptions;
+  log: (line: string) => void;
+  /** Called when a worker dies (metrics). */
+  onWorkerDied?: (fn: string) => void;
+  /** Called on every re-plan (metrics). */
+  onReplan?: (direction: string) => void;
+}
+
+/** Most time a stopping gpu-let may take to finish its in-flight batches (ms). */
+const DRAIN_LIMIT_MS = 30_000;
+
+export class Fleet {
+  readonly autoscaler: Autoscaler;
+  readonly history: PlanRecord[] = [];
+  private readonly deps = new Map<string, Deployment>();
+  private running = new Map<string, RunningGpulet>();
+  /** Gpu-lets out of the plan, finishing their batches. */
+  private readonly draining = new Set<RunningGpulet>();
+  private wanted?: Plan;
+  private applying?: Promise<void>;
+  private timer?: ReturnType<typeof setInterval>;
+  private repairTimer?: ReturnType<typeof setTimeout>;
+  private closed = false;
+  private seq = 0;
+  private readonly records = new WeakMap<Plan, PlanRecord>();
+
+  constructor(private readonly opts: FleetOptions) {
+    const b = opts.backend;
+    this.autoscaler = new Autoscaler({
+      device: b.device,
+      gpus: b.gpus,
+      latency: b.latency,
+      interference: b.interference,
+      policy: "gpulet",
+      scale: opts.scale ?? DEFAULT_SCALE_POLICY,
+      rateScale: b.timeScale,
+    });
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 200);
+  }
+
+  /** Functions as the planner sees them: SLOs in profile time (undilated). */
+  private scaled(): ScaledFunction[] {
+    return [...this.deps.values()].map((d) => ({
+      name: d.name,
+      model: d.record.manifest.model,
+      sloMs: d.record.manifest.sloMs,
+      maxBatch: d.record.manifest.maxBatch,
+    }));
+  }
+
+  /** Records one arrival of `name` (admitted or not: demand is what the plan is for). */
+  arrived(name: string): void {
+    this.autoscaler.arrived(name, performance.now());
+  }
+
+  /** The plan in force, if any. */
+  get plan(): Plan | undefined {
+    return this.autoscaler.plan;
+  }
+
+  /** GPUs with a running or draining gpu-let. */
+  gpusInUse(): number {
+    const ids = new Set<number>();
+    for (const g of [...this.running.values(), ...this.draining]) ids.add(g.lease.gpu);
+    return ids.size;
+  }
+
+  /** Running gpu-lets (draining ones included). */
+  gpuletCount(): number {
+    return this.running.size + this.draining.size;
+  }
+
+  /**
+   * Makes `dep` its function's live deployment (new function or new version) and waits until it is placed
+   * and warm. Throws if it ends up without a gpu-let (its workers could not start); the previous version
+   * (if any) is then live again.
+   */
+  async place(dep: Deployment): Promise<void> {
+    const previous = this.deps.get(dep.name);
+    this.deps.set(dep.name, dep);
+    this.autoscaler.setFunctions(this.scaled());
+    try {
+      await this.settle(previous ? "new version" : undefined);
+      if (!dep.ready) {
+        throw dep.startError ?? new Error(
+          `no gpu-let could be placed for ${dep.name} on ${this.opts.backend.gpus} ` +
+            `${this.opts.backend.kind} devices`,
+        );
+      }
+    } catch (e) {
+      if (previous) this.deps.set(dep.name, previous);
+      else this.deps.delete(dep.name);
+      this.autoscaler.setFunctions(this.scaled());
+      await this.settle();
+      throw e;
+    }
+  }
+
+  /** Forgets a function; its gpu-lets leave the plan at once. */
+  async unplace(name: string): Promise<void> {
+    this.deps.delete(name);
+    this.autoscaler.setFunctions(this.scaled());
+    await this.settle();
+  }
+
+  /** Re-plans now if the policy says so, or re-applies the plan (`force`), and waits until it is applied. */
+  private async settle(force?: string): Promise<void> {
+    const change = this.autoscaler.tick(performance.now());
+    if (change) this.record(change);
+    else if (force && this.plan) this.want(this.plan);
+    await this.idle();
+  }
+
+  /** Waits until every wanted plan has been applied. */
+  private async idle(): Promise<void> {
+    while (this.applying) await this.applying;
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const change = this.autoscaler.tick(performance.now());
+    if (change) this.record(change);
+  }
+
+  private record(change: PlanChange): void {
+    const rec: PlanRecord = { ...change, at: new Date().toISOString(), started: 0, stopped: 0 };
+    this.history.push(rec);
+    if (this.history.length > 200) this.history.shift();
+    this.opts.log(
+      `plan ${change.direction}: ${change.gpusBefore} → ${change.gpusAfter} GPUs, ${change.changes} gpu-let ` +
+        `changes (${change.reason}) in ${change.planMs.toFixed(0)} ms`,
+    );
+    this.records.set(change.plan, rec);
+    this.opts.onReplan?.(change.direction);
+    this.want(change.plan);
+  }
+
+  /** Asks for `plan` to be applied; plans wanted while one is being applied collapse into the latest. */
+  private want(plan: Plan): void {
+    this.wanted = plan;
+    if (this.applying) return;
+    this.applying = (async () => {
+      while (this.wanted && !this.closed) {
+        const next = this.wanted;
+        this.wanted = undefined;
+        const t0 = performance.now();
+        try {
+          const { started, stopped } = await this.apply(next);
+          const rec = this.records.get(next);
+          if (rec && rec.applyMs === undefined) {
+            rec.started = started;
+            rec.stopped = stopped;
+            rec.applyMs = performance.now() - t0;
+          }
+        } catch (e) {
+          this.opts.log(`applying a plan failed: ${e instanceof Error ? e.stack : e}`);
+        }
+      }
+    })().finally(() => (this.applying = undefined));
+  }
+
+  /** Applies `plan` make-before-break. */
+  private async apply(plan: Plan): Promise<{ started: number; stopped: number }> {
+    // Match the plan's gpu-lets to running ones by identity (GPU, part, functions).
+    const desired = new Map<string, PlacedGpulet>();
+    const seen = new Map<string, number>();
+    for (const g of placedGpulets(plan)) {
+      const k = gpuletKey(g);
+      const n = seen.get(k) ?? 0;
+      seen.set(k, n + 1);
+      desired.set(`${k}#${n}`, g);
+    }
+    const next = new Map<string, RunningGpulet>();
+    const starts: Promise<void>[] = [];
+    let started = 0;
+    for (const [id, placed] of desired) {
+      const g: RunningGpulet = this.running.get(id) ??
+        {
+          id: `${id}@${this.seq++}`,
+          lease: this.opts.backend.lease(placed.gpu, placed.part),
+          members: new Map(),
+          placed,
+        };
+      if (!this.running.has(id)) started++;
+      g.placed = placed;
+      next.set(id, g);
+      for (const f of placed.functions) {
+        const dep = this.deps.get(f.name);
+        const m = g.members.get(f.name);
+        if (!dep || (m && m.dep === dep && !m.executor.stopping)) continue;
+        starts.push(this.startMember(g, dep));
+      }
+    }
+    // 1. Start and warm the new gpu-lets while the old ones serve.
+    await Promise.all(starts);
+    const leaving = [...this.running].filter(([id]) => !next.has(id)).map(([, g]) => g);
+    this.running = next;
+    // 2. Switch every function's routing at once.
+    this.route();
+    // 3. Drain and stop what left the plan; members of replaced versions stop with their deployment.
+    for (const g of leaving) this.retire(g);
+    return { started, stopped: leaving.length };
+  }
+
+  private async startMember(g: RunningGpulet, dep: Deployment): Promise<void> {
+    try {
+      const executor = await this.opts.backend.start(dep, g.lease);
+      if (this.closed) {
+        await executor.stop();
+        return;
+      }
+      dep.adopt(executor);
+      const m: Member = { dep, executor, latency: new LatencyEstimate(executor.warmLatencyMs) };
+      g.members.set(dep.name, m);
+      this.watch(g, m);
+    } catch (e) {
+      dep.startError ??= e instanceof Error ? e : new Error(String(e));
+      this.opts.log(
+        `${dep.name}: gpu-let on GPU ${g.lease.gpu} (${g.lease.part} %) failed to start: ${
+          e instanceof Error ? e.message : e
+        }`,
+      );
+    }
+  }
+
+  /** Sets every live function's slots from the running gpu-lets. */
+  private route(): void {
+    const slots = new Map<string, Slot[]>();
+    for (const g of this.running.values()) {
+      for (const f of g.placed.functions) {
+        const m = g.members.get(f.name);
+        if (!m || m.dep !== this.deps.get(f.name) || m.executor.stopping) continue;
+        const list = slots.get(f.name) ?? [];
+        list.push({ worker: m.executor, batch: f.batch, maxDelayMs: 0, depth: this.opts.depth, latency: m.latency });
+        slots.set(f.name, list);
+      }
+    }
+    for (const dep of this.deps.values()) {
+      const list = slots.get(dep.name) ?? [];
+      // A function the plan could not place at all keeps what it had rather than nothing.
+      if (list.length > 0 || !dep.ready) dep.dispatcher.setSlots(list);
+    }
+  }
+
+  /** Lets a gpu-let finish its in-flight batches, then stops its executors and releases its share. */
+  private async retire(g: RunningGpulet): Promise<void> {
+    this.draining.add(g);
+    const until = performance.now() + DRAIN_LIMIT_MS;
+    const busy = () => [...g.members.values()].some((m) => m.executor.inflight > 0 && !m.executor.stopping);
+    while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+    await Promise.all([...g.members.values()].map((m) => m.executor.stop()));
+    g.lease.release();
+    this.draining.delete(g);
+  }
+
+  /** A member that dies is taken out of routing and restarted by a repair. */
+  private watch(g: RunningGpulet, m: Member): void {
+    m.executor.exited.then((status) => {
+      if (m.executor.stopping || this.closed || g.members.get(m.dep.name) !== m) return;
+      g.members.delete(m.dep.name);
+      this.opts.onWorkerDied?.(m.dep.name);
+      this.opts.log(`${m.dep.name}: ${m.executor.id} died (${status.signal ?? `code ${status.code}`}), restarting`);
+      this.route();
+      this.scheduleRepair();
+    });
+  }
+
+  private scheduleRepair(delayMs = 200): void {
+    if (this.repairTimer !== undefined || this.closed) return;
+    this.repairTimer = setTimeout(() => {
+      this.repairTimer = undefined;
+      if (this.plan) this.want(this.plan);
+      // Still missing (start failed)? Try again later.
+      this.idle().then(() => {
+        const missing = [...this.running.values()].some((g) =>
+          g.placed.functions.some((f) => this.deps.has(f.name) && !g.members.has(f.name))
+        );
+        if (missing) this.scheduleRepair(Math.min(30_000, delayMs * 2));
+      });
+    }, delayMs);
+  }
+
+  /** The live layout with the plan history (`GET /admin/plan`). */
+  describe() {
+    const plan = this.plan;
+    return {
+      ...(plan ??
+        { policy: "gpulet", device: this.opts.backend.device, feasible: true, gpusUsed: 0, gpus: [], unserved: [] }),
+      devices: { kind: this.opts.backend.kind, count: this.opts.backend.gpus, timeScale: this.opts.backend.timeScale },
+      gpusInUse: this.gpusInUse(),
+      gpulets: this.gpuletCount(),
+      replans: this.autoscaler.replans,
+      workers: [...this.running.values()].map((g) => ({
+        gpu: g.lease.gpu,
+        part: g.lease.part,
+        cores: g.lease.cores,
+        functions: [...g.members.values()].map((m) => ({
+          name: m.dep.name,
+          version: m.dep.version,
+          pid: m.executor.pid,
+          inflight: m.executor.inflight,
+          latencyMs: m.latency.toJSON(),
+        })),
+      })),
+      history: this.history.map(({ plan: _plan, ...rest }) => rest),
+    };
+  }
+
+  /** The recent plan changes with their full plans. */
+  changes(): readonly PlanRecord[] {
+    return this.history;
+  }
+
+  /** Stops the timer, then every gpu-let (after in-flight batches). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    clearTimeout(this.repairTimer);
+    await this.idle();
+    await Promise.all([...this.running.values()].map((g) => this.retire(g)));
+    this.running.clear();
+    while (this.draining.size > 0) await new Promise((r) => setTimeout(r, 10));
+  }
+}

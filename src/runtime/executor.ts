@@ -1,0 +1,33 @@
+/**
+ * What admission needs from a gpu-let serving one function: send it a batch, know how busy it is, learn that
+ * it died. A worker process ({@link GpuletWorker}) is one; a simulated gpu-let (`sim` devices) is another.
+ */
+import type { ModelInfo, ResultMessage, RunItem } from "./protocol.ts";
+
+/** A batch result; `body` is only valid until the caller returns (it may be a reused buffer). */
+export type BatchResult = ResultMessage & { body: Uint8Array };
+
+/** One function's handle on a running, warm gpu-let. */
+export interface Executor {
+  /** Unique id, for logs. */
+  readonly id: string;
+  /** OS process id (0 for a simulated gpu-let). */
+  readonly pid: number;
+  /** Cores the process is pinned to, when it is. */
+  readonly cores?: number[];
+  readonly model: ModelInfo;
+  /** Measured batch latency (ms) at warm-up, per batch size. */
+  readonly warmLatencyMs: Record<string, number>;
+  /** Batches sent and not yet answered. */
+  readonly inflight: number;
+  /** True once it was asked to stop or killed: an exit after that is not a crash. */
+  readonly stopping: boolean;
+  /** Resolves when it has ended, expected or not. */
+  readonly exited: Promise<{ code: number; signal: string | null }>;
+  /** Runs one batch; `body` holds the tensor bytes `items` reference. */
+  run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult>;
+  /** Finishes the current batches, then ends. */
+  stop(): Promise<void>;
+  /** Ends at once; batches in flight fail. */
+  kill(): void;
+}
