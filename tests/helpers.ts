@@ -65,3 +65,15 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** A function folder serving zoo `model` through its tensor interface (no pre/post-processing). */
+export async function modelFunctionFolder(name: string, model: string, sloMs: number, maxBatch = 32): Promise<string> {
+  const dir = `${await Deno.makeTempDir({ prefix: "gpulet-fn-" })}/${name}`;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/function.ts`,
+    `import { defineFunction } from "gpulet";\n` +
+      `export default defineFunction({ model: "${model}", sloMs: ${sloMs}, maxBatch: ${maxBatch} });\n`,
+  );
+  return dir;
+}

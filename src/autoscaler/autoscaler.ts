@@ -104,7 +104,7 @@ export class Autoscaler {
       rate: rate * scale,
     }));
     const t0 = performance.now();
-    const plan = this.planFor(functions);
+    const plan = this.planFor(functions, decision.direction === "down");
     const planMs = performance.now() - t0;
     const change: PlanChange = {
       at: now,
@@ -130,12 +130,12 @@ export class Autoscaler {
    * tried, down to none: the plan then serves the observed demand in full where it can, rather than
    * cutting an arbitrary function short.
    */
-  private planFor(functions: PlannedFunction[]): Plan {
+  private planFor(functions: PlannedFunction[], compact: boolean): Plan {
     const headroom = (this.config.scale ?? DEFAULT_SCALE_POLICY).headroom;
     let best: Plan | undefined;
     for (const keep of [1, 0.5, 0]) {
       const factor = (1 + headroom * keep) / (1 + headroom);
-      const plan = this.planOnce(functions.map((f) => ({ ...f, rate: f.rate * factor })));
+      const plan = this.planOnce(functions.map((f) => ({ ...f, rate: f.rate * factor })), compact);
       if (plan.feasible) return plan;
       best ??= plan;
       if (keep === 0) return plan;
@@ -143,7 +143,11 @@ export class Autoscaler {
     return best!;
   }
 
-  private planOnce(functions: PlannedFunction[]): Plan {
+  /**
+   * One planning pass. `compact` (re-plans down) also empties GPUs whose load fits elsewhere; a re-plan up
+   * only adds, so the gpu-lets serving a surge are not moved under it.
+   */
+  private planOnce(functions: PlannedFunction[], compact: boolean): Plan {
     const c = this.config;
     const problem: PlanProblem = {
       device: c.device,
@@ -154,7 +158,7 @@ export class Autoscaler {
     };
     const options = c.planner ?? DEFAULT_OPTIONS;
     if (c.policy === "gpulet" && this.current && c.interference) {
-      return replan(problem, this.current, { ...options, compact: true });
+      return replan(problem, this.current, { ...options, compact });
     }
     return makePlan(problem, c.policy, options);
   }

@@ -62,9 +62,26 @@ export type ScaleDecision =
   | { kind: "hold" }
   | { kind: "replan"; direction: "up" | "down" | "new"; reason: string; demand: Map<string, number> };
 
-/** Rate to plan for, given observed rates. */
+/** Length (ms) of the rate monitor's "recent" window (DEFAULT_RATE_OPTIONS.recentMs). */
+const RECENT_MS = 300;
+
+/** A rate measured over `windowMs`, less one standard deviation of its Poisson count. */
+function lowerBound(rate: number, windowMs: number): number {
+  return Math.max(0, rate - Math.sqrt((rate * 1000) / windowMs));
+}
+
+/**
+ * Rate to plan for, given observed rates. The windowed rates count one standard deviation less: a burst of
+ * noise in a 300 ms window would otherwise set the plan far above the load, and the next calm period would
+ * take it back (flapping under a steady load).
+ */
 export function target(rates: Rates, opts: ScalePolicyOptions): number {
-  return Math.max(opts.minRate, Math.max(rates.short, rates.smoothed, rates.recent ?? 0) * (1 + opts.headroom));
+  const observed = Math.max(
+    rates.smoothed,
+    lowerBound(rates.short, opts.shortMs),
+    lowerBound(rates.recent ?? 0, RECENT_MS),
+  );
+  return Math.max(opts.minRate, observed * (1 + opts.headroom));
 }
 
 /**

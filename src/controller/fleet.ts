@@ -85,7 +85,8 @@ export class Fleet {
       gpus: b.gpus,
       latency: b.latency,
       interference: b.interference,
-      policy: "gpulet",
+      // Without a pairs profile (e.g. cpu:N, one gpu-let per device) there is no interference to plan for.
+      policy: b.interference ? "gpulet" : "gpulet-noint",
       scale: opts.scale ?? DEFAULT_SCALE_POLICY,
       rateScale: b.timeScale,
     });
