@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [interference] [planner] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
+ * `deno task bench [overhead] [interference] [planner] [autoscale] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
  * The harness re-runs itself pinned to core 0 (with the controller and the load generator), so that
@@ -11,6 +11,7 @@ import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
 import { interferenceMarkdown, measureInterference } from "./interference.ts";
 import { measurePlanner, plannerMarkdown } from "./planner.ts";
+import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -121,6 +122,16 @@ if (import.meta.main) {
       JSON.stringify({ command, results }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/interference.md`, md);
+    console.log("\n" + md);
+  }
+  if (which.includes("autoscale")) {
+    const results = await measureAutoscale(console.log, typeof values.case === "string" ? values.case : undefined);
+    const md = autoscaleMarkdown(results, command);
+    await Deno.writeTextFile(
+      `${PROJECT_ROOT}/bench/results/autoscale.json`,
+      JSON.stringify({ command, results }, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/autoscale.md`, md);
     console.log("\n" + md);
   }
   if (which.includes("planner")) {

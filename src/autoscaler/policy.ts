@@ -25,19 +25,30 @@ export interface ScalePolicyOptions {
   downThreshold: number;
   /** ... continuously for this long (ms). */
   calmMs: number;
+  /**
+   * A drop far below the plan (smoothed × (1 + headroom) < planned × this) needs only `fastCalmMs`: a load
+   * that fell by more than half is no Poisson wobble, and every second of waiting holds idle GPUs.
+   */
+  fastDownThreshold?: number;
+  fastCalmMs?: number;
   /** Least time between two re-plans (ms). */
   minIntervalMs: number;
   /** Least planned rate of a function (req/s). */
   minRate: number;
 }
 
-/** Defaults: 25 % headroom, z = 3 over 1 s, down below 60 % for 20 s, re-plans at least 1 s apart. */
+/**
+ * Defaults: 25 % headroom, z = 3 over 1 s, down below 60 % for 20 s (below 40 %: 5 s), re-plans at least 1 s
+ * apart.
+ */
 export const DEFAULT_SCALE_POLICY: ScalePolicyOptions = {
   headroom: 0.25,
   z: 3,
   shortMs: 1000,
   downThreshold: 0.6,
   calmMs: 20_000,
+  fastDownThreshold: 0.4,
+  fastCalmMs: 5_000,
   minIntervalMs: 1000,
   minRate: 1,
 };
@@ -50,6 +61,8 @@ export interface ScaleState {
   lastReplanAt: number;
   /** Since when each function has been below the down band (ms). */
   lowSince: Map<string, number>;
+  /** Since when each function has been below the fast-down band (ms). */
+  farSince?: Map<string, number>;
 }
 
 /** A fresh state for a plan made for `planned` at `now`. */
@@ -113,17 +126,26 @@ export function decide(
     if (count > expected + opts.z * Math.sqrt(Math.max(expected, 1)) || r.smoothed > planned) {
       up.push(name);
       state.lowSince.delete(name);
+      state.farSince?.delete(name);
       demand.set(name, Math.max(planned, target(r, opts)));
       continue;
     }
     const low = r.smoothed * (1 + opts.headroom) < planned * opts.downThreshold && planned > opts.minRate;
     if (!low) {
       state.lowSince.delete(name);
+      state.farSince?.delete(name);
       continue;
     }
     const since = state.lowSince.get(name) ?? now;
     state.lowSince.set(name, since);
-    if (now - since >= opts.calmMs) {
+    const far = opts.fastDownThreshold !== undefined &&
+      r.smoothed * (1 + opts.headroom) < planned * opts.fastDownThreshold;
+    // The fast path still needs the drop to have lasted `fastCalmMs` in full below the far threshold.
+    const farSince = far ? (state.farSince?.get(name) ?? now) : undefined;
+    if (far) (state.farSince ??= new Map()).set(name, farSince!);
+    else state.farSince?.delete(name);
+    const calm = now - since >= opts.calmMs || (far && now - farSince! >= (opts.fastCalmMs ?? opts.calmMs));
+    if (calm) {
       down.push(name);
       demand.set(name, Math.max(opts.minRate, r.smoothed * (1 + opts.headroom)));
     }
@@ -141,7 +163,7 @@ export function decide(
     const what = down.map((n) =>
       `${n} ${rates.get(n)!.smoothed.toFixed(1)}/s < ${opts.downThreshold} × planned ${
         state.planned.get(n)!.toFixed(1)
-      }/s for ${opts.calmMs / 1000} s`
+      }/s for ${((now - state.lowSince.get(n)!) / 1000).toFixed(1)} s`
     );
     return { kind: "replan", direction: "down", reason: what.join("; "), demand };
   }
@@ -156,7 +178,10 @@ function fmt(r: Rates): string {
 export function committed(state: ScaleState, demand: ReadonlyMap<string, number>, now: number): void {
   // A function whose planned rate changed starts a new calm period; the others keep theirs.
   for (const name of [...state.lowSince.keys()]) {
-    if (demand.get(name) !== state.planned.get(name)) state.lowSince.delete(name);
+    if (demand.get(name) !== state.planned.get(name)) {
+      state.lowSince.delete(name);
+      state.farSince?.delete(name);
+    }
   }
   state.planned = new Map(demand);
   state.lastReplanAt = now;

@@ -248,6 +248,16 @@ export class Fleet {
     }
     // 1. Start and warm the new gpu-lets while the old ones serve.
     await Promise.all(starts);
+    // A function the new plan leaves without any warm gpu-let (the devices are full, or its starts failed)
+    // keeps the old gpu-lets it has: its requests are never without one.
+    const served = new Set([...next.values()].flatMap((g) => [...g.members.keys()]));
+    for (const [id, g] of this.running) {
+      if (next.has(id)) continue;
+      const orphans = [...g.members.values()].some((m) =>
+        this.deps.get(m.dep.name) === m.dep && !served.has(m.dep.name)
+      );
+      if (orphans) next.set(id, g);
+    }
     const leaving = [...this.running].filter(([id]) => !next.has(id)).map(([, g]) => g);
     this.running = next;
     // 2. Switch every function's routing at once.

@@ -196,20 +196,31 @@ export function simulate(
       changes: c.changes,
       reason: c.reason,
     })),
-    recoveries: schedule.boundaries().filter((b) => b > 0 && b < seconds).map((at) => {
-      const after = timeline.filter((s) => s.t >= at);
-      const ok = after.find((s) => s.attainment >= 0.99);
-      return { at, seconds: ok ? ok.t - at : null };
-    }),
+    recoveries: recoveries(schedule, timeline, seconds),
     timeline,
   };
+}
+
+/**
+ * Per schedule boundary: seconds from it to the first second whose attainment is back to ≥ 99 % (null if
+ * never). Seconds without arrivals count as fine.
+ */
+export function recoveries(
+  schedule: Schedule,
+  timeline: readonly { t: number; attainment: number | null }[],
+  seconds: number,
+): { at: number; seconds: number | null }[] {
+  return schedule.boundaries().filter((b) => b > 0 && b < seconds).map((at) => {
+    const ok = timeline.find((s) => s.t >= at && (s.attainment === null || s.attainment >= 0.99));
+    return { at, seconds: ok ? ok.t - at : null };
+  });
 }
 
 /**
  * GPU-seconds of the best static plan per phase: each phase between schedule boundaries planned from
  * scratch for its peak rates (no headroom) and held for the phase.
  */
-function bestStatic(
+export function bestStatic(
   config: AutoscalerConfig,
   functions: readonly ScaledFunction[],
   schedule: Schedule,

@@ -65,8 +65,21 @@ Deno.test("policy: steady load holds; a 4x step scales up within 1.5 s; a drop s
   // Back to 100/s: nothing for the calm period, then one re-plan down that covers 100/s.
   const drop = run(monitor, state, () => 100, 90_000, 150_000, random);
   assert.ok(drop.length >= 1 && drop.every((r) => r.direction === "down"), JSON.stringify(drop));
-  assert.ok(drop[0].at - 90_000 >= DEFAULT_SCALE_POLICY.calmMs, `released after ${drop[0].at - 90_000} ms`);
+  // A 4x drop is far below the plan: released after the short calm period, not before.
+  assert.ok(drop[0].at - 90_000 >= DEFAULT_SCALE_POLICY.fastCalmMs!, `released after ${drop[0].at - 90_000} ms`);
+  assert.ok(drop[0].at - 90_000 < DEFAULT_SCALE_POLICY.calmMs, `released after ${drop[0].at - 90_000} ms`);
   assert.ok(state.planned.get("f")! >= 100 && state.planned.get("f")! < 200, `planned ${state.planned.get("f")}`);
+});
+
+Deno.test("policy: a moderate drop waits the full calm period", () => {
+  const random = seededRandom(9);
+  const monitor = new RateMonitor();
+  const state = scaleState(new Map([["f", 400 * (1 + DEFAULT_SCALE_POLICY.headroom)]]), 0);
+  assert.deepEqual(run(monitor, state, () => 400, 0, 30_000, random), []);
+  // 400 → 200/s: below 60 % of the plan, not below 40 %.
+  const drop = run(monitor, state, () => 200, 30_000, 80_000, random);
+  assert.ok(drop.length >= 1 && drop[0].direction === "down", JSON.stringify(drop));
+  assert.ok(drop[0].at - 30_000 >= DEFAULT_SCALE_POLICY.calmMs, `released after ${drop[0].at - 30_000} ms`);
 });
 
 Deno.test("policy: a new function is planned at once, a removed one is dropped, idle keeps a minimum", () => {
