@@ -77,3 +77,68 @@ export async function modelFunctionFolder(name: string, model: string, sloMs: nu
   );
   return dir;
 }
+
+/** Polls `cond` every 100 ms until it holds; throws after `timeoutMs`. Resolves with the time it took (ms). */
+export async function waitFor(
+  what: string,
+  cond: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+): Promise<number> {
+  const start = performance.now();
+  while (performance.now() - start < timeoutMs) {
+    if (await cond()) return performance.now() - start;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Pids of the gpu-let workers in the live layout (`GET /admin/plan`, static mode). */
+export async function workerPids(url: string, token?: string): Promise<number[]> {
+  const res = await fetch(`${url}/admin/plan`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const plan = await res.json();
+  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
+}
+
+/** The value of one Prometheus sample from `/metrics` (0 when absent), e.g. `gpulet_requests_total{function="x",code="200"}`. */
+export async function metric(url: string, sample: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+/** A `deno task start` child process on a free loopback port (or `host`), with its URL and output so far. */
+export interface StartedCli {
+  child: Deno.ChildProcess;
+  url: string;
+  /** Everything it printed so far. */
+  output: () => string;
+  /** Resolves when stdout ends. */
+  done: Promise<void>;
+}
+
+/** Starts `src/cli/start.ts` as a real process and waits until it prints where it listens. */
+export async function startCli(args: string[]): Promise<StartedCli> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", "0", ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let url = "";
+  while (!url) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`start exited early: ${out}`);
+    out += value;
+    url = out.match(/listening on (http:\/\/[0-9.:]+)/)?.[1] ?? "";
+  }
+  const done = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      out += value;
+    }
+  })();
+  return { child, url, output: () => out, done };
+}

@@ -7,6 +7,10 @@
  * make the oldest request miss its deadline. Up to `depth` batches may be in flight per gpu-let, so the next
  * full batch is already waiting when the current one finishes. Requests that can no longer meet their
  * deadline are answered 504 before they take a batch slot; a full queue answers 429.
+ *
+ * A batch lost with its gpu-let (the process died, or gave no answer within `hangTimeoutMs` and was killed)
+ * is queued again, once, at the head of the queue when another gpu-let of the function is serving; otherwise
+ * its requests are answered 503. Either way every accepted request gets exactly one answer.
  */
 import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
 import { padTo8 } from "../runtime/framing.ts";
@@ -30,6 +34,8 @@ export interface Slot {
 export interface DispatchObserver {
   batch(fn: string, rows: number, requests: number, computeMs: number): void;
   answer(fn: string, status: number, totalMs: number, queueMs?: number): void;
+  /** Requests queued again after their gpu-let was lost. */
+  retried?(fn: string, requests: number): void;
 }
 
 export interface DispatcherOptions {
@@ -39,7 +45,12 @@ export interface DispatcherOptions {
   observer?: DispatchObserver;
   /** Called when a batch failed because its worker was lost. */
   onWorkerLost?: (worker: Executor, error: Error) => void;
+  /** A batch with no answer after this long (ms) means the gpu-let hangs: it is killed. Default: none. */
+  hangTimeoutMs?: number;
 }
+
+/** A gpu-let gave no answer within the hang bound (it is killed). */
+export class HungWorkerError extends Error {}
 
 /** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
 const DEADLINE_MARGIN_MS = 1;
@@ -243,20 +254,55 @@ export class Dispatcher {
     });
     const rows = batch.reduce((n, p) => n + p.rows, 0);
     try {
-      const result = await slot.worker.run(items, body);
+      const result = await this.runBounded(slot, items, body);
       const doneAt = performance.now();
       slot.latency.observe(result.rows || rows, result.computeMs);
       this.opts.observer?.batch(this.opts.name, result.rows || rows, batch.length, result.computeMs);
       for (const r of result.items) this.answer(batch[r.id], r, result.body, sentAt, doneAt, result.computeMs, rows);
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
-      for (const p of batch) {
-        p.resolve({ status: 503, error: `the gpu-let running this request failed: ${error.message}` });
-      }
-      this.opts.onWorkerLost?.(slot.worker, error);
+      this.lost(slot, batch, error);
     } finally {
       this.pump();
     }
+  }
+
+  /** Runs a batch, failing it with {@link HungWorkerError} (and killing the gpu-let) past the hang bound. */
+  private runBounded(slot: Slot, items: RunItem[], body: Uint8Array[]) {
+    const run = slot.worker.run(items, body);
+    const bound = this.opts.hangTimeoutMs;
+    if (bound === undefined) return run;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        run.catch(() => {}); // it fails once the process is gone; the batch was already handled
+        slot.worker.kill();
+        reject(new HungWorkerError(`gpu-let ${slot.worker.id} gave no answer in ${bound} ms and was killed`));
+      }, bound);
+    });
+    return Promise.race([run, hung]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * A batch was lost with its gpu-let: stop routing to it, queue each request again at the head (once) if
+   * another gpu-let serves this function, else answer 503.
+   */
+  private lost(slot: Slot, batch: Pending[], error: Error): void {
+    this.slots = this.slots.filter((s) => s.worker !== slot.worker);
+    const canRetry = this.slots.some((s) => !s.worker.stopping) && !this.closed;
+    const again: Pending[] = [];
+    for (const p of batch) {
+      if (canRetry && !p.retried) {
+        p.retried = true;
+        again.push(p);
+      } else {
+        p.resolve({ status: 503, error: `the gpu-let running this request failed: ${error.message}` });
+      }
+    }
+    this.queue.unshift(...again);
+    this.queuedRows += again.reduce((n, p) => n + p.rows, 0);
+    if (again.length) this.opts.observer?.retried?.(this.opts.name, again.length);
+    this.opts.onWorkerLost?.(slot.worker, error);
   }
 
   private answer(

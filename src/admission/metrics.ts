@@ -51,6 +51,12 @@ export class Metrics implements DispatchObserver {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  private readonly retries = new client.Counter({
+    name: "gpulet_retries_total",
+    help: "Requests run again on another gpu-let after theirs died or hung, by function.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
   /** Worker restarts after a crash, by function. */
   readonly workerRestarts = new client.Counter({
     name: "gpulet_worker_restarts_total",
@@ -119,6 +125,10 @@ export class Metrics implements DispatchObserver {
     this.requests.inc({ function: fn, code: String(status) });
     if (status === 200) this.duration.observe({ function: fn }, totalMs / 1000);
     if (queueMs !== undefined) this.queueTime.observe({ function: fn }, queueMs / 1000);
+  }
+
+  retried(fn: string, requests: number): void {
+    this.retries.inc({ function: fn }, requests);
   }
 
   /** Prometheus text exposition. */

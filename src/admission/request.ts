@@ -46,4 +46,6 @@ export interface Pending {
   resolve: (a: Answer) => void;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Set once its batch was lost with a gpu-let and it was queued again (it is retried only once). */
+  retried?: boolean;
 }

@@ -4,6 +4,7 @@
  */
 import { bundleFolder } from "../functions/bundle.ts";
 import { parseArgs } from "./args.ts";
+import { clientToken } from "./admin_token.ts";
 
 /** Function folders under `root` (those with a function.ts). */
 async function allFunctionFolders(root: string): Promise<string[]> {
@@ -21,7 +22,7 @@ async function allFunctionFolders(root: string): Promise<string[]> {
 if (import.meta.main) {
   const { values, positionals } = parseArgs(Deno.args, ["url", "token"]);
   const url = ((values.url as string | undefined) ?? "http://127.0.0.1:8080").replace(/\/$/, "");
-  const token = (values.token as string | undefined) ?? Deno.env.get("GPULET_ADMIN_TOKEN");
+  const token = clientToken(values.token as string | undefined);
   const folders = positionals.length ? positionals : await allFunctionFolders("functions");
   let failed = 0;
   for (const folder of folders) {

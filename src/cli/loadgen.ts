@@ -5,6 +5,7 @@
  * timeline plot).
  */
 import { parseArgs } from "./args.ts";
+import { clientToken } from "./admin_token.ts";
 import { runOpenLoop } from "../loadgen/open_loop.ts";
 import { summarize, timelineSvg } from "../loadgen/report.ts";
 import { Schedule } from "../loadgen/schedule.ts";
@@ -57,7 +58,7 @@ if (import.meta.main) {
     if (!(n >= 0) || !Number.isFinite(n)) fail(`--${name} must be a number ≥ 0, got ${v}`);
     return n;
   };
-  const token = (values.token as string | undefined) ?? Deno.env.get("GPULET_ADMIN_TOKEN");
+  const token = clientToken(values.token as string | undefined);
   const targets = await discoverTargets(base, schedule.functions(), token).catch((e) => fail(e.message));
   const seconds = num("seconds") ?? schedule.end() + 10;
   console.error(`loading ${targets.map((t) => t.name).join(", ")} at ${base} for ${seconds} s`);

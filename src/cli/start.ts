@@ -6,6 +6,7 @@
 import { startServer } from "../server.ts";
 import { parseDevices } from "../controller/backends.ts";
 import { parseArgs } from "./args.ts";
+import { startToken } from "./admin_token.ts";
 
 const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--devices D] [--sim-scale K] [--token T]
   --port N          listen port (default 8080; 0 picks a free one and prints it)
@@ -14,9 +15,26 @@ const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--d
   --devices D       cpu (default: one pinned gpu-let per function), cpu:N (N devices of this machine's
                     cores, autoscaled) or sim:<profile>xN (N simulated GPUs, e.g. sim:h100x8, autoscaled)
   --sim-scale K     simulated devices: every latency and SLO × K, so one machine can drive them (default 1)
-  --token T         bearer token for /admin/* (default: GPULET_ADMIN_TOKEN, else none)
+  --token T         bearer token for /admin/* (default: GPULET_ADMIN_TOKEN; else, when --host is not a
+                    loopback address, a random one saved in <state>/admin-token; else none)
   --cores-per-gpulet N   cores pinned to each gpu-let (default 1)
-  --max-queue N     rows waiting per function before 429 (default 1024)`;
+  --gpulets-per-function N   devices cpu: gpu-lets per function (default 1)
+  --max-queue N     rows waiting per function before 429 (default 1024)
+  --max-body-bytes N       largest invoke/infer request body (default 67108864)
+  --max-tensor-elements N  largest input tensor, in elements (default 67108864)
+  --hang-timeout-ms N      a batch unanswered this long kills its gpu-let (default max(10 s, 5 × SLO))`;
+
+/** A positive integer flag, or its default; exits 2 with a message otherwise. */
+function intFlag(values: Record<string, unknown>, name: string, fallback?: number): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} ${raw}: expected a whole number ≥ 1`);
+    Deno.exit(2);
+  }
+  return n;
+}
 
 if (import.meta.main) {
   const { values } = parseArgs(Deno.args, [
@@ -28,6 +46,10 @@ if (import.meta.main) {
     "cores-per-gpulet",
     "max-queue",
     "sim-scale",
+    "gpulets-per-function",
+    "max-body-bytes",
+    "max-tensor-elements",
+    "hang-timeout-ms",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);
@@ -45,17 +67,31 @@ if (import.meta.main) {
     console.error(`--sim-scale ${values["sim-scale"]}: expected a number > 0`);
     Deno.exit(2);
   }
+  const hostname = (values.host as string | undefined) ?? "127.0.0.1";
+  const stateDir = (values.state as string | undefined) ?? ".gpulet";
+  const { token, madeAt } = await startToken(
+    (values.token as string | undefined) ?? Deno.env.get("GPULET_ADMIN_TOKEN"),
+    hostname,
+    stateDir,
+  );
   const server = await startServer({
     port: Number(values.port ?? 8080),
-    hostname: (values.host as string | undefined) ?? "127.0.0.1",
-    stateDir: (values.state as string | undefined) ?? ".gpulet",
-    adminToken: (values.token as string | undefined) ?? Deno.env.get("GPULET_ADMIN_TOKEN"),
-    coresPerGpulet: Number(values["cores-per-gpulet"] ?? 1),
-    maxQueueRows: Number(values["max-queue"] ?? 1024),
+    hostname,
+    stateDir,
+    adminToken: token,
+    coresPerGpulet: intFlag(values, "cores-per-gpulet", 1),
+    gpuletsPerFunction: intFlag(values, "gpulets-per-function", 1),
+    maxQueueRows: intFlag(values, "max-queue", 1024),
+    maxBodyBytes: intFlag(values, "max-body-bytes"),
+    maxTensorElements: intFlag(values, "max-tensor-elements"),
+    hangTimeoutMs: intFlag(values, "hang-timeout-ms"),
     devices,
     simScale,
   });
   console.log(`gpulet listening on ${server.url} (state ${server.controller.stateDir})`);
+  if (madeAt) {
+    console.log(`admin API needs a bearer token (listening beyond loopback): it is in ${madeAt}`);
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -40,6 +40,10 @@ export interface ControllerOptions {
   profilesDir?: string;
   /** Autoscaler policy knobs (defaults: DEFAULT_SCALE_POLICY). */
   scale?: ScalePolicyOptions;
+  /** Static `cpu` mode: gpu-lets per function (default 1); with more, a lost batch is retried on another. */
+  gpuletsPerFunction?: number;
+  /** A batch unanswered this long (ms) means a hung gpu-let, which is killed. Default: max(10 s, 5 × SLO). */
+  hangTimeoutMs?: number;
 }
 
 /** The project's profiles directory. */
@@ -91,6 +95,8 @@ export class Controller {
       log: opts.log ?? (() => {}),
       sloScale: backend?.timeScale ?? 1,
       onArrival: this.fleet ? (name) => this.fleet!.arrived(name) : undefined,
+      gpuletsPerFunction: opts.gpuletsPerFunction,
+      hangTimeoutMs: opts.hangTimeoutMs,
     };
   }
 
@@ -199,7 +205,7 @@ export class Controller {
     return dep;
   }
 
-  /** Static mode: one gpu-let for `rec` on the CPU device. */
+  /** Static mode: `gpuletsPerFunction` gpu-lets for `rec` on the CPU device. */
   private async startStatic(rec: FunctionRecord): Promise<Deployment> {
     await this.ensureModel(rec);
     const dep = new Deployment(rec, this.depOpts);

@@ -28,6 +28,10 @@ export interface DeploymentOptions {
   sloScale?: number;
   /** Called on every request submitted, admitted or not (the autoscaler's demand). */
   onArrival?: (name: string) => void;
+  /** Static mode: gpu-lets started per function (default 1). */
+  gpuletsPerFunction?: number;
+  /** A batch unanswered this long (ms) means a hung gpu-let. Default: max(10 s, 5 × the deadline). */
+  hangTimeoutMs?: number;
 }
 
 /** Where a function's model file is. */
@@ -52,6 +56,7 @@ export class Deployment {
       name: record.name,
       maxQueueRows: opts.maxQueueRows,
       observer: opts.metrics,
+      hangTimeoutMs: opts.hangTimeoutMs ?? Math.max(10_000, 5 * record.manifest.sloMs * (opts.sloScale ?? 1)),
       onWorkerLost: (w) => {
         // A broken connection to a live process: kill it so the exit handler respawns it.
         if (!w.stopping) w.kill();
@@ -101,27 +106,43 @@ export class Deployment {
     };
   }
 
-  /** Starts and warms the gpu-let; throws (WorkerStartError) if the function or model cannot be served. */
+  /**
+   * Static mode: starts and warms the gpu-lets (`gpuletsPerFunction`, each on the least-loaded cores);
+   * throws (WorkerStartError) if the function or model cannot be served, leaving nothing running.
+   */
   async start(): Promise<void> {
-    const cores = pickCores(this.opts.device.load(), this.opts.coresPerGpulet);
-    this.opts.device.take(cores);
-    let worker: GpuletWorker;
+    const started: { worker: GpuletWorker; cores: number[] }[] = [];
     try {
-      worker = await this.startProcess(cores);
+      for (let i = 0; i < (this.opts.gpuletsPerFunction ?? 1); i++) {
+        const cores = pickCores(this.opts.device.load(), this.opts.coresPerGpulet);
+        this.opts.device.take(cores);
+        try {
+          started.push({ worker: await this.startProcess(cores), cores });
+        } catch (e) {
+          this.opts.device.release(cores);
+          throw e;
+        }
+      }
     } catch (e) {
-      this.opts.device.release(cores);
+      await Promise.all(started.map(async ({ worker, cores }) => {
+        await worker.stop();
+        this.opts.device.release(cores);
+      }));
       throw e;
     }
-    this.model = worker.model;
-    const slot = this.slotFor(worker);
-    this.watch(slot, cores);
-    this.dispatcher.setSlots([slot]);
-    this.opts.log(
-      `${this.name} v${this.version}: gpu-let on cores [${cores}] pid ${worker.pid}, batch ${slot.batch}, ` +
-        `warm latency ${
-          JSON.stringify(slot.latency.toJSON(), (_, v) => (typeof v === "number" ? +v.toFixed(2) : v))
-        } ms`,
-    );
+    this.model = started[0].worker.model;
+    const slots = started.map(({ worker, cores }) => {
+      const slot = this.slotFor(worker);
+      this.watch(slot, cores);
+      this.opts.log(
+        `${this.name} v${this.version}: gpu-let on cores [${cores}] pid ${worker.pid}, batch ${slot.batch}, ` +
+          `warm latency ${
+            JSON.stringify(slot.latency.toJSON(), (_, v) => (typeof v === "number" ? +v.toFixed(2) : v))
+          } ms`,
+      );
+      return slot;
+    });
+    this.dispatcher.setSlots(slots);
   }
 
   /** Respawns a worker that exits while this version is live; its in-flight batches were already failed. */

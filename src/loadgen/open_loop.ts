@@ -53,6 +53,9 @@ export interface LoadStats {
   goodput: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  /** How fast 429s came back (ms): shedding should take a few ms, not a queue's worth of time. */
+  rejectP50Ms: number | null;
+  rejectP99Ms: number | null;
 }
 
 /** One second of the run (by send time). */
@@ -140,15 +143,19 @@ function stats(outcomes: readonly Outcome[], sent: number, sloMs: (fn: number) =
   const errors: Record<string, number> = {};
   let ok = 0, rejected = 0, good = 0;
   const lat: number[] = [];
+  const rejectLat: number[] = [];
   for (const o of outcomes) {
     if (o.status >= 200 && o.status < 300) {
       ok++;
       lat.push(o.ms);
       if (o.ms <= sloMs(o.fn)) good++;
-    } else if (o.status === 429) rejected++;
-    else if (o.status > 0) errors[o.status] = (errors[o.status] ?? 0) + 1;
+    } else if (o.status === 429) {
+      rejected++;
+      rejectLat.push(o.ms);
+    } else if (o.status > 0) errors[o.status] = (errors[o.status] ?? 0) + 1;
   }
   lat.sort((a, b) => a - b);
+  rejectLat.sort((a, b) => a - b);
   const answered = outcomes.filter((o) => o.status > 0).length;
   return {
     sent,
@@ -162,6 +169,8 @@ function stats(outcomes: readonly Outcome[], sent: number, sloMs: (fn: number) =
     goodput: good / seconds,
     p50Ms: percentile(lat, 0.5),
     p99Ms: percentile(lat, 0.99),
+    rejectP50Ms: percentile(rejectLat, 0.5),
+    rejectP99Ms: percentile(rejectLat, 0.99),
   };
 }
 

@@ -112,7 +112,19 @@ export class GpuletWorker implements Executor {
           );
         }),
       ]);
-      if (!first) throw new WorkerStartError("load", `worker closed its socket: ${w.stderrTail.trim()}`);
+      if (!first) {
+        // It died while importing the function, loading or warming up: say how.
+        const status = await Promise.race([w.exited, new Promise<null>((r) => setTimeout(() => r(null), 1000))]);
+        const how = status
+          ? (status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`)
+          : "";
+        throw new WorkerStartError(
+          "load",
+          `worker ${how || "closed its socket"} while loading the function${
+            w.stderrTail.trim() ? `: ${w.stderrTail.trim()}` : ""
+          }`,
+        );
+      }
       if (first.header.type === "fatal") throw new WorkerStartError(first.header.stage, first.header.error);
       if (first.header.type !== "ready") throw new WorkerStartError("load", "unexpected first message from worker");
       const ready = first.header as ReadyMessage;

@@ -3,21 +3,17 @@
  * `deno task start` process leaving no worker behind.
  */
 import assert from "node:assert/strict";
-import { deploy, postJson, processAlive, ROOT, startTestServer, testImage } from "../helpers.ts";
-
-async function workerPids(url: string): Promise<number[]> {
-  const plan = await (await fetch(`${url}/admin/plan`)).json();
-  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import {
+  deploy,
+  postJson,
+  processAlive,
+  ROOT,
+  startCli,
+  startTestServer,
+  testImage,
+  waitFor,
+  workerPids,
+} from "../helpers.ts";
 
 Deno.test("a killed worker: its requests get an answer, it is respawned and serves again", async () => {
   const server = await startTestServer();
@@ -102,36 +98,15 @@ Deno.test("restart keeps deployed functions and their versions; redeploy makes a
 
 Deno.test("SIGTERM to `deno task start` drains, stops every worker and exits 0", async () => {
   const state = await Deno.makeTempDir({ prefix: "gpulet-sigterm-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", "0", "--state", state],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  let url = "";
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`start exited early: ${out}`);
-    out += value;
-    url = out.match(/listening on (http:\/\/[0-9.:]+)/)?.[1] ?? "";
-  }
-  const rest = (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      out += value;
-    }
-  })();
-  await deploy({ url } as never, `${ROOT}/functions/lenet`);
-  const pids = await workerPids(url);
+  const cli = await startCli(["--state", state]);
+  await deploy({ url: cli.url } as never, `${ROOT}/functions/lenet`);
+  const pids = await workerPids(cli.url);
   assert.equal(pids.length, 1);
   assert.ok(processAlive(pids[0]));
-  child.kill("SIGTERM");
-  const status = await child.status;
-  await rest;
-  assert.equal(status.code, 0, out);
-  assert.match(out, /SIGTERM: draining/);
+  cli.child.kill("SIGTERM");
+  const status = await cli.child.status;
+  await cli.done;
+  assert.equal(status.code, 0, cli.output());
+  assert.match(cli.output(), /SIGTERM: draining/);
   for (const pid of pids) assert.equal(processAlive(pid), false, `worker ${pid} survived SIGTERM`);
 });
