@@ -10,7 +10,8 @@
 import { bundleFolder } from "../src/functions/bundle.ts";
 import { DEFAULT_MODELS_DIR, ensureModels } from "../src/models/zoo.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
-import { closedLoop, type PreparedRequest, prepareRequest } from "./loadgen.ts";
+import { closedLoop } from "../src/loadgen/closed_loop.ts";
+import { type PreparedRequest, prepareRequest } from "../src/loadgen/http.ts";
 
 export interface OverheadCase {
   /** Label of the row in the results. */

@@ -4,9 +4,12 @@
  *
  * A gpu-let is sent a batch when (a) the queue holds a full batch, or (b) it is idle and the batching window
  * (`maxDelayMs` since the oldest request; 0 = work-conserving) has passed, or (c) waiting any longer would
- * make the oldest request miss its deadline. Up to `depth` batches may be in flight per gpu-let, so the next
- * full batch is already waiting when the current one finishes. Requests that can no longer meet their
- * deadline are answered 504 before they take a batch slot; a full queue answers 429.
+ * make the oldest request miss its deadline. Up to `depth` batches may be in flight per gpu-let: the next one
+ * is sent just before the current one should end (so it is waiting when the gpu-let frees up), and not at
+ * all while the current one overruns its estimate (a stuck batch does not take more requests with it).
+ * Requests that can no longer meet their deadline are answered 504 before they take a batch slot. At the
+ * door, a request is answered 429 when the queue is full or when the work ahead of it would not finish
+ * within its deadline.
  *
  * A batch lost with its gpu-let (the process died, or gave no answer within `hangTimeoutMs` and was killed)
  * is queued again, once, at the head of the queue when another gpu-let of the function is serving; otherwise
@@ -54,6 +57,10 @@ export class HungWorkerError extends Error {}
 
 /** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
 const DEADLINE_MARGIN_MS = 1;
+/** How long (ms) before a busy gpu-let should be free its next batch is sent (covers the hand-over). */
+const PIPELINE_LEAD_MS = 2;
+/** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
+const ADMIT_FRACTION = 0.85;
 
 export class Dispatcher {
   private readonly queue: Pending[] = [];
@@ -63,6 +70,8 @@ export class Dispatcher {
   private timerAt = Infinity;
   private closed = false;
   private idleWaiters: (() => void)[] = [];
+  /** Per gpu-let, when its in-flight batches should all be done (performance.now() ms), from estimates. */
+  private readonly busyUntil = new Map<Executor, number>();
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -79,6 +88,7 @@ export class Dispatcher {
   /** Replaces the gpu-lets this function routes to (atomically, for the next batch on). */
   setSlots(slots: Slot[]): void {
     this.slots = slots;
+    for (const w of this.busyUntil.keys()) if (!slots.some((s) => s.worker === w)) this.busyUntil.delete(w);
     this.pump();
   }
 
@@ -99,8 +109,8 @@ export class Dispatcher {
         retryAfterS: 1,
       });
     }
-    const waitMs = this.predictedFinishMs(rows);
-    if (waitMs > deadlineMs && this.queue.length > 0) {
+    const waitMs = this.predictedFinishMs(rows, now);
+    if (waitMs > deadlineMs * ADMIT_FRACTION && this.queue.length > 0) {
       // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
       this.opts.observer?.answer(this.opts.name, 429, 0);
       return Promise.resolve({
@@ -142,15 +152,19 @@ export class Dispatcher {
   }
 
   /**
-   * When a request of `rows` arriving now would be answered (ms from now), from the queue ahead of it and
-   * the gpu-lets' measured throughput; 0 while no gpu-let serves (nothing to go by).
+   * When a request of `rows` arriving now would be answered (ms from now): once the first gpu-let is free,
+   * the queue ahead of it at the gpu-lets' measured throughput; 0 while no gpu-let serves (nothing to go by).
    */
-  private predictedFinishMs(rows: number): number {
+  private predictedFinishMs(rows: number, now: number): number {
     let rowsPerMs = 0;
-    for (const s of this.slots) rowsPerMs += s.batch / Math.max(1e-3, s.latency.estimate(s.batch));
+    let firstFree = Infinity;
+    for (const s of this.slots) {
+      rowsPerMs += s.batch / Math.max(1e-3, s.latency.estimate(s.batch));
+      firstFree = Math.min(firstFree, Math.max(0, (this.busyUntil.get(s.worker) ?? now) - now));
+    }
     if (rowsPerMs === 0) return 0;
     const ahead = this.queuedRows + rows;
-    return Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
+    return firstFree + Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
   }
 
   private fastestEstimate(batch: number): number {
@@ -191,6 +205,15 @@ export class Dispatcher {
     const slots = [...this.slots].sort((a, b) => a.worker.inflight - b.worker.inflight);
     for (const s of slots) {
       while (this.queue.length > 0 && s.worker.inflight < s.depth) {
+        if (s.worker.inflight > 0) {
+          // Pipelining: only just before the batches in flight should end, and not while they overrun.
+          const until = this.busyUntil.get(s.worker) ?? now;
+          if (now < until - PIPELINE_LEAD_MS) {
+            wakeAt = Math.min(wakeAt, until - PIPELINE_LEAD_MS);
+            break;
+          }
+          if (now > until + PIPELINE_LEAD_MS + 0.5 * s.latency.estimate(s.batch)) break;
+        }
         const oldest = this.queue[0];
         const full = this.queuedRows >= s.batch;
         const idle = s.worker.inflight === 0;
@@ -253,10 +276,14 @@ export class Dispatcher {
       items.push({ id, kind: "tensors", inputs });
     });
     const rows = batch.reduce((n, p) => n + p.rows, 0);
+    const w = slot.worker;
+    this.busyUntil.set(w, Math.max(sentAt, this.busyUntil.get(w) ?? 0) + slot.latency.estimate(rows));
     try {
       const result = await this.runBounded(slot, items, body);
       const doneAt = performance.now();
-      slot.latency.observe(result.rows || rows, result.computeMs);
+      if (w.inflight === 0) this.busyUntil.delete(w); // free now
+      // The gpu-let was busy for the whole batch, pre- and post-processing included.
+      slot.latency.observe(result.rows || rows, result.workerMs);
       this.opts.observer?.batch(this.opts.name, result.rows || rows, batch.length, result.computeMs);
       for (const r of result.items) this.answer(batch[r.id], r, result.body, sentAt, doneAt, result.computeMs, rows);
     } catch (e) {
@@ -289,6 +316,7 @@ export class Dispatcher {
    */
   private lost(slot: Slot, batch: Pending[], error: Error): void {
     this.slots = this.slots.filter((s) => s.worker !== slot.worker);
+    this.busyUntil.delete(slot.worker);
     const canRetry = this.slots.some((s) => !s.worker.stopping) && !this.closed;
     const again: Pending[] = [];
     for (const p of batch) {

@@ -1,7 +1,5 @@
-/** A closed-loop load generator over the lean client of `src/loadgen/http.ts`. */
-import { Connection, type PreparedRequest } from "../src/loadgen/http.ts";
-
-export { type PreparedRequest, prepareRequest } from "../src/loadgen/http.ts";
+/** A closed-loop load generator over the lean client of `./http.ts`: each client sends its next request when the last is answered. */
+import { Connection, type PreparedRequest } from "./http.ts";
 
 /** What a load run measured. */
 export interface LoadResult {

@@ -1,0 +1,130 @@
+/**
+ * Reliability: overload. At twice the rate the gpu-let can serve, admitted requests still meet their SLO,
+ * the rest are shed at once with 429 + Retry-After, and goodput stays at the peak. Requests that can no
+ * longer meet their deadline are answered 504 without taking a batch slot; a client that disconnects has
+ * its queued request removed before it reaches a worker.
+ */
+import assert from "node:assert/strict";
+import { closedLoop } from "../../src/loadgen/closed_loop.ts";
+import { prepareRequest } from "../../src/loadgen/http.ts";
+import { runOpenLoop } from "../../src/loadgen/open_loop.ts";
+import { Schedule } from "../../src/loadgen/schedule.ts";
+import { deploy, metric, postJson, ROOT, startTestServer, waitFor } from "../helpers.ts";
+
+/** `sleepy`'s SLO (tests/fixtures/functions/sleepy). */
+const SLO_MS = 300;
+
+Deno.test("2x overload: admitted requests meet the SLO, the rest get a fast 429, goodput holds", async () => {
+  const server = await startTestServer();
+  try {
+    await deploy(server, `${ROOT}/tests/fixtures/functions/sleepy`);
+    const url = new URL(`${server.url}/functions/sleepy/invoke`);
+    const request = prepareRequest(url, JSON.stringify({ delayMs: 8, value: 1 }), {
+      "content-type": "application/json",
+    });
+    // Peak: enough closed-loop clients to keep the gpu-let busy; every answer comes well within the SLO.
+    const peak = await closedLoop(url, request, 6, 3);
+    assert.equal(peak.errors, 0);
+    const peakGoodput = peak.latencies.filter((ms) => ms <= SLO_MS).length / 3;
+    assert.ok(peakGoodput > 30, `peak ${peakGoodput.toFixed(1)}/s`);
+
+    const rate = 2 * peakGoodput;
+    const report = await runOpenLoop({
+      url: new URL(server.url),
+      targets: [{ name: "sleepy", request, sloMs: SLO_MS }],
+      schedule: new Schedule([{ time_s: 0, function: "sleepy", rate, shape: "step" }]),
+      seconds: 5,
+      graceMs: 10_000,
+      seed: 7,
+    });
+    const s = report.overall;
+    const summary = JSON.stringify({ peakGoodput, rate, ...s });
+    assert.equal(s.lost, 0, summary);
+    assert.ok(s.rejected > 0.3 * s.sent, `about half is shed: ${summary}`);
+    assert.ok(s.good / s.ok >= 0.99, `admitted within SLO ${(100 * s.good / s.ok).toFixed(2)} %: ${summary}`);
+    assert.ok(s.goodput >= 0.95 * peakGoodput, `goodput ${s.goodput.toFixed(1)}/s vs peak ${peakGoodput}: ${summary}`);
+    const others = Object.values(s.errors).reduce((a, b) => a + b, 0);
+    assert.ok(others <= 0.01 * s.sent, `other errors: ${JSON.stringify(s.errors)}`);
+    // Shedding is a decision at the door, not a wait in the queue.
+    assert.ok(s.rejectP50Ms! < 10 && s.rejectP99Ms! < 50, `429 in p50 ${s.rejectP50Ms} / p99 ${s.rejectP99Ms} ms`);
+
+    // A burst far beyond the queue's worth: the shed ones say when to come back.
+    const burst = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => postJson(url.href, { delayMs: 8, value: i })),
+    );
+    const shed = burst.filter((a) => a.status === 429);
+    assert.ok(shed.length > 0);
+    for (const a of shed) {
+      assert.equal(a.headers.get("retry-after"), "1");
+      assert.match(a.body.error, /sleepy is overloaded/);
+    }
+    assert.ok(burst.every((a) => a.status === 200 || a.status === 429), JSON.stringify(burst.map((a) => a.status)));
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("requests that cannot meet their deadline get 504 and never reach a worker", async () => {
+  const server = await startTestServer();
+  try {
+    await deploy(server, `${ROOT}/tests/fixtures/functions/sleepy`);
+    const fn = `${server.url}/functions/sleepy/invoke`;
+    for (let i = 0; i < 3; i++) assert.equal((await postJson(fn, { delayMs: 2, value: i })).status, 200);
+    const ran = () => metric(server.url, 'gpulet_batch_requests_total{function="sleepy"}');
+    const ranBefore = await ran();
+    // A request the history does not predict holds the gpu-let for 1 s; five fast ones arrive behind it.
+    const long = postJson(fn, { delayMs: 1000, value: -1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = performance.now();
+    const behind = await Promise.all(Array.from({ length: 5 }, (_, i) => postJson(fn, { delayMs: 2, value: i })));
+    const answeredAfterMs = performance.now() - t0;
+    for (const a of behind) {
+      assert.equal(a.status, 504, JSON.stringify(a.body));
+      assert.match(a.body.error, /deadline cannot be met: waited \d+(\.\d)? ms/);
+    }
+    // Answered when the deadline became unreachable, not when the slow request ended.
+    assert.ok(answeredAfterMs < 700, `504s came after ${answeredAfterMs.toFixed(0)} ms`);
+    assert.equal((await long).status, 200);
+    assert.equal(await ran(), ranBefore + 1, "only the long request went through the model");
+    assert.equal(await metric(server.url, 'gpulet_requests_total{function="sleepy",code="504"}'), 5);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a client that disconnects has its queued request removed before it reaches a worker", async () => {
+  const server = await startTestServer();
+  try {
+    await deploy(server, `${ROOT}/tests/fixtures/functions/slow`);
+    const fn = `${server.url}/functions/slow/invoke`;
+    assert.equal((await postJson(fn, { delayMs: 0, value: 0 })).status, 200);
+    const ran = () => metric(server.url, 'gpulet_batch_requests_total{function="slow"}');
+    const ranBefore = await ran();
+    const long = postJson(fn, { delayMs: 1200, value: -1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const controllers = Array.from({ length: 4 }, () => new AbortController());
+    const gone = controllers.map((c, i) =>
+      fetch(fn, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ delayMs: 0, value: i }),
+        signal: c.signal,
+      }).then(() => "answered", (e) => (e as Error).name)
+    );
+    await waitFor("the four requests to be queued", async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return /gpulet_queue_depth\{function="slow"\} 4/.test(text);
+    }, 1000);
+    for (const c of controllers) c.abort();
+    assert.deepEqual(await Promise.all(gone), ["AbortError", "AbortError", "AbortError", "AbortError"]);
+    await waitFor("the queue to empty", async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return /gpulet_queue_depth\{function="slow"\} 0/.test(text);
+    }, 1000);
+    assert.equal((await long).status, 200);
+    assert.equal(await ran(), ranBefore + 1, "only the long request went through the model");
+    assert.equal(await metric(server.url, 'gpulet_requests_total{function="slow",code="499"}'), 4);
+  } finally {
+    await server.shutdown();
+  }
+});
