@@ -9,7 +9,8 @@ import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { Bundle } from "../functions/bundle.ts";
-import { describeZodError, FunctionName } from "../functions/manifest.ts";
+import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
+import { BadJsonBody, parseJsonBody } from "./json_body.ts";
 import {
   BadTensorRequest,
   decodeInferRequest,
@@ -44,11 +45,11 @@ export class HttpError extends Error {
 }
 
 function parseJson(text: string): unknown {
-  if (text.length === 0) throw new HttpError(400, "the request body is empty; JSON expected");
   try {
-    return JSON.parse(text);
+    return parseJsonBody(text);
   } catch (e) {
-    throw new HttpError(400, `malformed JSON: ${e instanceof Error ? e.message : e}`);
+    if (e instanceof BadJsonBody) throw new HttpError(400, e.message);
+    throw e;
   }
 }
 
@@ -96,10 +97,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   /** The live deployment of a function named in the path: 400 for an invalid name, 404 if unknown. */
   const deploymentOf = (name: string, version?: string): Deployment => {
     if (!FunctionName.safeParse(name).success) {
-      throw new HttpError(
-        400,
-        `invalid function name "${name.slice(0, 80)}": ${FunctionName.description ?? "a-z, 0-9, _ and -"}`,
-      );
+      throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
     }
     const dep = controller.get(name);
     if (!dep) throw new HttpError(404, `unknown function "${name}"`);

@@ -4,11 +4,11 @@
  */
 import { z } from "zod";
 
+/** The rule for function names, as error messages state it. */
+export const FUNCTION_NAME_RULE = "a function name is 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter";
+
 /** Function names: lower-case, start with a letter, at most 63 characters; safe in URLs, paths and labels. */
-export const FunctionName = z.string().regex(
-  /^[a-z][a-z0-9_-]{0,62}$/,
-  "a function name is 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter",
-);
+export const FunctionName = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, FUNCTION_NAME_RULE);
 
 /** A relative file path inside a function folder: plain segments, no `..`, no absolute paths. */
 export const BundlePath = z.string().max(200).refine(

@@ -1,0 +1,63 @@
+/**
+ * Parsing request bodies as JSON without letting one body hurt anyone else. Pure functions.
+ *
+ * Why a depth bound: `JSON.parse` takes any nesting, but everything after it (schema checks, the copy sent
+ * to the worker, the function's own code) walks the value recursively; a few MB of `[[[[…]]]]` kept a
+ * gpu-let busy for seconds. Real inputs are a few levels deep (OIP tensors: rank ≤ 16 plus 3).
+ */
+
+/** Deepest array/object nesting a request body may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/** A body that is not JSON we accept; the message says why. */
+export class BadJsonBody extends Error {}
+
+/** True if `text` nests arrays/objects deeper than `maxDepth` (brackets inside strings do not count). */
+export function nestsDeeperThan(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Number literals that may overflow a double: long exponents or very long digit runs. */
+const MAYBE_HUGE_NUMBER = /[eE][+-]?0*[0-9]{3}|[0-9]{300}/;
+
+/**
+ * Parses a request body: non-empty, valid JSON, at most `maxDepth` deep, and no number literal beyond the
+ * range of a double (JSON has no Infinity; `1e999` would silently become `Infinity`, then `null` on the
+ * way to the worker).
+ */
+export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
+  if (text.length === 0) throw new BadJsonBody("the request body is empty; JSON expected");
+  if (nestsDeeperThan(text, maxDepth)) {
+    throw new BadJsonBody(`the JSON body nests arrays/objects deeper than ${maxDepth} levels`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new BadJsonBody(`malformed JSON: ${e instanceof Error ? e.message : e}`);
+  }
+  // The careful second pass runs only for bodies that might hold such a number.
+  if (MAYBE_HUGE_NUMBER.test(text)) {
+    JSON.parse(text, (_key, v: unknown, context?: { source?: string }) => {
+      if (typeof v === "number" && !Number.isFinite(v)) {
+        const literal = context?.source ?? String(v);
+        const shown = literal.length > 40 ? `${literal.slice(0, 40)}…` : literal;
+        throw new BadJsonBody(`the number ${shown} is beyond the range of a 64-bit float`);
+      }
+      return v;
+    });
+  }
+  return value;
+}
