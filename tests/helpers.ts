@@ -1,5 +1,5 @@
 /** Shared helpers for integration tests: a real server on a free loopback port, with its own state. */
-import { bundleFolder } from "../src/functions/bundle.ts";
+import { bundleFolder, encodeBase64 } from "../src/functions/bundle.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -116,10 +116,18 @@ export interface StartedCli {
   done: Promise<void>;
 }
 
-/** Starts `src/cli/start.ts` as a real process and waits until it prints where it listens. */
-export async function startCli(args: string[]): Promise<StartedCli> {
+/** A loopback port that was free a moment ago (for a process the test starts and must reach early). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Starts `src/cli/start.ts` as a real process (on `port`, default any) and waits until it prints where it listens. */
+export async function startCli(args: string[], port = 0): Promise<StartedCli> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", "0", ...args],
+    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", String(port), ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "inherit",
@@ -141,4 +149,23 @@ export async function startCli(args: string[]): Promise<StartedCli> {
     }
   })();
   return { child, url, output: () => out, done };
+}
+
+/**
+ * A deploy bundle whose `function.ts` is `source`, built by hand: `bundleFolder` would import it in the test
+ * process, and these sources are meant to crash or misbehave. Extra files are given as bytes.
+ */
+export function rawBundle(
+  name: string,
+  source: string,
+  manifest: Record<string, unknown> = {},
+  files: Record<string, Uint8Array> = {},
+) {
+  return {
+    manifest: { name, model: "lenet", sloMs: 1000, maxBatch: 4, json: true, ...manifest },
+    files: [
+      { path: "function.ts", base64: encodeBase64(new TextEncoder().encode(source)) },
+      ...Object.entries(files).map(([path, data]) => ({ path, base64: encodeBase64(data) })),
+    ],
+  };
 }

@@ -100,7 +100,15 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
     }
     const dep = controller.get(name);
-    if (!dep) throw new HttpError(404, `unknown function "${name}"`);
+    if (!dep) {
+      // Right after a restart the function may just not be back yet: say so rather than "unknown".
+      if (controller.restoring) {
+        throw new HttpError(503, `gpulet is restoring its deployed functions; "${name}" is not back yet`, {
+          "retry-after": "1",
+        });
+      }
+      throw new HttpError(404, `unknown function "${name}"`);
+    }
     if (version !== undefined && version !== String(dep.version)) {
       throw new HttpError(
         404,

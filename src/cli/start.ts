@@ -22,7 +22,8 @@ const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--d
   --max-queue N     rows waiting per function before 429 (default 1024)
   --max-body-bytes N       largest invoke/infer request body (default 67108864)
   --max-tensor-elements N  largest input tensor, in elements (default 67108864)
-  --hang-timeout-ms N      a batch unanswered this long kills its gpu-let (default max(10 s, 5 × SLO))`;
+  --hang-timeout-ms N      a batch unanswered this long kills its gpu-let (default max(10 s, 5 × SLO))
+  --start-timeout-ms N     a gpu-let not loaded and warm in this long fails its deploy (default 120000)`;
 
 /** A positive integer flag, or its default; exits 2 with a message otherwise. */
 function intFlag(values: Record<string, unknown>, name: string, fallback?: number): number | undefined {
@@ -50,6 +51,7 @@ if (import.meta.main) {
     "max-body-bytes",
     "max-tensor-elements",
     "hang-timeout-ms",
+    "start-timeout-ms",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);
@@ -85,6 +87,7 @@ if (import.meta.main) {
     maxBodyBytes: intFlag(values, "max-body-bytes"),
     maxTensorElements: intFlag(values, "max-tensor-elements"),
     hangTimeoutMs: intFlag(values, "hang-timeout-ms"),
+    startTimeoutMs: intFlag(values, "start-timeout-ms"),
     devices,
     simScale,
   });

@@ -44,6 +44,8 @@ export interface ControllerOptions {
   gpuletsPerFunction?: number;
   /** A batch unanswered this long (ms) means a hung gpu-let, which is killed. Default: max(10 s, 5 × SLO). */
   hangTimeoutMs?: number;
+  /** A gpu-let not loaded and warm in this long (ms) fails to start (a deploy is refused). Default 120 s. */
+  startTimeoutMs?: number;
 }
 
 /** The project's profiles directory. */
@@ -53,7 +55,7 @@ export class Controller {
   readonly metrics: Metrics;
   private readonly deployments = new Map<string, Deployment>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  private restoring = true;
+  private restoringNow = true;
   private shuttingDown = false;
   private readonly depOpts: DeploymentOptions;
   /** The autoscaled fleet (`cpu:N` and `sim:…` devices); undefined for the static `cpu` layout. */
@@ -97,6 +99,7 @@ export class Controller {
       onArrival: this.fleet ? (name) => this.fleet!.arrived(name) : undefined,
       gpuletsPerFunction: opts.gpuletsPerFunction,
       hangTimeoutMs: opts.hangTimeoutMs,
+      startTimeoutMs: opts.startTimeoutMs,
     };
   }
 
@@ -135,13 +138,18 @@ export class Controller {
         }
       }
     } finally {
-      this.restoring = false;
+      this.restoringNow = false;
     }
+  }
+
+  /** True until `restore()` has brought back every deployed function (or given up on it). */
+  get restoring(): boolean {
+    return this.restoringNow;
   }
 
   /** True when restore finished and every deployed function has a warm gpu-let. */
   get ready(): boolean {
-    return !this.restoring && !this.shuttingDown && [...this.deployments.values()].every((d) => d.ready);
+    return !this.restoringNow && !this.shuttingDown && [...this.deployments.values()].every((d) => d.ready);
   }
 
   /** The live deployment of `name`. */

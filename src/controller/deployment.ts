@@ -32,6 +32,8 @@ export interface DeploymentOptions {
   gpuletsPerFunction?: number;
   /** A batch unanswered this long (ms) means a hung gpu-let. Default: max(10 s, 5 × the deadline). */
   hangTimeoutMs?: number;
+  /** A gpu-let that is not loaded and warm in this long (ms) fails to start. Default 120 s. */
+  startTimeoutMs?: number;
 }
 
 /** Where a function's model file is. */
@@ -85,6 +87,7 @@ export class Deployment {
       functionDir: this.record.dir,
       runtimeDir: this.opts.runtimeDir,
       cores,
+      startTimeoutMs: this.opts.startTimeoutMs,
       config: {
         functionFile: `${this.record.dir}/function.ts`,
         modelFile: modelPath(this.record, this.opts.modelsDir),

@@ -4,12 +4,12 @@
  * again within seconds. A function whose runtime crashes while loading is refused at deploy, never served.
  */
 import assert from "node:assert/strict";
-import { encodeBase64 } from "../../src/functions/bundle.ts";
 import {
   deploy,
   metric,
   postJson,
   processAlive,
+  rawBundle,
   ROOT,
   startTestServer,
   testImage,
@@ -83,14 +83,6 @@ Deno.test("a hung gpu-let is killed after the hang bound, its request answered, 
     await server.shutdown();
   }
 });
-
-/** A bundle whose function.ts is `source` (not imported here: it would run in this process). */
-function rawBundle(name: string, source: string) {
-  return {
-    manifest: { name, model: "lenet", sloMs: 1000, maxBatch: 4, json: true },
-    files: [{ path: "function.ts", base64: encodeBase64(new TextEncoder().encode(source)) }],
-  };
-}
 
 Deno.test("a function whose runtime crashes while loading or warming is refused at deploy and never served", async () => {
   const server = await startTestServer();
