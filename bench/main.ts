@@ -1,5 +1,6 @@
 /**
- * `deno task bench [overhead] [interference] [planner] [autoscale] [--seconds N] [--case TEXT]`: runs benchmarks side by side in one run and writes
+ * `deno task bench [overhead] [interference] [planner] [autoscale] [reliability] [--seconds N] [--case TEXT]`:
+ * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
  * The harness re-runs itself pinned to core 0 (with the controller and the load generator), so that
@@ -13,6 +14,7 @@ import { interferenceMarkdown, measureInterference } from "./interference.ts";
 import { measurePlanner, plannerMarkdown } from "./planner.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
+import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
 
@@ -142,6 +144,17 @@ if (import.meta.main) {
       JSON.stringify({ command, ...result }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/planner.md`, md);
+    console.log("\n" + md);
+  }
+  if (which.includes("reliability")) {
+    const result = await measureReliability(console.log, values.seconds ? seconds : 10);
+    const md = reliabilityMarkdown(result, command);
+    await Deno.writeTextFile(
+      `${PROJECT_ROOT}/bench/results/reliability.json`,
+      JSON.stringify({ command, ...result }, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/reliability.md`, md);
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/reliability-overload.svg`, overloadSvg(result));
     console.log("\n" + md);
   }
 }

@@ -56,11 +56,12 @@ export function testImage(seed: number): number[] {
   });
 }
 
-/** True if a process with this pid exists. */
+/** True if a process with this pid is running (a zombie waiting for its reaper has exited: not running). */
 export function processAlive(pid: number): boolean {
   try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // "pid (comm) S ...": the state follows the last ")" (comm may contain spaces or parentheses).
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
