@@ -60,7 +60,7 @@ const DEADLINE_MARGIN_MS = 1;
 /** How long (ms) before a busy gpu-let should be free its next batch is sent (covers the hand-over). */
 const PIPELINE_LEAD_MS = 2;
 /** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
-const ADMIT_FRACTION = 0.85;
+const ADMIT_FRACTION = 0.8;
 
 export class Dispatcher {
   private readonly queue: Pending[] = [];
@@ -72,6 +72,13 @@ export class Dispatcher {
   private idleWaiters: (() => void)[] = [];
   /** Per gpu-let, when its in-flight batches should all be done (performance.now() ms), from estimates. */
   private readonly busyUntil = new Map<Executor, number>();
+  /**
+   * Rows per ms the gpu-lets really drained while they had work all along (EWMA), and when the last such
+   * batch ended. Admission uses it when it is below the estimate: the hand-over between batches and a
+   * neighbour on the core cost time no single batch's latency shows.
+   */
+  private drainRowsPerMs?: number;
+  private lastBusyDoneAt = 0;
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -87,6 +94,8 @@ export class Dispatcher {
 
   /** Replaces the gpu-lets this function routes to (atomically, for the next batch on). */
   setSlots(slots: Slot[]): void {
+    const changed = slots.length !== this.slots.length || slots.some((s, i) => s.worker !== this.slots[i].worker);
+    if (changed) this.resetDrain();
     this.slots = slots;
     for (const w of this.busyUntil.keys()) if (!slots.some((s) => s.worker === w)) this.busyUntil.delete(w);
     this.pump();
@@ -163,8 +172,24 @@ export class Dispatcher {
       firstFree = Math.min(firstFree, Math.max(0, (this.busyUntil.get(s.worker) ?? now) - now));
     }
     if (rowsPerMs === 0) return 0;
+    if (this.drainRowsPerMs !== undefined) rowsPerMs = Math.min(rowsPerMs, this.drainRowsPerMs);
     const ahead = this.queuedRows + rows;
     return firstFree + Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
+  }
+
+  /** Records a batch that ended at `doneAt`, for the measured drain rate. */
+  private noteDrain(rows: number, doneAt: number): void {
+    if (this.lastBusyDoneAt > 0) {
+      const sample = rows / Math.max(1e-3, doneAt - this.lastBusyDoneAt);
+      this.drainRowsPerMs = this.drainRowsPerMs === undefined ? sample : 0.9 * this.drainRowsPerMs + 0.1 * sample;
+    }
+    // Only an interval during which some gpu-let always had a batch measures the drain rate.
+    this.lastBusyDoneAt = this.inflight > 0 || this.queue.length > 0 ? doneAt : 0;
+  }
+
+  private resetDrain(): void {
+    this.drainRowsPerMs = undefined;
+    this.lastBusyDoneAt = 0;
   }
 
   private fastestEstimate(batch: number): number {
@@ -284,6 +309,7 @@ export class Dispatcher {
       if (w.inflight === 0) this.busyUntil.delete(w); // free now
       // The gpu-let was busy for the whole batch, pre- and post-processing included.
       slot.latency.observe(result.rows || rows, result.workerMs);
+      this.noteDrain(result.rows || rows, doneAt);
       this.opts.observer?.batch(this.opts.name, result.rows || rows, batch.length, result.computeMs);
       for (const r of result.items) this.answer(batch[r.id], r, result.body, sentAt, doneAt, result.computeMs, rows);
     } catch (e) {
@@ -317,6 +343,7 @@ export class Dispatcher {
   private lost(slot: Slot, batch: Pending[], error: Error): void {
     this.slots = this.slots.filter((s) => s.worker !== slot.worker);
     this.busyUntil.delete(slot.worker);
+    this.resetDrain();
     const canRetry = this.slots.some((s) => !s.worker.stopping) && !this.closed;
     const again: Pending[] = [];
     for (const p of batch) {
