@@ -3,7 +3,7 @@
  * token (made by default when listening beyond loopback); size limits are configurable from the command line.
  */
 import assert from "node:assert/strict";
-import { deploy, postJson, ROOT, startCli, startTestServer, testImage } from "../helpers.ts";
+import { deploy, postJson, ROOT, startCli, startTestServer, testImage, waitFor } from "../helpers.ts";
 
 Deno.test("function code that tries to read, write, connect, listen, read the environment, spawn or load a library fails inside the worker", async () => {
   const server = await startTestServer();
@@ -68,6 +68,8 @@ Deno.test("beyond loopback `deno task start` makes an admin token; limits come f
   ]);
   try {
     const tokenFile = `${state}/admin-token`;
+    // The notice follows the "listening" line start waits for.
+    await waitFor("the token notice", () => cli.output().includes("admin API needs a bearer token"), 5_000);
     assert.match(cli.output(), new RegExp(`admin API needs a bearer token .*it is in ${tokenFile}`));
     assert.equal((await Deno.stat(tokenFile)).mode! & 0o777, 0o600, "only its owner can read the token");
     const token = (await Deno.readTextFile(tokenFile)).trim();
