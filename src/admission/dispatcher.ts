@@ -73,8 +73,8 @@ export class Dispatcher {
   /** Per gpu-let, when its in-flight batches should all be done (performance.now() ms), from estimates. */
   private readonly busyUntil = new Map<Executor, number>();
   /**
-   * Rows per ms the gpu-lets really drained while they had work all along (EWMA), and when the last such
-   * batch ended. Admission uses it when it is below the estimate: the hand-over between batches and a
+   * Rows per ms the gpu-lets really drained while requests were waiting (EWMA), and when the last batch
+   * ended with requests waiting. Admission uses it when it is below the estimate: the hand-over between batches and a
    * neighbour on the core cost time no single batch's latency shows.
    */
   private drainRowsPerMs?: number;
@@ -183,8 +183,9 @@ export class Dispatcher {
       const sample = rows / Math.max(1e-3, doneAt - this.lastBusyDoneAt);
       this.drainRowsPerMs = this.drainRowsPerMs === undefined ? sample : 0.9 * this.drainRowsPerMs + 0.1 * sample;
     }
-    // Only an interval during which some gpu-let always had a batch measures the drain rate.
-    this.lastBusyDoneAt = this.inflight > 0 || this.queue.length > 0 ? doneAt : 0;
+    // Only an interval with requests waiting throughout measures what the gpu-lets can drain (with an empty
+    // queue, batches end at the arrival rate).
+    this.lastBusyDoneAt = this.queue.length > 0 ? doneAt : 0;
   }
 
   private resetDrain(): void {
