@@ -74,8 +74,8 @@ export class Dispatcher {
   private readonly busyUntil = new Map<Executor, number>();
   /**
    * Rows per ms the gpu-lets really drained while requests were waiting (EWMA), and when the last batch
-   * ended with requests waiting. Admission uses it when it is below the estimate: the hand-over between batches and a
-   * neighbour on the core cost time no single batch's latency shows.
+   * ended with requests waiting. Admission uses it when it is below the estimate: the hand-over between
+   * batches and a neighbour on the core cost time no single batch's latency shows.
    */
   private drainRowsPerMs?: number;
   private lastBusyDoneAt = 0;
