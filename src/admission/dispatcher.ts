@@ -17,9 +17,9 @@
  */
 import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
 import { padTo8 } from "../runtime/framing.ts";
-import type { Executor } from "../runtime/executor.ts";
+import type { BatchResult, Executor } from "../runtime/executor.ts";
 import { LatencyEstimate } from "./latency.ts";
-import type { Answer, OutputTensor, Payload, Pending } from "./request.ts";
+import type { Answer, OutputTensor, Payload, Pending, Timing } from "./request.ts";
 
 /** One gpu-let serving this function, as routing sees it. */
 export interface Slot {
@@ -34,11 +34,34 @@ export interface Slot {
 }
 
 /** What the dispatcher reports (metrics). */
+/** One executed batch, as observers see it. */
+export interface BatchEvent {
+  /** The gpu-let's executor id. */
+  executor: string;
+  rows: number;
+  requests: number;
+  /** Model execution (ms). */
+  computeMs: number;
+  /** The worker's whole time on the batch: pre-processing, model, post-processing (ms). */
+  workerMs: number;
+}
+
+/** One answered request (every request gets exactly one). */
+export interface AnswerEvent {
+  status: number;
+  /** Arrival to answer (ms); 0 for requests refused at the door. */
+  totalMs: number;
+  /** Answered 200 within its deadline. */
+  withinSlo: boolean;
+  timing?: Timing;
+}
+
+/** What a dispatcher reports, for metrics and the dashboard. */
 export interface DispatchObserver {
-  batch(fn: string, rows: number, requests: number, computeMs: number): void;
-  answer(fn: string, status: number, totalMs: number, queueMs?: number): void;
+  batch(e: BatchEvent): void;
+  answer(e: AnswerEvent): void;
   /** Requests queued again after their gpu-let was lost. */
-  retried?(fn: string, requests: number): void;
+  retried?(requests: number): void;
 }
 
 export interface DispatcherOptions {
@@ -111,7 +134,7 @@ export class Dispatcher {
     const now = performance.now();
     if (this.closed) return Promise.resolve({ status: 503, error: `function ${this.opts.name} is shutting down` });
     if (this.queuedRows + rows > this.opts.maxQueueRows && this.queue.length > 0) {
-      this.opts.observer?.answer(this.opts.name, 429, 0);
+      this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
       return Promise.resolve({
         status: 429,
         error: `queue of ${this.opts.name} is full (${this.queuedRows} rows waiting)`,
@@ -121,7 +144,7 @@ export class Dispatcher {
     const waitMs = this.predictedFinishMs(rows, now);
     if (waitMs > deadlineMs * ADMIT_FRACTION && this.queue.length > 0) {
       // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
-      this.opts.observer?.answer(this.opts.name, 429, 0);
+      this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
       return Promise.resolve({
         status: 429,
         error: `function ${this.opts.name} is overloaded: ${this.queuedRows} rows wait, ~${waitMs.toFixed(0)} ms ` +
@@ -137,7 +160,13 @@ export class Dispatcher {
         deadline: now + deadlineMs,
         resolve: (a) => {
           if (p.onAbort) signal?.removeEventListener("abort", p.onAbort);
-          this.opts.observer?.answer(this.opts.name, a.status, performance.now() - p.arrivedAt, a.timing?.queueMs);
+          const answeredAt = performance.now();
+          this.opts.observer?.answer({
+            status: a.status,
+            totalMs: answeredAt - p.arrivedAt,
+            withinSlo: a.status === 200 && answeredAt <= p.deadline,
+            timing: a.timing,
+          });
           resolve(a);
         },
         signal,
@@ -309,10 +338,17 @@ export class Dispatcher {
       const doneAt = performance.now();
       if (w.inflight === 0) this.busyUntil.delete(w); // free now
       // The gpu-let was busy for the whole batch, pre- and post-processing included.
-      slot.latency.observe(result.rows || rows, result.workerMs);
-      this.noteDrain(result.rows || rows, doneAt);
-      this.opts.observer?.batch(this.opts.name, result.rows || rows, batch.length, result.computeMs);
-      for (const r of result.items) this.answer(batch[r.id], r, result.body, sentAt, doneAt, result.computeMs, rows);
+      // (A batch whose every request was refused in preprocessing says nothing about the model.)
+      if (result.rows > 0) slot.latency.observe(result.rows, result.workerMs);
+      this.noteDrain(rows, doneAt);
+      this.opts.observer?.batch({
+        executor: w.id,
+        rows: result.rows,
+        requests: batch.length,
+        computeMs: result.computeMs,
+        workerMs: result.workerMs,
+      });
+      for (const r of result.items) this.answer(batch[r.id], r, result, sentAt, doneAt, rows);
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       this.lost(slot, batch, error);
@@ -357,20 +393,28 @@ export class Dispatcher {
     }
     this.queue.unshift(...again);
     this.queuedRows += again.reduce((n, p) => n + p.rows, 0);
-    if (again.length) this.opts.observer?.retried?.(this.opts.name, again.length);
+    if (again.length) this.opts.observer?.retried?.(again.length);
     this.opts.onWorkerLost?.(slot.worker, error);
   }
 
   private answer(
     p: Pending,
     r: ItemResult,
-    body: Uint8Array,
+    result: BatchResult,
     sentAt: number,
     doneAt: number,
-    computeMs: number,
     batchRows: number,
   ): void {
-    const timing = { queueMs: sentAt - p.arrivedAt, computeMs, totalMs: doneAt - p.arrivedAt, batchRows };
+    const body = result.body;
+    const timing: Timing = {
+      queueMs: sentAt - p.arrivedAt,
+      // Sent to the gpu-let until it started on it (behind the batch before, and the hand-over).
+      batchWaitMs: Math.max(0, doneAt - sentAt - result.workerMs),
+      workerMs: result.workerMs,
+      computeMs: result.computeMs,
+      totalMs: doneAt - p.arrivedAt,
+      batchRows,
+    };
     if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
     if ("json" in r) return p.resolve({ status: 200, json: r.json, timing });
     // Copy out of the worker connection's reused buffer before the next frame overwrites it.

@@ -1,20 +1,82 @@
 /**
- * Prometheus metrics of the data plane (prom-client): requests, latencies, queue depth, executed batch
- * sizes, per function. `GET /metrics` renders them.
+ * Prometheus metrics (prom-client), rendered at `GET /metrics`: Triton's inference metrics under their own
+ * names and meanings (`nv_inference_*`, labelled by model and version, so Triton dashboards and alert rules
+ * work), and gpulet's own (`gpulet_*`): requests by code, latencies, queues, batches, SLO attainment,
+ * planned and measured rates, GPUs and gpu-lets, re-plans. Also feeds the dashboard's {@link LiveStats}.
  */
 import client from "prom-client";
-import type { DispatchObserver } from "./dispatcher.ts";
+import { LiveStats } from "../observability/live_stats.ts";
+import type { AnswerEvent, BatchEvent, DispatchObserver } from "./dispatcher.ts";
+
+/** What the scrape-time gauges read from the controller. */
+export interface MetricsSource {
+  /** Live functions: name, version, rows queued. */
+  functions(): { name: string; version: string; queueRows: number }[];
+  /** gpu-let worker processes serving traffic. */
+  workers(): number;
+  /** The plan in force, where there is one: each gpu-let's GPU, part (%) and functions with planned rates. */
+  planned?(): { gpu: number; part: number; functions: { name: string; rate: number }[] }[];
+}
+
+/** Triton's failure reasons, from our status codes. */
+export function failureReason(status: number): "REJECTED" | "CANCELED" | "BACKEND" | "OTHER" {
+  if (status === 429 || status === 504) return "REJECTED";
+  if (status === 499) return "CANCELED";
+  if (status === 503 || status === 500) return "BACKEND";
+  return "OTHER";
+}
+
+const US_PER_MS = 1000;
 
 /** Batch-size buckets: powers of two, as batches are usually planned. */
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export class Metrics implements DispatchObserver {
+export class Metrics {
   readonly registry = new client.Registry();
+  /** The last two minutes per function and gpu-let, for the dashboard. */
+  readonly live = new LiveStats();
+
+  // --- Triton-compatible (same names, types, labels and units as Triton's) ---
+  private readonly nvSuccess = this.tritonCounter(
+    "nv_inference_request_success",
+    "Number of successful inference requests, all batch sizes",
+  );
+  private readonly nvFailure = new client.Counter({
+    name: "nv_inference_request_failure",
+    help: "Number of failed inference requests, all batch sizes",
+    labelNames: ["model", "version", "reason"] as const,
+    registers: [this.registry],
+  });
+  private readonly nvCount = this.tritonCounter("nv_inference_count", "Number of inferences performed (batch rows)");
+  private readonly nvExecCount = this.tritonCounter(
+    "nv_inference_exec_count",
+    "Number of model executions performed (batches)",
+  );
+  private readonly nvRequestUs = this.tritonCounter(
+    "nv_inference_request_duration_us",
+    "Cumulative inference request duration in microseconds (successful requests, arrival to answer)",
+  );
+  private readonly nvQueueUs = this.tritonCounter(
+    "nv_inference_queue_duration_us",
+    "Cumulative inference queuing duration in microseconds (successful requests)",
+  );
+  private readonly nvComputeInferUs = this.tritonCounter(
+    "nv_inference_compute_infer_duration_us",
+    "Cumulative compute inference duration in microseconds (successful requests; each counts its batch)",
+  );
+
+  // --- gpulet's own ---
   private readonly requests = new client.Counter({
     name: "gpulet_requests_total",
     help: "Requests answered, by function and HTTP status code.",
     labelNames: ["function", "code"] as const,
+    registers: [this.registry],
+  });
+  private readonly withinSlo = new client.Counter({
+    name: "gpulet_requests_within_slo_total",
+    help: "Requests answered 200 within their SLO, by function.",
+    labelNames: ["function"] as const,
     registers: [this.registry],
   });
   private readonly duration = new client.Histogram({
@@ -93,8 +155,18 @@ export class Metrics implements DispatchObserver {
     });
   }
 
-  /** `depthOf()` is read at scrape time: rows queued per function, and live workers. */
-  constructor(depthOf: () => Map<string, number>, workers: () => number) {
+  constructor(source: MetricsSource) {
+    const live = this.live;
+    new client.Gauge({
+      name: "nv_inference_pending_request_count",
+      help: "Instantaneous number of pending requests awaiting execution per-model (rows queued).",
+      labelNames: ["model", "version"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const f of source.functions()) this.set({ model: f.name, version: f.version }, f.queueRows);
+      },
+    });
     new client.Gauge({
       name: "gpulet_queue_depth",
       help: "Rows waiting in each function's queue.",
@@ -102,7 +174,7 @@ export class Metrics implements DispatchObserver {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [fn, d] of depthOf()) this.set({ function: fn }, d);
+        for (const f of source.functions()) this.set({ function: f.name }, f.queueRows);
       },
     });
     new client.Gauge({
@@ -110,25 +182,96 @@ export class Metrics implements DispatchObserver {
       help: "gpu-let worker processes serving traffic.",
       registers: [this.registry],
       collect() {
-        this.set(workers());
+        this.set(source.workers());
+      },
+    });
+    new client.Gauge({
+      name: "gpulet_slo_attainment",
+      help:
+        "Share of each function's requests in the last 60 s answered 200 within the SLO (429/504/5xx count against).",
+      labelNames: ["function"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const f of source.functions()) {
+          const a = live.attainment(f.name);
+          if (a !== null) this.set({ function: f.name }, a);
+        }
+      },
+    });
+    new client.Gauge({
+      name: "gpulet_function_rate",
+      help:
+        "Requests per second by function: measured (last 10 s, refused ones included) and planned (the plan in force).",
+      labelNames: ["function", "kind"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const planned = new Map<string, number>();
+        for (const g of source.planned?.() ?? []) {
+          for (const f of g.functions) planned.set(f.name, (planned.get(f.name) ?? 0) + f.rate);
+        }
+        for (const f of source.functions()) {
+          this.set({ function: f.name, kind: "measured" }, live.rate(f.name));
+          if (planned.has(f.name)) this.set({ function: f.name, kind: "planned" }, planned.get(f.name)!);
+        }
+      },
+    });
+    new client.Gauge({
+      name: "gpulet_gpulet_part_percent",
+      help: "The plan's gpu-lets: each one's share of its GPU (%), labelled by GPU, index on the GPU and functions.",
+      labelNames: ["gpu", "gpulet", "functions"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const perGpu = new Map<number, number>();
+        for (const g of source.planned?.() ?? []) {
+          const index = perGpu.get(g.gpu) ?? 0;
+          perGpu.set(g.gpu, index + 1);
+          const functions = g.functions.map((f) => f.name).join(",");
+          this.set({ gpu: String(g.gpu), gpulet: String(index), functions }, g.part);
+        }
       },
     });
   }
 
-  batch(fn: string, rows: number, requests: number, computeMs: number): void {
-    this.batchSize.observe({ function: fn }, rows);
-    this.batchRequests.inc({ function: fn }, requests);
-    this.compute.observe({ function: fn }, computeMs / 1000);
+  private tritonCounter(name: string, help: string) {
+    return new client.Counter({ name, help, labelNames: ["model", "version"] as const, registers: [this.registry] });
   }
 
-  answer(fn: string, status: number, totalMs: number, queueMs?: number): void {
-    this.requests.inc({ function: fn, code: String(status) });
-    if (status === 200) this.duration.observe({ function: fn }, totalMs / 1000);
-    if (queueMs !== undefined) this.queueTime.observe({ function: fn }, queueMs / 1000);
-  }
-
-  retried(fn: string, requests: number): void {
-    this.retries.inc({ function: fn }, requests);
+  /** The observer of one function version's dispatcher. */
+  observerFor(name: string, version: string): DispatchObserver {
+    const model = { model: name, version };
+    const fn = { function: name };
+    return {
+      batch: (e: BatchEvent) => {
+        this.live.recordBatch(e);
+        if (e.rows === 0) return; // every request refused in preprocessing: the model did not run
+        this.batchSize.observe(fn, e.rows);
+        this.batchRequests.inc(fn, e.requests);
+        this.compute.observe(fn, e.computeMs / 1000);
+        this.nvCount.inc(model, e.rows);
+        this.nvExecCount.inc(model);
+      },
+      answer: (e: AnswerEvent) => {
+        this.requests.inc({ function: name, code: String(e.status) });
+        this.live.recordAnswer(name, e);
+        if (e.timing) this.queueTime.observe(fn, e.timing.queueMs / 1000);
+        if (e.status !== 200) {
+          this.nvFailure.inc({ ...model, reason: failureReason(e.status) });
+          return;
+        }
+        this.duration.observe(fn, e.totalMs / 1000);
+        if (e.withinSlo) this.withinSlo.inc(fn);
+        this.nvSuccess.inc(model);
+        this.nvRequestUs.inc(model, Math.round(e.totalMs * US_PER_MS));
+        if (e.timing) {
+          this.nvQueueUs.inc(model, Math.round(e.timing.queueMs * US_PER_MS));
+          this.nvComputeInferUs.inc(model, Math.round(e.timing.computeMs * US_PER_MS));
+        }
+      },
+      retried: (requests: number) => this.retries.inc(fn, requests),
+    };
   }
 
   /** Prometheus text exposition. */

@@ -17,9 +17,17 @@ export interface OutputTensor {
 
 /** Where a request's time went, in ms. */
 export interface Timing {
+  /** Arrival until its batch was sent to a gpu-let (waiting for a batch to form and a gpu-let to be free). */
   queueMs: number;
+  /** Sent until the gpu-let started on its batch (behind the batch before it, and the hand-over). */
+  batchWaitMs: number;
+  /** The gpu-let's time on the batch: pre-processing, model, post-processing. */
+  workerMs: number;
+  /** The model's execution of the batch. */
   computeMs: number;
+  /** Arrival to answer. */
   totalMs: number;
+  /** Rows in the batch it ran in. */
   batchRows: number;
 }
 

@@ -4,7 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { Answer, ErrorAnswer } from "../admission/request.ts";
+import type { Answer, ErrorAnswer, Timing } from "../admission/request.ts";
 import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
@@ -57,12 +57,33 @@ async function readJson(c: Context): Promise<unknown> {
   return parseJson(await c.req.text());
 }
 
+/**
+ * Where a request's time went, as headers: ours (`x-gpulet-*`, ms) and the standard `Server-Timing`, which
+ * browsers' developer tools show.
+ */
 function timingHeaders(a: Answer): Record<string, string> {
-  if (!a.timing) return {};
+  const t = a.timing;
+  if (!t) return {};
   return {
-    "x-gpulet-queue-ms": a.timing.queueMs.toFixed(3),
-    "x-gpulet-compute-ms": a.timing.computeMs.toFixed(3),
-    "x-gpulet-batch-rows": String(a.timing.batchRows),
+    "x-gpulet-queue-ms": t.queueMs.toFixed(3),
+    "x-gpulet-batch-wait-ms": t.batchWaitMs.toFixed(3),
+    "x-gpulet-worker-ms": t.workerMs.toFixed(3),
+    "x-gpulet-compute-ms": t.computeMs.toFixed(3),
+    "x-gpulet-batch-rows": String(t.batchRows),
+    "server-timing": `queue;dur=${t.queueMs.toFixed(3)}, batch-wait;dur=${t.batchWaitMs.toFixed(3)}, ` +
+      `compute;dur=${t.computeMs.toFixed(3)}, worker;dur=${t.workerMs.toFixed(3)}, total;dur=${t.totalMs.toFixed(3)}`,
+  };
+}
+
+/** The same times as OIP response parameters (scalars, as the protocol wants). */
+function timingParameters(t: Timing): Record<string, number> {
+  const ms = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    queue_ms: ms(t.queueMs),
+    batch_wait_ms: ms(t.batchWaitMs),
+    worker_ms: ms(t.workerMs),
+    compute_ms: ms(t.computeMs),
+    batch_rows: t.batchRows,
   };
 }
 
@@ -169,7 +190,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       model_name: dep.name,
       model_version: String(dep.version),
       // A simulated answer never passes for a real inference.
-      ...(simulated ? { parameters: { simulated: true } } : {}),
+      parameters: { ...timingParameters(answer.timing), ...(simulated ? { simulated: true } : {}) },
     };
     if (simulated) c.header(SIMULATED_HEADER, "true");
     const res = encodeInferResponse(req, head, answer.outputs);

@@ -70,10 +70,19 @@ export class Controller {
     readonly device: CpuDevice,
     readonly backend?: Backend,
   ) {
-    this.metrics = new Metrics(
-      () => new Map([...this.deployments].map(([n, d]) => [n, d.dispatcher.depth])),
-      () => [...this.deployments.values()].reduce((n, d) => n + d.dispatcher.getSlots().length, 0),
-    );
+    this.metrics = new Metrics({
+      functions: () =>
+        [...this.deployments.values()].map((d) => ({
+          name: d.name,
+          version: String(d.version),
+          queueRows: d.dispatcher.depth,
+        })),
+      workers: () => [...this.deployments.values()].reduce((n, d) => n + d.dispatcher.getSlots().length, 0),
+      planned: () =>
+        this.fleet?.plan?.gpus.flatMap((g) =>
+          g.gpulets.map((l) => ({ gpu: g.id, part: l.part, functions: l.functions }))
+        ) ?? [],
+    });
     if (backend) {
       const fleet = new Fleet({
         backend,

@@ -57,7 +57,7 @@ export class Deployment {
     this.dispatcher = new Dispatcher({
       name: record.name,
       maxQueueRows: opts.maxQueueRows,
-      observer: opts.metrics,
+      observer: opts.metrics.observerFor(record.name, String(record.version)),
       hangTimeoutMs: opts.hangTimeoutMs ?? Math.max(10_000, 5 * record.manifest.sloMs * (opts.sloScale ?? 1)),
       onWorkerLost: (w) => {
         // A broken connection to a live process: kill it so the exit handler respawns it.
