@@ -11,6 +11,7 @@ import type { Deployment } from "../controller/deployment.ts";
 import { Bundle } from "../functions/bundle.ts";
 import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
 import { BadJsonBody, parseJsonBody } from "./json_body.ts";
+import { registerUi } from "./ui.ts";
 import {
   BadTensorRequest,
   decodeInferRequest,
@@ -259,6 +260,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   });
   app.get("/admin/plan", (c) => c.json(controller.plan()));
   app.get("/admin/devices", (c) => c.json({ devices: controller.devices() }));
+
+  // --- Dashboard ---
+  registerUi(app, controller);
 
   // --- Metrics ---
   app.get("/metrics", async (c) => {

@@ -78,9 +78,14 @@ export class Controller {
           queueRows: d.dispatcher.depth,
         })),
       workers: () => [...this.deployments.values()].reduce((n, d) => n + d.dispatcher.getSlots().length, 0),
+      // Simulated GPUs plan in profile time: real requests/s are timeScale times lower.
       planned: () =>
         this.fleet?.plan?.gpus.flatMap((g) =>
-          g.gpulets.map((l) => ({ gpu: g.id, part: l.part, functions: l.functions }))
+          g.gpulets.map((l) => ({
+            gpu: g.id,
+            part: l.part,
+            functions: l.functions.map((f) => ({ name: f.name, rate: f.rate / (backend?.timeScale ?? 1) })),
+          }))
         ) ?? [],
     });
     if (backend) {
@@ -149,6 +154,11 @@ export class Controller {
     } finally {
       this.restoringNow = false;
     }
+  }
+
+  /** True once shutdown began (long-lived streams end). */
+  get stopping(): boolean {
+    return this.shuttingDown;
   }
 
   /** True until `restore()` has brought back every deployed function (or given up on it). */
@@ -292,6 +302,7 @@ export class Controller {
       d.describe().map((g) => ({
         part: Math.round((100 * g.cores.length) / cores),
         cores: g.cores,
+        id: g.id,
         pid: g.pid,
         functions: [{
           name: d.name,

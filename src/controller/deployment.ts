@@ -216,6 +216,7 @@ export class Deployment {
   /** The live layout of this version for `GET /admin/plan`. */
   describe() {
     return this.dispatcher.getSlots().map((s) => ({
+      id: s.worker.id,
       pid: s.worker.pid,
       cores: s.worker.cores ?? [],
       batch: s.batch,

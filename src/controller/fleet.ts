@@ -362,6 +362,7 @@ export class Fleet {
         functions: [...g.members.values()].map((m) => ({
           name: m.dep.name,
           version: m.dep.version,
+          id: m.executor.id,
           pid: m.executor.pid,
           inflight: m.executor.inflight,
           latencyMs: m.latency.toJSON(),

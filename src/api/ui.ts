@@ -1,0 +1,95 @@
+/**
+ * The live dashboard: `GET /ui` (one static page, no build step), `GET /ui/state` (its data as JSON) and
+ * `GET /ui/events` (the same data every second as server-sent events). Read-only, like `/metrics`.
+ */
+import type { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { Controller } from "../controller/controller.ts";
+import { type DashboardInput, dashboardState } from "../observability/dashboard_state.ts";
+
+const PAGE = new URL("../ui/dashboard.html", import.meta.url);
+/** How often `/ui/events` sends the state (ms). */
+export const UI_INTERVAL_MS = 1000;
+/** An event stream is ended after this long; EventSource reconnects by itself (ms). */
+const STREAM_MAX_MS = 10 * 60_000;
+
+interface PlanGpulet {
+  part: number;
+  id?: string;
+  functions: { name: string; batch: number; rate?: number; id?: string }[];
+}
+interface RunningWorker {
+  gpu: number;
+  part: number;
+  functions: { name: string; id: string }[];
+}
+
+/** The controller's view, normalised for {@link dashboardState}. */
+export function dashboardInput(controller: Controller): DashboardInput {
+  const plan = controller.plan() as {
+    policy: string;
+    gpus: { id: number; gpulets: PlanGpulet[] }[];
+    workers?: RunningWorker[];
+    history?: DashboardInput["changes"];
+  };
+  const backend = controller.backend;
+  const scale = backend?.timeScale ?? 1;
+  const workers = plan.workers ?? [];
+  const key = (names: string[]) => [...names].sort().join(",");
+  return {
+    mode: backend ? backend.kind : "static",
+    devices: backend ? backend.gpus : 1,
+    gpus: plan.gpus.map((g) => ({
+      id: g.id,
+      gpulets: g.gpulets.map((l) => {
+        // Static layout: the gpu-let is one process; autoscaled: the running gpu-let with the same functions.
+        const names = l.functions.map((f) => f.name);
+        const running = workers.find((w) =>
+          w.gpu === g.id && w.part === l.part && key(w.functions.map((f) => f.name)) === key(names)
+        );
+        const executors = l.id ? [l.id] : running?.functions.map((f) => f.id) ?? [];
+        // Plans of simulated GPUs are in profile time: in real requests/s their rates are K times lower.
+        const functions = l.functions.map((f) => ({
+          name: f.name,
+          batch: f.batch,
+          rate: f.rate === undefined ? undefined : f.rate / scale,
+        }));
+        return { part: l.part, functions, executors };
+      }),
+    })),
+    functions: controller.list().map((d) => ({
+      name: d.name,
+      version: d.version,
+      sloMs: d.record.manifest.sloMs * scale,
+      queueRows: d.dispatcher.depth,
+    })),
+    changes: (plan.history ?? []).map((h) => ({
+      at: h.at,
+      direction: h.direction,
+      gpusBefore: h.gpusBefore,
+      gpusAfter: h.gpusAfter,
+      reason: h.reason,
+    })),
+  };
+}
+
+/** Adds the dashboard's routes to `app`. */
+export function registerUi(app: Hono, controller: Controller): void {
+  let page: string | undefined;
+  const state = () => dashboardState(dashboardInput(controller), controller.metrics.live, Date.now());
+
+  app.get("/ui", async (c) => {
+    page ??= await Deno.readTextFile(PAGE);
+    return c.html(page);
+  });
+  app.get("/ui/state", (c) => c.json(state()));
+  app.get("/ui/events", (c) =>
+    streamSSE(c, async (stream) => {
+      const end = Date.now() + STREAM_MAX_MS;
+      // The server's shutdown waits for open responses: a stream must end when the controller stops.
+      while (!stream.aborted && !controller.stopping && Date.now() < end) {
+        await stream.writeSSE({ event: "state", data: JSON.stringify(state()) });
+        await stream.sleep(UI_INTERVAL_MS);
+      }
+    }));
+}
