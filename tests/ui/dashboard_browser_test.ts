@@ -124,7 +124,7 @@ Deno.test("dashboard stays readable with 8 GPUs and 20 functions", async () => {
     await page.waitForSelector("tr[data-function]");
     assert.equal(await page.locator("tr[data-function]").count(), 20);
     // Nothing spills sideways: the page is as wide as the window.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - globalThis.innerWidth);
     assert.ok(overflow <= 0, `page ${overflow} px wider than the window`);
     // Every gpu-let segment has a label or a tooltip naming its functions.
     const segments = await page.$$eval(".gpulet", (ls) => ls.map((l) => (l as HTMLElement).title));
