@@ -126,10 +126,11 @@ export function freePort(): number {
 }
 
 /** Starts `src/cli/start.ts` as a real process (on `port`, default any) and waits until it prints where it listens. */
-export async function startCli(args: string[], port = 0): Promise<StartedCli> {
+export async function startCli(args: string[], port = 0, env: Record<string, string> = {}): Promise<StartedCli> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", String(port), ...args],
     cwd: ROOT,
+    env,
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

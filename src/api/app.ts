@@ -12,6 +12,7 @@ import { Bundle } from "../functions/bundle.ts";
 import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
 import { BadJsonBody, parseJsonBody } from "./json_body.ts";
 import { registerUi } from "./ui.ts";
+import { traceRequest } from "../observability/tracing.ts";
 import {
   BadTensorRequest,
   decodeInferRequest,
@@ -194,6 +195,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       parameters: { ...timingParameters(answer.timing), ...(simulated ? { simulated: true } : {}) },
     };
     if (simulated) c.header(SIMULATED_HEADER, "true");
+    traceRequest(dep.name, dep.version, answer.timing);
     const res = encodeInferResponse(req, head, answer.outputs);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
     if (res.headerLength === undefined) return c.body(res.body as string, 200, { "content-type": "application/json" });
@@ -217,6 +219,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     const answer = await dep.submit({ kind: "json", body }, 1, c.req.raw.signal);
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
+    traceRequest(dep.name, dep.version, answer.timing);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
     if (simulated) c.header(SIMULATED_HEADER, "true");
     return c.json(answer.json as Record<string, unknown>);
