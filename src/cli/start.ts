@@ -6,6 +6,7 @@
 import { startServer } from "../server.ts";
 import { parseDevices } from "../controller/backends.ts";
 import { parseArgs } from "./args.ts";
+import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
 
 const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--devices D] [--sim-scale K] [--token T]
@@ -13,7 +14,8 @@ const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--d
   --host ADDR       listen address (default 127.0.0.1)
   --state DIR       registry and deployed functions (default .gpulet)
   --devices D       cpu (default: one pinned gpu-let per function), cpu:N (N devices of this machine's
-                    cores, autoscaled) or sim:<profile>xN (N simulated GPUs, e.g. sim:h100x8, autoscaled)
+                    cores, autoscaled), sim:<profile>xN (N simulated GPUs, e.g. sim:h100x8, autoscaled) or
+                    cuda (this host's NVIDIA GPUs as MPS gpu-lets, autoscaled; see --mps, --profile)
   --sim-scale K     simulated devices: every latency and SLO × K, so one machine can drive them (default 1)
   --token T         bearer token for /admin/* (default: GPULET_ADMIN_TOKEN; else, when --host is not a
                     loopback address, a random one saved in <state>/admin-token; else none)
@@ -23,7 +25,11 @@ const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--d
   --max-body-bytes N       largest invoke/infer request body (default 67108864)
   --max-tensor-elements N  largest input tensor, in elements (default 67108864)
   --hang-timeout-ms N      a batch unanswered this long kills its gpu-let (default max(10 s, 5 × SLO))
-  --start-timeout-ms N     a gpu-let not loaded and warm in this long fails its deploy (default 120000)`;
+  --start-timeout-ms N     a gpu-let not loaded and warm in this long fails its deploy (default 120000)
+  --mps existing|start     devices cuda: use the running MPS control daemon (default), or start gpulet's own
+                           (pipes and logs under <state>/mps) and stop it on shutdown
+  --profile NAME           devices cuda: plan with profiles/NAME.csv (default: from the GPUs' type, e.g. h100)
+  --gpu-context-mb N       devices cuda: device memory per worker process besides its model (default 600)`;
 
 /** A positive integer flag, or its default; exits 2 with a message otherwise. */
 function intFlag(values: Record<string, unknown>, name: string, fallback?: number): number | undefined {
@@ -52,6 +58,9 @@ if (import.meta.main) {
     "max-tensor-elements",
     "hang-timeout-ms",
     "start-timeout-ms",
+    "mps",
+    "profile",
+    "gpu-context-mb",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);
@@ -76,21 +85,39 @@ if (import.meta.main) {
     hostname,
     stateDir,
   );
-  const server = await startServer({
-    port: Number(values.port ?? 8080),
-    hostname,
-    stateDir,
-    adminToken: token,
-    coresPerGpulet: intFlag(values, "cores-per-gpulet", 1),
-    gpuletsPerFunction: intFlag(values, "gpulets-per-function", 1),
-    maxQueueRows: intFlag(values, "max-queue", 1024),
-    maxBodyBytes: intFlag(values, "max-body-bytes"),
-    maxTensorElements: intFlag(values, "max-tensor-elements"),
-    hangTimeoutMs: intFlag(values, "hang-timeout-ms"),
-    startTimeoutMs: intFlag(values, "start-timeout-ms"),
-    devices,
-    simScale,
-  });
+  const mps = (values.mps as string | undefined) ?? "existing";
+  if (mps !== "existing" && mps !== "start") {
+    console.error(`--mps ${mps}: expected existing or start`);
+    Deno.exit(2);
+  }
+  let server;
+  try {
+    server = await startServer({
+      port: Number(values.port ?? 8080),
+      hostname,
+      stateDir,
+      adminToken: token,
+      coresPerGpulet: intFlag(values, "cores-per-gpulet", 1),
+      gpuletsPerFunction: intFlag(values, "gpulets-per-function", 1),
+      maxQueueRows: intFlag(values, "max-queue", 1024),
+      maxBodyBytes: intFlag(values, "max-body-bytes"),
+      maxTensorElements: intFlag(values, "max-tensor-elements"),
+      hangTimeoutMs: intFlag(values, "hang-timeout-ms"),
+      startTimeoutMs: intFlag(values, "start-timeout-ms"),
+      mps,
+      profile: values.profile as string | undefined,
+      gpuContextMiB: intFlag(values, "gpu-context-mb"),
+      devices,
+      simScale,
+    });
+  } catch (e) {
+    // A device that cannot be used is a setup problem with a fix, not a crash: one message, exit 2.
+    if (e instanceof CudaSetupError) {
+      console.error(e.message);
+      Deno.exit(2);
+    }
+    throw e;
+  }
   console.log(`gpulet listening on ${server.url} (state ${server.controller.stateDir})`);
   if (madeAt) {
     console.log(`admin API needs a bearer token (listening beyond loopback): it is in ${madeAt}`);

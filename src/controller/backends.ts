@@ -7,6 +7,8 @@
  *   several processes on the same cores, time-shared by the OS scheduler).
  * - `sim:<profile>xN`: N simulated GPUs ({@link SimDevice}); a time-shared gpu-let is one simulated gpu-let
  *   whose functions take turns.
+ * - `cuda`: this host's NVIDIA GPUs under MPS; each function of a gpu-let is a worker process whose
+ *   environment gives it its GPU, its share of the SMs and its device memory ({@link cudaWorkerEnv}).
  */
 import { readCsv } from "../planner/csv.ts";
 import { InterferenceModel } from "../planner/interference.ts";
@@ -16,6 +18,9 @@ import type { CpuDevice } from "../runtime/cpu_device.ts";
 import type { Executor } from "../runtime/executor.ts";
 import { SimDevice, type SimGpulet } from "../runtime/sim_device.ts";
 import { zooSignature } from "../models/zoo.ts";
+import type { CudaSetup } from "../cuda/setup.ts";
+import { cudaWorkerEnv, modelMemoryMiB } from "../cuda/worker_env.ts";
+import type { MemoryLimits } from "../planner/layout.ts";
 import type { Deployment } from "./deployment.ts";
 
 /** A reserved share of a device; released when the gpu-let stops. */
@@ -33,8 +38,8 @@ export interface GpuletLease {
 export interface Backend {
   /** Profile (device) name plans are made for, e.g. `h100`. */
   readonly device: string;
-  /** `cpu` or `sim`. */
-  readonly kind: "cpu" | "sim";
+  /** `cpu`, `sim` or `cuda`. */
+  readonly kind: "cpu" | "sim" | "cuda";
   readonly gpus: number;
   readonly latency: LatencyModel;
   readonly interference?: InterferenceModel;
@@ -45,19 +50,31 @@ export interface Backend {
   lease(gpu: number, part: number): GpuletLease;
   /** Starts and warms `dep`'s executor on a leased gpu-let. */
   start(dep: Deployment, lease: GpuletLease): Promise<Executor>;
+  /** Device memory the planner must respect (real GPUs); filled in per model by {@link noteModel}. */
+  readonly memory?: MemoryLimits;
+  /** Tells the backend the size of a model file about to be served (for its memory budget). */
+  noteModel?(model: string, fileBytes: number): void;
+  /** Releases what the backend holds (e.g. stops the MPS daemon it started). */
+  close?(): Promise<void>;
 }
 
 /** A parsed `--devices` value. */
-export type DeviceSpec = { kind: "cpu"; devices: number } | { kind: "sim"; profile: string; gpus: number };
+export type DeviceSpec =
+  | { kind: "cpu"; devices: number }
+  | { kind: "sim"; profile: string; gpus: number }
+  | { kind: "cuda" };
 
-/** Parses `cpu`, `cpu:N` or `sim:<profile>x<N>`; throws a message that says what is accepted. */
+/** Parses `cpu`, `cpu:N`, `sim:<profile>x<N>` or `cuda`; throws a message that says what is accepted. */
 export function parseDevices(spec: string): DeviceSpec {
   if (spec === "cpu") return { kind: "cpu", devices: 0 };
+  if (spec === "cuda") return { kind: "cuda" };
   const cpu = /^cpu:([1-9][0-9]*)$/.exec(spec);
   if (cpu) return { kind: "cpu", devices: Number(cpu[1]) };
   const sim = /^sim:([a-z0-9_-]+)x([1-9][0-9]*)$/.exec(spec);
   if (sim && Number(sim[2]) <= 256) return { kind: "sim", profile: sim[1], gpus: Number(sim[2]) };
-  throw new Error(`--devices ${spec}: expected cpu, cpu:N (N devices of this machine's cores) or sim:<profile>xN`);
+  throw new Error(
+    `--devices ${spec}: expected cpu, cpu:N (N devices of this machine's cores), sim:<profile>xN or cuda`,
+  );
 }
 
 /** Loads `profiles/<name>.csv` (and `-pairs.csv` when present); parts are multiplied by `partScale`. */
@@ -145,5 +162,47 @@ export async function cpuBackend(devices: number, cpu: CpuDevice, profilesDir: s
       };
     },
     start: (dep, lease) => dep.startProcess(lease.cores!),
+  };
+}
+
+/**
+ * The CUDA backend: the GPUs {@link CudaSetup} found, planned with their profile, device memory budgeted per
+ * worker process (`contextMiB` plus the model's share), every gpu-let placed by its worker's environment.
+ */
+export async function cudaBackend(setup: CudaSetup, profilesDir: string, contextMiB: number): Promise<Backend> {
+  const { latency, interference } = await loadProfile(profilesDir, setup.profile);
+  const memory: MemoryLimits = {
+    // The smallest GPU bounds them all (plans treat GPUs as interchangeable).
+    deviceMb: Math.min(...setup.gpus.map((g) => g.memoryMiB)),
+    contextMb: contextMiB,
+    modelMb: {},
+  };
+  return {
+    device: setup.profile,
+    kind: "cuda",
+    gpus: setup.gpus.length,
+    latency,
+    interference,
+    timeScale: 1,
+    memory,
+    noteModel: (model, bytes) => {
+      memory.modelMb[model] = modelMemoryMiB(bytes);
+    },
+    refuse: (model) =>
+      latency.has(model)
+        ? undefined
+        : `model "${model}" has no ${setup.profile} profile (profiled: ${latency.models().join(", ")})`,
+    lease: (gpu, part) => ({ gpu, part, release: () => {} }),
+    start: (dep, lease) => {
+      const model = dep.record.manifest.model;
+      const env = cudaWorkerEnv({
+        gpuIndex: setup.gpus[lease.gpu].index,
+        part: lease.part,
+        memoryMiB: contextMiB + (memory.modelMb[model] ?? 0),
+        pipeDir: setup.pipeDir,
+      });
+      return dep.startProcess([], env);
+    },
+    close: () => setup.stop(),
   };
 }

@@ -10,7 +10,11 @@ import { DEFAULT_MODELS_DIR, ensureModels, ZOO } from "../models/zoo.ts";
 import { CpuDevice } from "../runtime/cpu_device.ts";
 import { WorkerStartError } from "../runtime/worker.ts";
 import type { ScalePolicyOptions } from "../autoscaler/policy.ts";
-import { type Backend, cpuBackend, parseDevices, simBackend } from "./backends.ts";
+import { type Backend, cpuBackend, cudaBackend, parseDevices, simBackend } from "./backends.ts";
+import { type MpsMode, prepareCuda } from "../cuda/setup.ts";
+import { type CommandRunner, systemRunner } from "../cuda/runner.ts";
+import { DEFAULT_CONTEXT_MIB } from "../cuda/worker_env.ts";
+import { ortBindingPath } from "../runtime/worker_command.ts";
 import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
 import { Fleet } from "./fleet.ts";
 
@@ -46,6 +50,14 @@ export interface ControllerOptions {
   hangTimeoutMs?: number;
   /** A gpu-let not loaded and warm in this long (ms) fails to start (a deploy is refused). Default 120 s. */
   startTimeoutMs?: number;
+  /** `cuda`: use the running MPS daemon (default) or start gpulet's own under the state directory. */
+  mps?: MpsMode;
+  /** `cuda`: the profile to plan with (default: from the GPUs' type). */
+  profile?: string;
+  /** `cuda`: device memory per worker process besides its model (MiB). Default 600. */
+  gpuContextMiB?: number;
+  /** `cuda`: how `nvidia-smi` and the MPS control are run (tests give captured outputs). */
+  cudaRunner?: CommandRunner;
 }
 
 /** The project's profiles directory. */
@@ -127,11 +139,31 @@ export class Controller {
     const runtimeDir = await Deno.makeTempDir({ prefix: "gpulet-" });
     const profiles = opts.profilesDir ?? DEFAULT_PROFILES_DIR;
     const device = new CpuDevice();
-    const backend = spec.kind === "sim"
-      ? await simBackend(spec, profiles, opts.simScale ?? 1)
-      : spec.devices > 0
-      ? await cpuBackend(spec.devices, device, profiles)
-      : undefined;
+    let backend: Backend | undefined;
+    try {
+      if (spec.kind === "sim") backend = await simBackend(spec, profiles, opts.simScale ?? 1);
+      else if (spec.kind === "cuda") {
+        const setup = await prepareCuda({
+          stateDir,
+          mps: opts.mps ?? "existing",
+          profile: opts.profile,
+          profilesDir: profiles,
+          ortBinDir: ortBindingPath().replace(/\/[^/]*$/, ""),
+          envPipeDir: Deno.env.get("CUDA_MPS_PIPE_DIRECTORY"),
+          runner: opts.cudaRunner ?? systemRunner,
+        });
+        try {
+          backend = await cudaBackend(setup, profiles, opts.gpuContextMiB ?? DEFAULT_CONTEXT_MIB);
+        } catch (e) {
+          await setup.stop();
+          throw e;
+        }
+      } else if (spec.devices > 0) backend = await cpuBackend(spec.devices, device, profiles);
+    } catch (e) {
+      registry.close();
+      await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+      throw e;
+    }
     return new Controller(registry, stateDir, runtimeDir, opts, device, backend);
   }
 
@@ -209,7 +241,11 @@ export class Controller {
     if (refused) {
       throw new DeployError(400, `function ${rec.name} cannot be served on ${this.opts.devices}: ${refused}`);
     }
-    if (this.backend!.kind === "cpu") await this.ensureModel(rec);
+    if (this.backend!.kind !== "sim") {
+      await this.ensureModel(rec);
+      const size = (await Deno.stat(modelPath(rec, this.depOpts.modelsDir))).size;
+      this.backend!.noteModel?.(rec.manifest.model, size);
+    }
     const dep = new Deployment(rec, this.depOpts);
     try {
       await this.fleet!.place(dep);
@@ -346,6 +382,7 @@ export class Controller {
     this.shuttingDown = true;
     await Promise.all(this.list().map((d) => d.stop(true, drainTimeoutMs)));
     await this.fleet?.close();
+    await this.backend?.close?.();
     this.deployments.clear();
     this.registry.close();
     await Deno.remove(this.depOpts.runtimeDir, { recursive: true }).catch(() => {});

@@ -79,8 +79,11 @@ export class Deployment {
     return this.dispatcher.getSlots().length > 0;
   }
 
-  /** Starts and warms a worker process of this version pinned to `cores`. */
-  async startProcess(cores: number[]): Promise<GpuletWorker> {
+  /**
+   * Starts and warms a worker process of this version pinned to `cores`; with `cudaEnv`, on the GPU share
+   * that environment gives it (one CPU core for its host side).
+   */
+  async startProcess(cores: number[], cudaEnv?: Record<string, string>): Promise<GpuletWorker> {
     const m = this.record.manifest;
     return await GpuletWorker.start({
       id: `${this.name}-v${this.version}-${this.workerSeq++}`,
@@ -88,12 +91,14 @@ export class Deployment {
       runtimeDir: this.opts.runtimeDir,
       cores,
       startTimeoutMs: this.opts.startTimeoutMs,
+      env: cudaEnv,
       config: {
         functionFile: `${this.record.dir}/function.ts`,
         modelFile: modelPath(this.record, this.opts.modelsDir),
-        threads: cores.length,
+        threads: Math.max(1, cores.length),
         warmBatches: warmBatches(m.maxBatch),
         manifest: m,
+        cuda: cudaEnv !== undefined,
       },
     });
   }

@@ -13,6 +13,7 @@ import { Autoscaler, type PlanChange, type ScaledFunction } from "../autoscaler/
 import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/policy.ts";
 import type { Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
+import { DEFAULT_OPTIONS } from "../planner/planner.ts";
 import type { Plan } from "../planner/plan.ts";
 import { gpuletKey, type PlacedGpulet, placedGpulets } from "../planner/plan_diff.ts";
 import type { Executor } from "../runtime/executor.ts";
@@ -89,6 +90,8 @@ export class Fleet {
       policy: b.interference ? "gpulet" : "gpulet-noint",
       scale: opts.scale ?? DEFAULT_SCALE_POLICY,
       rateScale: b.timeScale,
+      // Real GPUs: plans never give a GPU more processes than its memory holds.
+      ...(b.memory ? { planner: { ...DEFAULT_OPTIONS, memory: b.memory } } : {}),
     });
     this.timer = setInterval(() => this.tick(), opts.tickMs ?? 200);
   }

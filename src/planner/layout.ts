@@ -28,7 +28,7 @@ export interface GpuState {
 export interface MemoryLimits {
   /** Usable memory per GPU. */
   deviceMb: number;
-  /** Per gpu-let process (runtime context, workspace). */
+  /** Per worker process (runtime context, workspace); each function of a gpu-let is one. */
   contextMb: number;
   /** Weights and activations per model; a model not listed counts 0. */
   modelMb: Record<string, number>;
@@ -58,14 +58,14 @@ export function usedPart(gpu: GpuState): number {
   return gpu.gpulets.reduce((s, g) => s + g.part, 0);
 }
 
-/** Memory a GPU needs (MB): one context per gpu-let plus each model once per gpu-let. */
+/** Memory a GPU needs (MB): each function of each gpu-let is a process with its context and its model. */
 export function usedMemory(gpu: GpuState, memory: MemoryLimits): number {
   return gpu.gpulets.reduce((s, g) => s + gpuletMemory(g, memory), 0);
 }
 
 function gpuletMemory(g: GpuletState, memory: MemoryLimits): number {
-  const models = new Set(g.demands.map((d) => d.fn.model));
-  return memory.contextMb + [...models].reduce((s, m) => s + (memory.modelMb[m] ?? 0), 0);
+  const processes = new Map(g.demands.map((d) => [d.fn.name, d.fn.model]));
+  return [...processes.values()].reduce((s, m) => s + memory.contextMb + (memory.modelMb[m] ?? 0), 0);
 }
 
 /** True if a gpu-let of `part` serving `demands` can be added to the GPU (part, count and memory). */

@@ -39,6 +39,8 @@ export interface WorkerConfig {
   threads: number;
   warmBatches: number[];
   manifest: Manifest;
+  /** Run on CUDA device 0 of the worker's `CUDA_VISIBLE_DEVICES` (its GPU), never on the CPU. */
+  cuda?: boolean;
 }
 
 export interface ReadyMessage {

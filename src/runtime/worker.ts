@@ -25,6 +25,8 @@ export interface WorkerSpec {
   cores?: number[];
   runtimeDir: string;
   startTimeoutMs?: number;
+  /** More environment for the process (e.g. its GPU and MPS share); the worker itself cannot read it. */
+  env?: Record<string, string>;
 }
 
 const TASKSET = findTaskset();
@@ -74,7 +76,7 @@ export class GpuletWorker implements Executor {
     });
     const child = new Deno.Command(program, {
       args,
-      env: workerEnv(),
+      env: { ...workerEnv(), ...spec.env },
       clearEnv: true,
       stdin: "null",
       stdout: "null",

@@ -326,6 +326,21 @@ async function handleRun(
   };
 }
 
+/**
+ * Where the session runs. CPU: no spinning between requests (it would burn a whole core; DESIGN.md, measured
+ * facts). CUDA: device 0 of the GPU the controller gave this process, and no silent CPU fallback for nodes
+ * the CUDA provider cannot take (session creation fails instead).
+ */
+function sessionPlacement(config: WorkerConfig) {
+  if (config.cuda) {
+    return {
+      executionProviders: [{ name: "cuda" as const, deviceId: 0 }],
+      extra: { session: { disable_cpu_ep_fallback: "1" } },
+    };
+  }
+  return { extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } } };
+}
+
 /** Zero tensors for a warm-up run at `batch` rows, when every non-batch dimension is known. */
 function zeroItem(info: ModelInfo, batch: number): Tensors | null {
   const item: Tensors = {};
@@ -392,8 +407,7 @@ async function main(): Promise<void> {
       interOpNumThreads: 1,
       executionMode: "sequential",
       graphOptimizationLevel: "all",
-      // Spin-waiting would burn a whole core between requests (DESIGN.md, measured facts).
-      extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+      ...sessionPlacement(config),
     });
     exec = new Executor(session, modelInfo(session));
     stage = "warmup";
