@@ -10,12 +10,18 @@
  *   --pairs            measure co-location instead (two gpu-lets on the two halves of the cores)
  *   --pair-batch N     batch size for pairs (default 8); --seconds S per phase (default 2)
  *   --out FILE         output (default profiles/cpu.csv or profiles/cpu-pairs.csv)
+ *   --devices cuda     measure an NVIDIA GPU instead, parts as MPS shares (default 20,40,50,60,80,100) on
+ *                      --gpu N (default 0); --mps start|existing and --profile NAME as for `start`;
+ *                      output profiles/<gpu type>.csv (pairs: two gpu-lets of 50 % on the same GPU)
  */
 import { parseArgs } from "./args.ts";
 import { architectureReport, DEFAULT_MODELS_DIR, ensureModels, ZOO } from "../models/zoo.ts";
-import { cpuParts, profileLatency, profilePairs } from "../profiler/profiler.ts";
+import { cpuParts, type Placement, profileLatency, profilePairs } from "../profiler/profiler.ts";
+import { CudaSetupError, prepareCuda } from "../cuda/setup.ts";
+import { systemRunner } from "../cuda/runner.ts";
+import { cudaWorkerEnv } from "../cuda/worker_env.ts";
 import { onlineCpuCount } from "../runtime/cpu_device.ts";
-import { PROJECT_ROOT } from "../runtime/worker_command.ts";
+import { ortBindingPath, PROJECT_ROOT } from "../runtime/worker_command.ts";
 
 /** The models of the Gpu-let evaluation, in the zoo. */
 export const PAPER_MODELS = [
@@ -39,13 +45,67 @@ const numbers = (v: unknown, fallback: number[], what: string) => {
 if (import.meta.main) {
   const { values } = parseArgs(
     Deno.args,
-    ["device", "models", "parts", "batches", "reps", "out", "pair-batch", "seconds", "max-point-seconds"],
+    [
+      "device",
+      "devices",
+      "models",
+      "parts",
+      "batches",
+      "reps",
+      "out",
+      "pair-batch",
+      "seconds",
+      "max-point-seconds",
+      "mps",
+      "profile",
+      "gpu",
+      "state",
+    ],
     ["pairs"],
   );
-  const device = (values.device as string | undefined) ?? "cpu";
-  if (device !== "cpu") {
-    console.error(`error: device "${device}" is not available on this machine (no GPU); use --device cpu`);
+  const kind = (values.devices as string | undefined) ?? (values.device as string | undefined) ?? "cpu";
+  if (kind !== "cpu" && kind !== "cuda") {
+    console.error(`error: --devices ${kind}: profile measures cpu or cuda`);
     Deno.exit(2);
+  }
+  // On a GPU a part is an MPS share of one GPU: the worker's environment places it.
+  let device = "cpu";
+  let placement: ((part: number) => Placement) | undefined;
+  let pairPlacement: Parameters<typeof profilePairs>[0]["pairPlacement"];
+  let stopMps = () => Promise.resolve();
+  if (kind === "cuda") {
+    const mps = (values.mps as string | undefined) ?? "existing";
+    try {
+      if (mps !== "existing" && mps !== "start") throw new CudaSetupError(`--mps ${mps}: expected existing or start`);
+      const setup = await prepareCuda({
+        stateDir: (values.state as string | undefined) ?? ".gpulet",
+        mps,
+        profile: values.profile as string | undefined,
+        profilesDir: `${PROJECT_ROOT}/profiles`,
+        ortBinDir: ortBindingPath().replace(/\/[^/]*$/, ""),
+        envPipeDir: Deno.env.get("CUDA_MPS_PIPE_DIRECTORY"),
+        runner: systemRunner,
+        needProfileFile: false,
+      });
+      stopMps = setup.stop;
+      const gpu = setup.gpus[Number(values.gpu ?? 0)];
+      if (!gpu) throw new CudaSetupError(`--gpu ${values.gpu}: this host has GPUs 0..${setup.gpus.length - 1}`);
+      device = setup.profile;
+      const place = (part: number): Placement => ({
+        cores: [],
+        cuda: true,
+        env: cudaWorkerEnv({ gpuIndex: gpu.index, part, memoryMiB: gpu.memoryMiB / 2, pipeDir: setup.pipeDir }),
+        label: `MPS ${part} % of GPU ${gpu.index}`,
+      });
+      placement = place;
+      pairPlacement = { a: { ...place(50), part: 50 }, b: { ...place(50), part: 50 } };
+    } catch (e) {
+      if (e instanceof CudaSetupError) {
+        console.error(e.message);
+        Deno.exit(2);
+      }
+      throw e;
+    }
   }
   const models = list(values.models, PAPER_MODELS);
   for (const m of models) {
@@ -67,6 +127,7 @@ if (import.meta.main) {
         batch: numbers(values["pair-batch"], [8], "pair-batch")[0],
         seconds: Number(values.seconds ?? 2),
         coreCount,
+        pairPlacement,
         modelFile,
         runtimeDir,
         outFile: out,
@@ -77,7 +138,8 @@ if (import.meta.main) {
       const out = (values.out as string | undefined) ?? `${PROJECT_ROOT}/profiles/${device}.csv`;
       const rows = await profileLatency({
         models,
-        parts: numbers(values.parts, cpuParts(coreCount), "parts"),
+        parts: numbers(values.parts, kind === "cuda" ? [20, 40, 50, 60, 80, 100] : cpuParts(coreCount), "parts"),
+        placement,
         batches: numbers(values.batches, [1, 2, 4, 8, 16, 32], "batches"),
         reps: numbers(values.reps, [5], "reps")[0],
         maxPointSeconds: Number(values["max-point-seconds"] ?? 20),
@@ -92,5 +154,6 @@ if (import.meta.main) {
     }
   } finally {
     await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+    await stopMps();
   }
 }

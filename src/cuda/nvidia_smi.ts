@@ -21,7 +21,7 @@ export interface GpuInfo {
 
 /** A GPU model's profile name from its marketing name: `NVIDIA H100 80GB HBM3` → `h100`. */
 export function gpuType(name: string): string | undefined {
-  const m = /\b(GH|GB)?([ABHLTV])(\d{2,3})[A-Z]?\b/i.exec(name.replace(/^NVIDIA\s+/i, "").replace(/Tesla\s+/i, ""));
+  const m = /\b(GH|GB)?([ABHLTV])(\d{1,3})[A-Z]?\b/i.exec(name.replace(/^NVIDIA\s+/i, "").replace(/Tesla\s+/i, ""));
   return m ? `${m[2]}${m[3]}`.toLowerCase() : undefined;
 }
 

@@ -24,6 +24,8 @@ export interface CudaSetupOptions {
   /** The environment's `CUDA_MPS_PIPE_DIRECTORY`, if set. */
   envPipeDir?: string;
   runner: CommandRunner;
+  /** False when measuring a profile (it need not exist yet). Default true. */
+  needProfileFile?: boolean;
 }
 
 /** GPUs ready for gpu-lets, and how to reach (and, if gpulet started it, stop) the MPS daemon. */
@@ -99,12 +101,13 @@ export function checkGpusForMps(gpus: GpuInfo[]): void {
   }
 }
 
-/** The profile to plan with: given, or the GPUs' common type, and its file must exist. */
+/** The profile to plan with: given, or the GPUs' common type; its file must exist unless `mustExist` is false. */
 export async function chooseProfile(
   gpus: GpuInfo[],
   given: string | undefined,
   profilesDir: string,
   runner: CommandRunner,
+  mustExist = true,
 ): Promise<string> {
   let profile = given;
   if (!profile) {
@@ -118,7 +121,7 @@ export async function chooseProfile(
     }
     profile = types[0];
   }
-  if (!(await runner.exists(`${profilesDir}/${profile}.csv`))) {
+  if (mustExist && !(await runner.exists(`${profilesDir}/${profile}.csv`))) {
     throw new CudaSetupError(
       `--devices cuda: no profile ${profilesDir}/${profile}.csv. Measure one on this GPU ` +
         `(deno task profile --devices cuda --out profiles/${profile}.csv) or pass --profile NAME.`,
@@ -193,7 +196,7 @@ export async function ensureMps(
 export async function prepareCuda(opts: CudaSetupOptions): Promise<CudaSetup> {
   const gpus = await discoverGpus(opts.runner);
   checkGpusForMps(gpus);
-  const profile = await chooseProfile(gpus, opts.profile, opts.profilesDir, opts.runner);
+  const profile = await chooseProfile(gpus, opts.profile, opts.profilesDir, opts.runner, opts.needProfileFile ?? true);
   await checkOrtCuda(opts.ortBinDir, opts.runner);
   const mps = await ensureMps(opts);
   return { gpus, profile, ...mps };

@@ -3,7 +3,7 @@
  * most effective part plus one residue gpu-let as small as serves the rest; residues of different functions
  * then time-share one gpu-let where that takes fewer % of a GPU (§2.7 step 6, done before placement).
  */
-import { type Demand, type GpuletState, pairKey, sizeMemo, type SizingContext } from "./layout.ts";
+import { type Demand, gpuletMemory, type GpuletState, pairKey, sizeMemo, type SizingContext } from "./layout.ts";
 import { EPS, type PlannedFunction, saturated } from "./sizing.ts";
 
 /** How the unit part of a function is chosen. */
@@ -149,6 +149,8 @@ export function mergeResidues(ctx: SizingContext, items: Item[], opts: Decompose
       if (g.demands.length + r.gpulet.demands.length > ctx.maxFunctionsPerGpulet) continue;
       if (g.demands.some((d) => r.gpulet.demands.some((e) => e.fn === d.fn))) continue;
       const demands = [...g.demands, ...r.gpulet.demands];
+      // Each function of a gpu-let is a process with its memory: the merged one must still fit a GPU.
+      if (ctx.memory && gpuletMemory({ part: g.part, demands }, ctx.memory) > ctx.memory.deviceMb) continue;
       for (const part of opts.parts) {
         if (part >= g.part + r.gpulet.part) break;
         const withAlpha = demands.map((d) => ({

@@ -63,7 +63,8 @@ export function usedMemory(gpu: GpuState, memory: MemoryLimits): number {
   return gpu.gpulets.reduce((s, g) => s + gpuletMemory(g, memory), 0);
 }
 
-function gpuletMemory(g: GpuletState, memory: MemoryLimits): number {
+/** Memory one gpu-let needs (MB): a process per function, each with its context and its model. */
+export function gpuletMemory(g: GpuletState, memory: MemoryLimits): number {
   const processes = new Map(g.demands.map((d) => [d.fn.name, d.fn.model]));
   return [...processes.values()].reduce((s, m) => s + memory.contextMb + (memory.modelMb[m] ?? 0), 0);
 }

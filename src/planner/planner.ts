@@ -17,6 +17,7 @@ import {
   cloneGpu,
   type Demand,
   fits,
+  gpuletMemory,
   type GpuState,
   type MemoryLimits,
   mergeDemands,
@@ -180,7 +181,9 @@ export function placeItem(
     return [];
   }
   const empty = gpus.findIndex((g) => g.gpulets.length === 0);
-  if (empty >= 0 || gpus.length < maxGpus) {
+  // A gpu-let that needs more memory than a whole GPU has cannot be placed anywhere.
+  const tooBig = ctx.memory !== undefined && gpuletMemory(item.gpulet, ctx.memory) > ctx.memory.deviceMb;
+  if (!tooBig && (empty >= 0 || gpus.length < maxGpus)) {
     const gpu: GpuState = {
       gpulets: [{ part: item.gpulet.part, demands: item.gpulet.demands.map((d) => ({ ...d })) }],
     };

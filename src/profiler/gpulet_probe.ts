@@ -18,6 +18,10 @@ export class GpuletProbe {
     model: string;
     modelFile: string;
     cores: number[];
+    /** A GPU share (CUDA): the worker's environment places it, and it runs on CUDA device 0. */
+    env?: Record<string, string>;
+    cuda?: boolean;
+    label?: string;
     runtimeDir: string;
     warmBatch: number;
     maxBatch: number;
@@ -38,14 +42,16 @@ export class GpuletProbe {
     );
     try {
       const worker = await GpuletWorker.start({
-        id: `probe-${manifest.name}-${opts.cores.join("_")}`,
+        id: `probe-${manifest.name}-${opts.cores.join("_") || opts.env?.CUDA_MPS_ACTIVE_THREAD_PERCENTAGE}`,
         functionDir: dir,
         runtimeDir: opts.runtimeDir,
         cores: opts.cores,
+        env: opts.env,
         config: {
           functionFile: `${dir}/function.ts`,
           modelFile: opts.modelFile,
-          threads: opts.cores.length,
+          threads: Math.max(1, opts.cores.length),
+          cuda: opts.cuda,
           warmBatches: [opts.warmBatch],
           manifest,
         },

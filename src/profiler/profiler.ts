@@ -37,6 +37,23 @@ export function formatDuration(seconds: number): string {
   return `${s}s`;
 }
 
+/** Where a probe gpu-let of a part runs: pinned cores (CPU) or a GPU share given by its environment (CUDA). */
+export interface Placement {
+  cores: number[];
+  env?: Record<string, string>;
+  cuda?: boolean;
+  /** For progress lines, e.g. `cores 1` or `MPS 50 % of GPU 0`. */
+  label: string;
+}
+
+/** CPU placement: `part` % of the cores, highest-numbered first. */
+export function cpuPlacement(coreCount: number): (part: number) => Placement {
+  return (part) => {
+    const cores = coresForPart(part, coreCount);
+    return { cores, label: `cores ${cores.join(",")}` };
+  };
+}
+
 export interface ProfileOptions {
   models: string[];
   parts: number[];
@@ -45,6 +62,8 @@ export interface ProfileOptions {
   reps: number;
   maxPointSeconds: number;
   coreCount: number;
+  /** Where a part runs; default {@link cpuPlacement}. */
+  placement?: (part: number) => Placement;
   modelFile: (model: string) => string;
   /** Relative cost of one sample of a model (e.g. its MACs), for the time-left estimate. */
   cost: (model: string) => number;
@@ -85,11 +104,11 @@ export async function profileLatency(o: ProfileOptions): Promise<ProfileRow[]> {
   const total = todo.reduce((s, t) => s + t.batches.length, 0);
   let n = 0;
   for (const t of todo) {
-    const cores = coresForPart(t.part, o.coreCount);
+    const place = (o.placement ?? cpuPlacement(o.coreCount))(t.part);
     const probe = await GpuletProbe.start({
       model: t.model,
       modelFile: o.modelFile(t.model),
-      cores,
+      ...place,
       runtimeDir: o.runtimeDir,
       warmBatch: t.batches[0],
       maxBatch: Math.max(...t.batches),
@@ -112,7 +131,7 @@ export async function profileLatency(o: ProfileOptions): Promise<ProfileRow[]> {
         const elapsed = (performance.now() - started) / 1000;
         const eta = spentWork > 0 ? (elapsed / spentWork) * remaining : 0;
         o.progress(
-          `[${n}/${total}] ${t.model} part ${t.part} % (cores ${cores.join(",")}) batch ${batch}: ${
+          `[${n}/${total}] ${t.model} part ${t.part} % (${place.label}) batch ${batch}: ${
             ms.toFixed(3)
           } ms (median of ${times.length}); ${formatDuration(elapsed)} elapsed, ~${formatDuration(eta)} left`,
         );
@@ -130,6 +149,8 @@ export interface PairOptions {
   /** Minimum measuring time per phase; a phase also lasts at least three batches of its slowest model. */
   seconds: number;
   coreCount: number;
+  /** The two gpu-lets' places and parts; default: the two halves of the cores. */
+  pairPlacement?: { a: Placement & { part: number }; b: Placement & { part: number } };
   modelFile: (model: string) => string;
   runtimeDir: string;
   outFile: string;
@@ -152,12 +173,19 @@ async function runTogether(probes: GpuletProbe[], batch: number, seconds: number
  * averaged). Returns all rows of the output file.
  */
 export async function profilePairs(o: PairOptions): Promise<PairRow[]> {
-  if (o.coreCount < 2) throw new Error("co-location needs at least 2 cores");
-  const half = Math.floor(o.coreCount / 2);
-  const coresA = Array.from({ length: half }, (_, i) => i);
-  const coresB = Array.from({ length: o.coreCount - half }, (_, i) => half + i);
-  const partA = Math.round((100 * coresA.length) / o.coreCount);
-  const partB = 100 - partA;
+  let placed = o.pairPlacement;
+  if (!placed) {
+    if (o.coreCount < 2) throw new Error("co-location needs at least 2 cores");
+    const half = Math.floor(o.coreCount / 2);
+    const coresA = Array.from({ length: half }, (_, i) => i);
+    const coresB = Array.from({ length: o.coreCount - half }, (_, i) => half + i);
+    const partA = Math.round((100 * coresA.length) / o.coreCount);
+    placed = {
+      a: { cores: coresA, part: partA, label: `cores ${coresA.join(",")}` },
+      b: { cores: coresB, part: 100 - partA, label: `cores ${coresB.join(",")}` },
+    };
+  }
+  const [partA, partB] = [placed.a.part, placed.b.part];
   const rows = await readExisting(o.outFile, (t) => parseCsv(t, o.outFile, PAIR_COLUMNS));
   const done = new Set(rows.map((r) => `${r.model_a},${r.model_b},${r.batch}`));
   const pairs = o.models.flatMap((a, i) => o.models.slice(i).map((b) => [a, b] as const))
@@ -165,17 +193,19 @@ export async function profilePairs(o: PairOptions): Promise<PairRow[]> {
   if (rows.length) o.progress(`resuming: ${rows.length} pairs already in ${o.outFile}`);
   const started = performance.now();
   for (const [k, [a, b]] of pairs.entries()) {
-    const start = (model: string, cores: number[]) =>
+    const start = (model: string, place: Placement) =>
       GpuletProbe.start({
         model,
         modelFile: o.modelFile(model),
-        cores,
+        cores: place.cores,
+        env: place.env,
+        cuda: place.cuda,
         runtimeDir: o.runtimeDir,
         warmBatch: o.batch,
         maxBatch: o.batch,
       });
-    const pa = await start(a, coresA);
-    const pb = await start(b, coresB).catch(async (e) => {
+    const pa = await start(a, placed.a);
+    const pb = await start(b, placed.b).catch(async (e) => {
       await pa.stop();
       throw e;
     });
