@@ -136,7 +136,8 @@ export async function checkOrtCuda(ortBinDir: string, runner: CommandRunner): Pr
     throw new CudaSetupError(
       `--devices cuda: onnxruntime-node was installed without its CUDA provider (no ${ORT_CUDA_PROVIDER} in ` +
         `${ortBinDir}). Install it with CUDA on a host with internet: ONNXRUNTIME_NODE_INSTALL=cuda12 ` +
-        `npm install onnxruntime-node (or deno install), then bring node_modules here.`,
+        `npm install onnxruntime-node (with Deno: deno install --allow-scripts=npm:onnxruntime-node), then bring ` +
+        `node_modules here.`,
     );
   }
 }
