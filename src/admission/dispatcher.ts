@@ -348,7 +348,11 @@ export class Dispatcher {
         computeMs: result.computeMs,
         workerMs: result.workerMs,
       });
-      for (const r of result.items) this.answer(batch[r.id], r, result, sentAt, doneAt, rows);
+      try {
+        for (const r of result.items) this.answer(batch[r.id], r, result, sentAt, doneAt, rows);
+      } finally {
+        result.release?.(); // every output was copied out
+      }
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       this.lost(slot, batch, error);
@@ -417,7 +421,7 @@ export class Dispatcher {
     };
     if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
     if ("json" in r) return p.resolve({ status: 200, json: r.json, timing });
-    // Copy out of the worker connection's reused buffer before the next frame overwrites it.
+    // Copied out: the body is the gpu-let connection's buffer, lent only until this batch is answered.
     const outputs: OutputTensor[] = r.outputs.map((t) => ({
       name: t.name,
       type: t.type,

@@ -67,6 +67,7 @@ export class GpuletProbe {
   async run(batch: number): Promise<number> {
     const { inputs, body } = this.zeroBatch(batch);
     const result = await this.worker.run([{ id: 0, kind: "tensors", inputs }], body);
+    result.release?.(); // only the timings are read
     const item = result.items[0];
     if (!item.ok) throw new Error(`probe run failed: ${item.error}`);
     return result.computeMs;

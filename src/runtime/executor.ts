@@ -4,8 +4,11 @@
  */
 import type { ModelInfo, ResultMessage, RunItem } from "./protocol.ts";
 
-/** A batch result; `body` is only valid until the caller returns (it may be a reused buffer). */
-export type BatchResult = ResultMessage & { body: Uint8Array };
+/**
+ * A batch result. `body` belongs to the caller, unchanged, until it calls `release()` (when given), which
+ * lets the executor reuse the bytes; the caller must copy out what it keeps beyond that.
+ */
+export type BatchResult = ResultMessage & { body: Uint8Array; release?: () => void };
 
 /** One function's handle on a running, warm gpu-let. */
 export interface Executor {

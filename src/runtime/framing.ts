@@ -1,42 +1,69 @@
 /**
  * Length-prefixed frames over a stream socket: `[u32 header bytes][u32 body bytes][header JSON][body]`.
- * The header is a small JSON object; the body carries tensor bytes. Reads go into one reusable buffer
- * (fresh large buffers are slow on this machine kind), so a frame's body is only valid until the next read.
+ * The header is a small JSON object; the body carries tensor bytes.
+ *
+ * Reads go into a reusable block (fresh large buffers are slow on this machine kind: first-touch page
+ * faults), and each frame's body is a view into it, lent to the caller until `release()`. The reader never
+ * writes over a lent body: appending after it is safe, and where it would compact or rewind the block it
+ * moves to another block instead, leaving the old one to its borrowers (it is reused once they have all
+ * released it). A body that is never released is never overwritten: forgetting `release()` costs memory,
+ * not correctness.
  */
 
-/** One received frame. `body` is a view into the reader's buffer, valid until the next `next()`. */
+/** One received frame. `body` stays valid and unchanged until `release()` (for good without it). */
 export interface Frame<H = Record<string, unknown>> {
   header: H;
   body: Uint8Array;
+  /** Gives the body's bytes back to the reader for reuse; the body must not be read after this. */
+  release(): void;
 }
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Reads frames from a connection into a growable, reused buffer. */
+/** A read buffer, and how many frame bodies in it are lent out. */
+interface Block {
+  bytes: Uint8Array;
+  lent: number;
+}
+
+/** Reads frames from a connection into growable, reused blocks. */
 export class FrameReader {
-  private buf: Uint8Array;
+  private block: Block;
+  /** A block whose bodies were all released after the reader had moved on: the next one to reuse. */
+  private spare?: Block;
   private start = 0;
   private end = 0;
 
-  constructor(private readonly conn: Deno.Conn, initialBytes = 1 << 20) {
-    this.buf = new Uint8Array(initialBytes);
+  constructor(private readonly conn: Deno.Conn, private readonly initialBytes = 1 << 20) {
+    this.block = { bytes: new Uint8Array(initialBytes), lent: 0 };
+  }
+
+  /** A block of at least `n` bytes with nothing lent: the spare when it is large enough, else a new one. */
+  private freeBlock(n: number): Block {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare && spare.bytes.length >= n) return spare;
+    return { bytes: new Uint8Array(Math.max(n, this.block.bytes.length)), lent: 0 };
   }
 
   /** Ensures `n` unread bytes are buffered; false on a clean end of stream before any of them. */
   private async fill(n: number): Promise<boolean> {
     if (this.end - this.start >= n) return true;
-    if (this.buf.length - this.start < n) {
-      // Compact, and grow if the frame is larger than the buffer (the larger buffer is kept).
-      const pending = this.buf.subarray(this.start, this.end);
-      const target = this.buf.length >= n ? this.buf : new Uint8Array(Math.max(n, this.buf.length * 2));
-      target.set(pending, 0);
-      this.buf = target;
+    const cur = this.block;
+    if (this.start === this.end && cur.lent === 0) this.start = this.end = 0; // rewind: nothing to keep
+    if (cur.bytes.length - this.start < n) {
+      // No room after `start`: move the pending bytes to the front of a block that holds `n` bytes. The
+      // current block is reused in place only when none of its bodies is lent (and it is large enough).
+      const target = cur.lent === 0 && cur.bytes.length >= n ? cur : this.freeBlock(n);
+      target.bytes.set(cur.bytes.subarray(this.start, this.end), 0); // `set` copes with the overlap
+      this.block = target;
       this.end -= this.start;
       this.start = 0;
     }
+    const buf = this.block.bytes;
     while (this.end - this.start < n) {
-      const k = await this.conn.read(this.buf.subarray(this.end));
+      const k = await this.conn.read(buf.subarray(this.end));
       if (k === null) {
         if (this.end === this.start) return false;
         throw new Error("connection closed in the middle of a frame");
@@ -49,20 +76,35 @@ export class FrameReader {
   /** The next frame, or null when the peer closed the connection between frames. */
   async next<H = Record<string, unknown>>(): Promise<Frame<H> | null> {
     if (!(await this.fill(8))) return null;
-    const view = new DataView(this.buf.buffer, this.buf.byteOffset + this.start, 8);
+    let buf = this.block.bytes;
+    const view = new DataView(buf.buffer, buf.byteOffset + this.start, 8);
     const headerLen = view.getUint32(0, true);
     const bodyLen = view.getUint32(4, true);
     this.start += 8;
     if (!(await this.fill(headerLen + bodyLen))) throw new Error("connection closed in the middle of a frame");
-    const header = JSON.parse(decoder.decode(this.buf.subarray(this.start, this.start + headerLen))) as H;
+    buf = this.block.bytes;
+    const header = JSON.parse(decoder.decode(buf.subarray(this.start, this.start + headerLen))) as H;
     const bodyStart = this.start + headerLen;
-    const body = this.buf.subarray(bodyStart, bodyStart + bodyLen);
+    const body = buf.subarray(bodyStart, bodyStart + bodyLen);
     this.start = bodyStart + bodyLen;
-    if (this.start === this.end) this.start = this.end = 0;
-    return { header, body };
+    return { header, body, release: bodyLen === 0 ? () => {} : this.lend(this.block) };
+  }
+
+  /** Marks one body of `block` as lent; returns its (idempotent) release. */
+  private lend(block: Block): () => void {
+    block.lent++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      block.lent--;
+      // A block the reader has moved on from becomes the spare once nothing in it is lent (the larger wins).
+      if (block.lent === 0 && block !== this.block && block.bytes.length >= (this.spare?.bytes.length ?? 0)) {
+        this.spare = block;
+      }
+    };
   }
 }
-
 /** Writes frames; concurrent callers are serialised so frames never interleave. */
 export class FrameWriter {
   private tail: Promise<void> = Promise.resolve();

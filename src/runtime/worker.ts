@@ -2,7 +2,7 @@
  * The controller's handle on one gpu-let worker process: start it (spawn, accept its socket, wait until it
  * is warm), send it batches, learn when it dies, stop it.
  */
-import type { Executor } from "./executor.ts";
+import type { BatchResult, Executor } from "./executor.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
 import type { ModelInfo, ReadyMessage, ResultMessage, RunItem, WorkerConfig, WorkerToController } from "./protocol.ts";
 import { findTaskset, workerCommand, workerEnv } from "./worker_command.ts";
@@ -50,7 +50,7 @@ export class GpuletWorker implements Executor {
   private nextBatchId = 1;
   private pending = new Map<
     number,
-    { resolve: (r: ResultMessage & { body: Uint8Array }) => void; reject: (e: Error) => void }
+    { resolve: (r: BatchResult) => void; reject: (e: Error) => void }
   >();
   private stderrTail = "";
 
@@ -163,8 +163,8 @@ export class GpuletWorker implements Executor {
         if (!p) continue;
         this.pending.delete(frame.header.batchId);
         this.inflight--;
-        // The body is a view of the reader's buffer: the caller consumes it before we read on.
-        p.resolve({ ...frame.header, body: frame.body });
+        // The body stays the caller's until it releases it, however far this loop reads on meanwhile.
+        p.resolve({ ...frame.header, body: frame.body, release: frame.release });
       }
     } catch (e) {
       error = new WorkerLostError(`worker ${this.id}: ${e instanceof Error ? e.message : e}`);
@@ -190,10 +190,10 @@ export class GpuletWorker implements Executor {
   }
 
   /**
-   * Runs one batch. `body` holds the tensor bytes that `items` reference. The result's `body` must be
-   * consumed synchronously by the caller (it is a view into a reused buffer).
+   * Runs one batch. `body` holds the tensor bytes that `items` reference. The result's `body` is a view of
+   * the connection's read buffer, lent to the caller until it calls the result's `release()`.
    */
-  run(items: RunItem[], body: Uint8Array[]): Promise<ResultMessage & { body: Uint8Array }> {
+  run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
     if (!this.writer) return Promise.reject(new WorkerLostError("worker not started"));
     const batchId = this.nextBatchId++;
     this.inflight++;

@@ -420,12 +420,14 @@ async function main(): Promise<void> {
     conn.close();
     Deno.exit(3);
   }
-  // One batch at a time: the frame body is a view of the reader's buffer until the next read.
+  // One batch at a time. Its input tensors are views of the frame body, and outputs may be too (an identity
+  // model), so the body goes back to the reader only once the result is written.
   for (;;) {
     const frame = await reader.next<RunMessage | { type: "stop" }>();
     if (!frame || frame.header.type === "stop") break;
     const { header, parts } = await handleRun(frame.header, frame.body, def, exec);
     await writer.write(header, parts);
+    frame.release();
   }
   conn.close();
   Deno.exit(0);

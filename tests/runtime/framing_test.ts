@@ -49,6 +49,72 @@ Deno.test("frames: concurrent writes arrive whole and in order, bodies larger th
   }
 });
 
+/** Encodes one frame as the writer does, so several can be sent in a single socket write. */
+function encodeFrame(header: unknown, body: Uint8Array): Uint8Array {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.byteLength + body.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, h.byteLength, true);
+  view.setUint32(4, body.byteLength, true);
+  out.set(h, 8);
+  out.set(body, 8 + h.byteLength);
+  return out;
+}
+
+Deno.test("frames: a held body is not overwritten by the frames read after it (two in one read)", async () => {
+  const { a, b, close } = await socketPair();
+  try {
+    // Block of 256 bytes: frame 1 (~120 B) leaves too little room for frame 2 (~170 B), so reading frame 2
+    // must not compact the block over frame 1's body, which the caller still holds.
+    const reader = new FrameReader(b, 256);
+    const first = new Uint8Array(100).fill(7);
+    const second = new Uint8Array(150).fill(9);
+    await a.write(new Uint8Array([...encodeFrame({ n: 1 }, first), ...encodeFrame({ n: 2 }, second)]));
+    const f1 = await reader.next<{ n: number }>();
+    const f2 = await reader.next<{ n: number }>();
+    assert.equal(f2?.header.n, 2);
+    assert.deepEqual(f2?.body, second);
+    assert.deepEqual(f1?.body, first, "the first body changed while it was held");
+    // Once released, the reader reuses the bytes again, and frames still arrive whole.
+    f1!.release();
+    f2!.release();
+    for (let n = 3; n < 40; n++) {
+      const body = new Uint8Array(40 + 7 * n).fill(n);
+      await a.write(encodeFrame({ n }, body));
+      const f = await reader.next<{ n: number }>();
+      assert.equal(f?.header.n, n);
+      assert.deepEqual(f?.body, body);
+      f!.release();
+    }
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("frames: a held body survives the reader rewinding its buffer for the next frame", async () => {
+  const { a, b, close } = await socketPair();
+  try {
+    const reader = new FrameReader(b, 1024);
+    await a.write(encodeFrame({ n: 1 }, new Uint8Array(64).fill(1)));
+    const f1 = await reader.next();
+    // Everything read was consumed, so the next read would start again at the front of the buffer.
+    await a.write(encodeFrame({ n: 2 }, new Uint8Array(64).fill(2)));
+    const f2 = await reader.next();
+    assert.deepEqual([...new Set(f1!.body)], [1], "the first body changed while it was held");
+    assert.deepEqual([...new Set(f2!.body)], [2]);
+    // Many frames held at once (batches answered out of order), then released in any order.
+    const held = [];
+    for (let n = 3; n < 60; n++) {
+      await a.write(encodeFrame({ n }, new Uint8Array(200).fill(n)));
+      held.push(await reader.next<{ n: number }>());
+    }
+    for (const f of held) assert.deepEqual([...new Set(f!.body)], [f!.header.n]);
+    for (const f of held.reverse()) f!.release();
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("frames: a connection closed in the middle of a frame is an error, not a short frame", async () => {
   const { a, b, close } = await socketPair();
   try {
