@@ -4,7 +4,7 @@
  * controller on `sim:h100x4` under load; the GPU bars and their labels match `GET /admin/plan`, the page
  * updates live, and a screenshot is saved (`GPULET_SCREENSHOT=path`, default a temporary file).
  *
- * Chromium comes from `apt-get install chromium` (`.ci/run` installs it); `GPULET_CHROMIUM` overrides the path.
+ * Chromium comes from Debian (`scripts/setup.ts`, run by `deno task test`, installs it); `GPULET_CHROMIUM` overrides the path.
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
