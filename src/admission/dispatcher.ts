@@ -82,6 +82,12 @@ export class HungWorkerError extends Error {}
 const DEADLINE_MARGIN_MS = 1;
 /** How long (ms) before a busy gpu-let should be free its next batch is sent (covers the hand-over). */
 const PIPELINE_LEAD_MS = 2;
+/**
+ * The measured drain rate counts down to this share of the estimated one, no further. Hand-overs and a
+ * neighbour on the core cost 10-20 %; a drain far below that was a stall (GC, the serving loop busy taking
+ * in a burst, a CPU hog for a moment), and it must not shed the next burst the gpu-lets can serve.
+ */
+const DRAIN_FLOOR = 0.5;
 /** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
 const ADMIT_FRACTION = 0.8;
 
@@ -129,8 +135,17 @@ export class Dispatcher {
     return this.slots;
   }
 
-  /** Queues a request; resolves with its one answer. */
-  submit(payload: Payload, rows: number, deadlineMs: number, signal?: AbortSignal): Promise<Answer> {
+  /**
+   * Queues a request that reached the controller at `arrivedAt` (performance.now() ms, before its body was
+   * read: its deadline runs from then); resolves with its one answer.
+   */
+  submit(
+    payload: Payload,
+    rows: number,
+    deadlineMs: number,
+    signal?: AbortSignal,
+    arrivedAt = performance.now(),
+  ): Promise<Answer> {
     const now = performance.now();
     if (this.closed) return Promise.resolve({ status: 503, error: `function ${this.opts.name} is shutting down` });
     if (this.queuedRows + rows > this.opts.maxQueueRows && this.queue.length > 0) {
@@ -142,7 +157,7 @@ export class Dispatcher {
       });
     }
     const waitMs = this.predictedFinishMs(rows, now);
-    if (waitMs > deadlineMs * ADMIT_FRACTION && this.queue.length > 0) {
+    if (now - arrivedAt + waitMs > deadlineMs * ADMIT_FRACTION && this.queue.length > 0) {
       // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
       this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
       return Promise.resolve({
@@ -156,8 +171,8 @@ export class Dispatcher {
       const p: Pending = {
         payload,
         rows,
-        arrivedAt: now,
-        deadline: now + deadlineMs,
+        arrivedAt,
+        deadline: arrivedAt + deadlineMs,
         resolve: (a) => {
           if (p.onAbort) signal?.removeEventListener("abort", p.onAbort);
           const answeredAt = performance.now();
@@ -201,7 +216,9 @@ export class Dispatcher {
       firstFree = Math.min(firstFree, Math.max(0, (this.busyUntil.get(s.worker) ?? now) - now));
     }
     if (rowsPerMs === 0) return 0;
-    if (this.drainRowsPerMs !== undefined) rowsPerMs = Math.min(rowsPerMs, this.drainRowsPerMs);
+    if (this.drainRowsPerMs !== undefined) {
+      rowsPerMs = Math.min(rowsPerMs, Math.max(this.drainRowsPerMs, DRAIN_FLOOR * rowsPerMs));
+    }
     const ahead = this.queuedRows + rows;
     return firstFree + Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
   }
@@ -248,11 +265,6 @@ export class Dispatcher {
 
   /** Decides what to send now, and when to look again. */
   private pump(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      this.timerAt = Infinity;
-    }
     const now = performance.now();
     this.expire(now);
     let wakeAt = Infinity;
@@ -285,15 +297,24 @@ export class Dispatcher {
     if (this.queue.length > 0) {
       // Also look again when the head would expire, e.g. while no gpu-let is available.
       wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.fastestEstimate(1));
-      if (Number.isFinite(wakeAt)) {
-        this.timerAt = wakeAt;
-        this.timer = setTimeout(() => {
-          this.timer = undefined;
-          this.pump();
-        }, Math.max(0, wakeAt - now));
-      }
+      this.wakeAt(wakeAt, now);
     }
     if (this.queue.length === 0 && this.inflight === 0) this.notifyIdle();
+  }
+
+  /**
+   * Makes sure `pump` runs again by `at`. A timer already due no later is kept (an early look is harmless):
+   * re-arming a timer on every request costs the serving loop more than the look.
+   */
+  private wakeAt(at: number, now: number): void {
+    if (!Number.isFinite(at) || (this.timer !== undefined && this.timerAt <= at)) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.pump();
+    }, Math.max(0, at - now));
   }
 
   /** Takes requests from the head up to `maxRows` rows (always at least one request). */
@@ -318,7 +339,9 @@ export class Dispatcher {
     let offset = 0;
     batch.forEach((p, id) => {
       if (p.payload.kind === "json") {
-        items.push({ id, kind: "json", body: p.payload.body });
+        body.push(p.payload.body);
+        items.push({ id, kind: "json", body: { offset, bytes: p.payload.body.byteLength } });
+        offset = padTo8(body, offset + p.payload.body.byteLength);
         return;
       }
       const base = offset;
@@ -420,7 +443,9 @@ export class Dispatcher {
       batchRows,
     };
     if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
-    if ("json" in r) return p.resolve({ status: 200, json: r.json, timing });
+    if ("json" in r) {
+      return p.resolve({ status: 200, json: body.slice(r.json.offset, r.json.offset + r.json.bytes), timing });
+    }
     // Copied out: the body is the gpu-let connection's buffer, lent only until this batch is answered.
     const outputs: OutputTensor[] = r.outputs.map((t) => ({
       name: t.name,

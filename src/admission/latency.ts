@@ -6,9 +6,13 @@ export class LatencyEstimate {
     for (const [b, v] of Object.entries(seed)) this.ms.set(Number(b), v);
   }
 
-  /** Records a measured batch latency (exponentially weighted). */
+  /**
+   * Records a measured batch latency (exponentially weighted). A batch size seen for the first time starts
+   * from what its neighbours predict, so one outlier (the core taken away for a moment) does not become
+   * its estimate.
+   */
   observe(batch: number, ms: number): void {
-    const old = this.ms.get(batch);
+    const old = this.ms.get(batch) ?? (this.ms.size > 0 ? this.estimate(batch) : undefined);
     this.ms.set(batch, old === undefined ? ms : old + this.alpha * (ms - old));
   }
 

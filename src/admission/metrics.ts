@@ -239,35 +239,53 @@ export class Metrics {
     return new client.Counter({ name, help, labelNames: ["model", "version"] as const, registers: [this.registry] });
   }
 
-  /** The observer of one function version's dispatcher. */
+  /**
+   * The observer of one function version's dispatcher. Label sets are bound once, on first use (a series
+   * appears when it first counts): looking them up on every request costs the serving loop.
+   */
   observerFor(name: string, version: string): DispatchObserver {
     const model = { model: name, version };
     const fn = { function: name };
+    const batchSize = once(() => this.batchSize.labels(fn));
+    const batchRequests = once(() => this.batchRequests.labels(fn));
+    const compute = once(() => this.compute.labels(fn));
+    const nvCount = once(() => this.nvCount.labels(model));
+    const nvExecCount = once(() => this.nvExecCount.labels(model));
+    const requests = new Map<number, client.Counter.Internal>();
+    const queueTime = once(() => this.queueTime.labels(fn));
+    const duration = once(() => this.duration.labels(fn));
+    const withinSlo = once(() => this.withinSlo.labels(fn));
+    const nvSuccess = once(() => this.nvSuccess.labels(model));
+    const nvRequestUs = once(() => this.nvRequestUs.labels(model));
+    const nvQueueUs = once(() => this.nvQueueUs.labels(model));
+    const nvComputeInferUs = once(() => this.nvComputeInferUs.labels(model));
     return {
       batch: (e: BatchEvent) => {
         this.live.recordBatch(e);
         if (e.rows === 0) return; // every request refused in preprocessing: the model did not run
-        this.batchSize.observe(fn, e.rows);
-        this.batchRequests.inc(fn, e.requests);
-        this.compute.observe(fn, e.computeMs / 1000);
-        this.nvCount.inc(model, e.rows);
-        this.nvExecCount.inc(model);
+        batchSize().observe(e.rows);
+        batchRequests().inc(e.requests);
+        compute().observe(e.computeMs / 1000);
+        nvCount().inc(e.rows);
+        nvExecCount().inc();
       },
       answer: (e: AnswerEvent) => {
-        this.requests.inc({ function: name, code: String(e.status) });
+        let byCode = requests.get(e.status);
+        if (!byCode) requests.set(e.status, byCode = this.requests.labels({ function: name, code: String(e.status) }));
+        byCode.inc();
         this.live.recordAnswer(name, e);
-        if (e.timing) this.queueTime.observe(fn, e.timing.queueMs / 1000);
+        if (e.timing) queueTime().observe(e.timing.queueMs / 1000);
         if (e.status !== 200) {
           this.nvFailure.inc({ ...model, reason: failureReason(e.status) });
           return;
         }
-        this.duration.observe(fn, e.totalMs / 1000);
-        if (e.withinSlo) this.withinSlo.inc(fn);
-        this.nvSuccess.inc(model);
-        this.nvRequestUs.inc(model, Math.round(e.totalMs * US_PER_MS));
+        duration().observe(e.totalMs / 1000);
+        if (e.withinSlo) withinSlo().inc();
+        nvSuccess().inc();
+        nvRequestUs().inc(Math.round(e.totalMs * US_PER_MS));
         if (e.timing) {
-          this.nvQueueUs.inc(model, Math.round(e.timing.queueMs * US_PER_MS));
-          this.nvComputeInferUs.inc(model, Math.round(e.timing.computeMs * US_PER_MS));
+          nvQueueUs().inc(Math.round(e.timing.queueMs * US_PER_MS));
+          nvComputeInferUs().inc(Math.round(e.timing.computeMs * US_PER_MS));
         }
       },
       retried: (requests: number) => this.retries.inc(fn, requests),
@@ -282,4 +300,10 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** `make()`, called once, on first use. */
+function once<T>(make: () => T): () => T {
+  let value: T | undefined;
+  return () => value ??= make();
 }

@@ -2,9 +2,12 @@
 import type { OrtType } from "../runtime/tensor.ts";
 import type { WireTensor } from "../runtime/protocol.ts";
 
-/** The payload of a request: a JSON body for the function, or model input tensors. */
+/**
+ * The payload of a request: a JSON body for the function (its bytes as received: the gpu-let parses and
+ * validates it, so the serving loop never does), or model input tensors.
+ */
 export type Payload =
-  | { kind: "json"; body: unknown }
+  | { kind: "json"; body: Uint8Array }
   | { kind: "tensors"; inputs: WireTensor[]; bytes: Uint8Array[] };
 
 /** An output tensor of an answered tensor request (data owned by the answer). */
@@ -41,7 +44,8 @@ export interface ErrorAnswer {
 
 /** The single answer every accepted request gets. */
 export type Answer =
-  | { status: 200; json: unknown; timing: Timing }
+  /** `json`: the function's answer, serialised (UTF-8 JSON), owned by the answer. */
+  | { status: 200; json: Uint8Array; timing: Timing }
   | { status: 200; outputs: OutputTensor[]; timing: Timing }
   | ErrorAnswer;
 

@@ -60,20 +60,55 @@ async function readJson(c: Context): Promise<unknown> {
 }
 
 /**
+ * A data-plane request body, at most `limit` bytes (413 beyond). A declared length is checked up front and
+ * the body read in one go (Deno's fast path; hono's `bodyLimit` wraps every body in a counting stream);
+ * a chunked body is counted as it streams.
+ */
+async function readBody(c: Context, limit: number): Promise<Uint8Array> {
+  const tooLarge = () => new HttpError(413, `request body is larger than the limit of ${limit} bytes`);
+  const declared = c.req.header("content-length");
+  if (declared !== undefined) {
+    if (Number(declared) > limit) throw tooLarge();
+    return new Uint8Array(await c.req.arrayBuffer());
+  }
+  const body = c.req.raw.body;
+  if (!body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Requests whose SLO is at least this long (ms) are dropped from the queue when their client disconnects.
+ * Watching a connection costs the serving loop ~10 µs per request; a shorter-lived request is answered or
+ * expired soon anyway.
+ */
+export const WATCH_DISCONNECT_MIN_SLO_MS = 200;
+
+/**
  * Where a request's time went, as headers: ours (`x-gpulet-*`, ms) and the standard `Server-Timing`, which
  * browsers' developer tools show.
  */
 function timingHeaders(a: Answer): Record<string, string> {
   const t = a.timing;
   if (!t) return {};
+  // One standard header: each extra header costs the serving loop microseconds on every answer.
   return {
-    "x-gpulet-queue-ms": t.queueMs.toFixed(3),
-    "x-gpulet-batch-wait-ms": t.batchWaitMs.toFixed(3),
-    "x-gpulet-worker-ms": t.workerMs.toFixed(3),
-    "x-gpulet-compute-ms": t.computeMs.toFixed(3),
-    "x-gpulet-batch-rows": String(t.batchRows),
     "server-timing": `queue;dur=${t.queueMs.toFixed(3)}, batch-wait;dur=${t.batchWaitMs.toFixed(3)}, ` +
-      `compute;dur=${t.computeMs.toFixed(3)}, worker;dur=${t.workerMs.toFixed(3)}, total;dur=${t.totalMs.toFixed(3)}`,
+      `compute;dur=${t.computeMs.toFixed(3)}, worker;dur=${t.workerMs.toFixed(3)}, total;dur=${
+        t.totalMs.toFixed(3)
+      }, batch;desc="${t.batchRows}"`,
   };
 }
 
@@ -119,10 +154,11 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
 
   /** The live deployment of a function named in the path: 400 for an invalid name, 404 if unknown. */
   const deploymentOf = (name: string, version?: string): Deployment => {
-    if (!FunctionName.safeParse(name).success) {
+    // Only valid names are ever deployed: the name check is needed only when the lookup fails.
+    const dep = controller.get(name);
+    if (!dep && !FunctionName.safeParse(name).success) {
       throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
     }
-    const dep = controller.get(name);
     if (!dep) {
       // Right after a restart the function may just not be back yet: say so rather than "unknown".
       if (controller.restoring) {
@@ -160,14 +196,18 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.get("/v2/models/:name/ready", ready);
   app.get("/v2/models/:name/versions/:version/ready", ready);
 
+  /** The client's disconnect signal, for requests that may wait long enough for it to matter. */
+  const disconnectSignal = (c: Context, dep: Deployment) =>
+    dep.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
+
   const infer = async (c: Context) => {
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+    const received = await readBody(c, maxBody);
+    // The deadline runs from the whole request in hand (a slow upload is the client's), so decoding counts.
+    const arrivedAt = performance.now();
     let json: string, binary: Uint8Array, decoded;
     try {
-      ({ json, binary } = splitInferBody(
-        new Uint8Array(await c.req.arrayBuffer()),
-        c.req.header(HEADER_LENGTH_HEADER),
-      ));
+      ({ json, binary } = splitInferBody(received, c.req.header(HEADER_LENGTH_HEADER)));
     } catch (e) {
       if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
       throw e;
@@ -184,7 +224,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     const answer = await dep.submit(
       { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
       decoded.rows,
-      c.req.raw.signal,
+      disconnectSignal(c, dep),
+      arrivedAt,
     );
     if ("error" in answer) throw failure(answer);
     if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
@@ -202,27 +243,25 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     c.header(HEADER_LENGTH_HEADER, String(res.headerLength));
     return c.body(res.body as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream" });
   };
-  app.post("/v2/models/:name/infer", bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }), infer);
-  app.post(
-    "/v2/models/:name/versions/:version/infer",
-    bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }),
-    infer,
-  );
+  app.post("/v2/models/:name/infer", infer);
+  app.post("/v2/models/:name/versions/:version/infer", infer);
 
   // --- Functions ---
-  app.post("/functions/:name/invoke", bodyLimit({ maxSize: maxBody, onError: tooLarge(maxBody) }), async (c) => {
+  app.post("/functions/:name/invoke", async (c) => {
     const dep = deploymentOf(c.req.param("name"));
     if (!dep.record.manifest.json) {
       throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
     }
-    const body = await readJson(c);
-    const answer = await dep.submit({ kind: "json", body }, 1, c.req.raw.signal);
+    // Passed on as bytes: the gpu-let parses and validates the JSON, off the serving loop.
+    const body = await readBody(c, maxBody);
+    const answer = await dep.submit({ kind: "json", body }, 1, disconnectSignal(c, dep));
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
     traceRequest(dep.name, dep.version, answer.timing);
-    for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
-    if (simulated) c.header(SIMULATED_HEADER, "true");
-    return c.json(answer.json as Record<string, unknown>);
+    const headers = timingHeaders(answer);
+    headers["content-type"] = "application/json";
+    if (simulated) headers[SIMULATED_HEADER] = "true";
+    return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
   });
 
   // --- Admin ---

@@ -12,8 +12,18 @@ export const MAX_JSON_DEPTH = 64;
 /** A body that is not JSON we accept; the message says why. */
 export class BadJsonBody extends Error {}
 
+/** How often `char` occurs in `text`, counted up to `limit + 1` (a native search, not a loop over characters). */
+function countUpTo(text: string, char: string, limit: number): number {
+  let n = 0;
+  for (let i = text.indexOf(char); i !== -1 && n <= limit; i = text.indexOf(char, i + 1)) n++;
+  return n;
+}
+
 /** True if `text` nests arrays/objects deeper than `maxDepth` (brackets inside strings do not count). */
 export function nestsDeeperThan(text: string, maxDepth: number): boolean {
+  // Most bodies have fewer brackets in all than the bound allows in depth: no need to follow them.
+  const squares = countUpTo(text, "[", maxDepth);
+  if (squares + countUpTo(text, "{", maxDepth - squares) <= maxDepth) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
@@ -29,13 +39,28 @@ export function nestsDeeperThan(text: string, maxDepth: number): boolean {
   return false;
 }
 
-/** Number literals that may overflow a double: long exponents or very long digit runs. */
-const MAYBE_HUGE_NUMBER = /[eE][+-]?0*[0-9]{3}|[0-9]{300}/;
+/** True if a parsed JSON value holds a non-finite number (a literal beyond a double's range). */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === "number") return !Number.isFinite(value);
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      if (typeof v === "number" ? !Number.isFinite(v) : typeof v === "object" && v !== null && holdsNonFinite(v)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) if (holdsNonFinite(v)) return true;
+  }
+  return false;
+}
 
 /**
  * Parses a request body: non-empty, valid JSON, at most `maxDepth` deep, and no number literal beyond the
  * range of a double (JSON has no Infinity; `1e999` would silently become `Infinity`, then `null` on the
- * way to the worker).
+ * way to the worker). The range check walks the parsed value (its depth is bounded by then); a regular
+ * expression over the text took 0.3 ms on a 14 KB tensor.
  */
 export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
   if (text.length === 0) throw new BadJsonBody("the request body is empty; JSON expected");
@@ -48,8 +73,8 @@ export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown 
   } catch (e) {
     throw new BadJsonBody(`malformed JSON: ${e instanceof Error ? e.message : e}`);
   }
-  // The careful second pass runs only for bodies that might hold such a number.
-  if (MAYBE_HUGE_NUMBER.test(text)) {
+  // A second, careful pass only to name the literal.
+  if (holdsNonFinite(value)) {
     JSON.parse(text, (_key, v: unknown, context?: { source?: string }) => {
       if (typeof v === "number" && !Number.isFinite(v)) {
         const literal = context?.source ?? String(v);

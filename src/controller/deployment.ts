@@ -193,10 +193,10 @@ export class Deployment {
     return this.record.manifest.sloMs * (this.opts.sloScale ?? 1);
   }
 
-  /** Submits one request. */
-  submit(payload: Payload, rows: number, signal?: AbortSignal): Promise<Answer> {
+  /** Submits one request that reached the controller at `arrivedAt` (performance.now() ms; default now). */
+  submit(payload: Payload, rows: number, signal?: AbortSignal, arrivedAt?: number): Promise<Answer> {
     this.opts.onArrival?.(this.name);
-    return this.dispatcher.submit(payload, rows, this.deadlineMs, signal);
+    return this.dispatcher.submit(payload, rows, this.deadlineMs, signal, arrivedAt);
   }
 
   /**

@@ -57,9 +57,18 @@ export interface FatalMessage {
   error: string;
 }
 
-/** One request of a batch: a JSON body for the function, or raw model tensors. */
+/** Where some bytes lie in a frame's body. */
+export interface ByteRange {
+  offset: number;
+  bytes: number;
+}
+
+/**
+ * One request of a batch: a JSON body for the function (its UTF-8 bytes in the frame body, unparsed: the
+ * worker parses and validates it), or raw model tensors.
+ */
 export type RunItem =
-  | { id: number; kind: "json"; body: unknown }
+  | { id: number; kind: "json"; body: ByteRange }
   | { id: number; kind: "tensors"; inputs: WireTensor[] };
 
 export interface RunMessage {
@@ -68,9 +77,9 @@ export interface RunMessage {
   items: RunItem[];
 }
 
-/** One request's answer inside a result. */
+/** One request's answer inside a result: the function's JSON answer as UTF-8 bytes in the frame body, or tensors. */
 export type ItemResult =
-  | { id: number; ok: true; json: unknown }
+  | { id: number; ok: true; json: ByteRange }
   | { id: number; ok: true; outputs: WireTensor[] }
   | { id: number; ok: false; status: number; error: string };
 

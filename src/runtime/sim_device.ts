@@ -14,6 +14,7 @@ import type { LatencyModel } from "../planner/latency_model.ts";
 import type { BatchResult, Executor } from "./executor.ts";
 import type { ItemResult, ModelInfo, RunItem } from "./protocol.ts";
 import { TYPES } from "./tensor.ts";
+import { parseJsonBody } from "../api/json_body.ts";
 
 /** A batch running on a simulated GPU. */
 interface Job {
@@ -155,6 +156,28 @@ export class SimDevice {
   }
 }
 
+/** What a simulated JSON function answers: at the start of every result body, zero tensors after it. */
+const SIMULATED_ANSWER = new TextEncoder().encode('{"simulated":true}');
+const TENSORS_AT = 24;
+
+/** A result body: the simulated JSON answer, then `tensorBytes` zero bytes from {@link TENSORS_AT}. */
+function answerBody(tensorBytes: number): Uint8Array {
+  const out = new Uint8Array(TENSORS_AT + tensorBytes);
+  out.set(SIMULATED_ANSWER, 0);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
 /** Rows of one request as the worker would count them: the leading dim of its first tensor, else 1. */
 function rowsOf(item: RunItem): number {
   return item.kind === "tensors" ? Math.max(1, item.inputs[0]?.shape[0] ?? 1) : 1;
@@ -188,7 +211,7 @@ export class SimExecutor implements Executor {
     );
   }
 
-  async run(items: RunItem[], _body: Uint8Array[]): Promise<BatchResult> {
+  async run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
     if (this.dead) throw new Error(`simulated gpu-let ${this.id} has ended`);
     const rows = items.reduce((n, i) => n + rowsOf(i), 0);
     this.inflight++;
@@ -199,15 +222,24 @@ export class SimExecutor implements Executor {
       this.inflight--;
     }
     if (this.dead) throw new Error(`simulated gpu-let ${this.id} was killed`);
+    // JSON bodies are parsed as a worker would (a malformed one gets its 400); the answer is a marker.
+    const sent = concat(body);
     let bytes = 0;
     const results: ItemResult[] = items.map((item) => {
-      if (item.kind === "json") return { id: item.id, ok: true, json: { simulated: true } };
+      if (item.kind === "json") {
+        try {
+          parseJsonBody(new TextDecoder().decode(sent.subarray(item.body.offset, item.body.offset + item.body.bytes)));
+        } catch (e) {
+          return { id: item.id, ok: false, status: 400, error: e instanceof Error ? e.message : String(e) };
+        }
+        return { id: item.id, ok: true, json: { offset: 0, bytes: SIMULATED_ANSWER.byteLength } };
+      }
       const r = rowsOf(item);
       const outputs = this.model.outputs.map((o) => {
         const shape = o.shape.map((d, i) => (i === 0 && d === -1 ? r : Math.max(1, d)));
         const n = shape.reduce((a, b) => a * b, 1) * TYPES[o.type].bytes;
         bytes = Math.max(bytes, n);
-        return { name: o.name, type: o.type, shape, offset: 0, bytes: n };
+        return { name: o.name, type: o.type, shape, offset: TENSORS_AT, bytes: n };
       });
       return { id: item.id, ok: true, outputs };
     });
@@ -218,7 +250,7 @@ export class SimExecutor implements Executor {
       rows,
       computeMs: ms,
       workerMs: ms,
-      body: new Uint8Array(bytes),
+      body: answerBody(bytes),
     };
   }
 

@@ -13,7 +13,9 @@ import "../functions/vision.ts";
 import { type FunctionDefinition, isDefinedFunction, type ModelRunner, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { FrameReader, FrameWriter, padTo8 } from "./framing.ts";
+import { BadJsonBody, parseJsonBody } from "../api/json_body.ts";
 import type {
+  ByteRange,
   FatalMessage,
   ItemResult,
   ModelInfo,
@@ -200,6 +202,29 @@ function copyTensors(ts: Tensors): Tensors {
   return out;
 }
 
+const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
+/**
+ * A JSON item's body, parsed here rather than on the controller's serving loop, with the same bounds and
+ * messages as the controller's own JSON bodies (depth, number range).
+ */
+function parseItemJson(body: Uint8Array, at: ByteRange): unknown {
+  try {
+    return parseJsonBody(utf8.decode(body.subarray(at.offset, at.offset + at.bytes)));
+  } catch (e) {
+    if (e instanceof BadJsonBody) throw new ItemError(400, e.message);
+    throw e;
+  }
+}
+
+/** A function's answer as UTF-8 JSON; an answer JSON cannot carry is the function's error. */
+function encodeAnswer(value: unknown): Uint8Array {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new Error("postprocess returned a value JSON cannot carry (e.g. undefined)");
+  return utf8Encoder.encode(text);
+}
+
 /** Tensors of a `tensors` item, as views into the frame body (valid while this batch runs). */
 function wireToTensors(inputs: WireTensor[], body: Uint8Array): Tensors {
   const out: Tensors = {};
@@ -254,7 +279,7 @@ async function handleRun(
     try {
       if (item.kind === "json") {
         if (!def.input || !def.preprocess) throw new ItemError(400, "this function takes tensors only");
-        const parsed = def.input.safeParse(item.body);
+        const parsed = def.input.safeParse(parseItemJson(body, item.body));
         if (!parsed.success) throw new ItemError(400, `invalid input: ${describeZodError(parsed.error)}`);
         let tensors: Tensors;
         try {
@@ -294,7 +319,11 @@ async function handleRun(
       const outs = def.execute ? await def.execute(jsonTensors, exec.runner) : await exec.stacked(jsonTensors);
       for (const [k, i] of jsonIdx.entries()) {
         try {
-          results[i] = { id: msg.items[i].id, ok: true, json: await def.postprocess!(outs[k], jsonInputs[k]) };
+          const answer = encodeAnswer(await def.postprocess!(outs[k], jsonInputs[k]));
+          offset.n = padTo8(parts, offset.n);
+          results[i] = { id: msg.items[i].id, ok: true, json: { offset: offset.n, bytes: answer.byteLength } };
+          parts.push(answer);
+          offset.n += answer.byteLength;
         } catch (e) {
           results[i] = { id: msg.items[i].id, ok: false, status: 500, error: `postprocess failed: ${describe(e)}` };
         }

@@ -10,8 +10,17 @@ Deno.test("latency estimate: measured points, interpolation between them, linear
   est.observe(4, 10);
   assert.equal(est.estimate(4), 6); // 5 + 0.2 · (10 − 5)
   est.observe(2, 4);
-  assert.equal(est.estimate(2), 4, "a new point is taken as measured");
+  // A new point starts from its neighbours' interpolation (2 + (6 − 2) / 3), then moves toward the sample.
+  assert.ok(Math.abs(est.estimate(2) - (10 / 3 + 0.2 * (4 - 10 / 3))) < 1e-9, String(est.estimate(2)));
   assert.deepEqual(Object.keys(est.toJSON()), ["1", "2", "4", "8"]);
+});
+
+Deno.test("latency estimate: one outlier at a batch size never seen does not become its estimate", () => {
+  const est = new LatencyEstimate({ 1: 0.3, 32: 2 });
+  est.observe(16, 25); // the core was taken away during this one batch
+  assert.ok(est.estimate(16) < 7, `estimate ${est.estimate(16)} ms after one 25 ms outlier`);
+  for (let i = 0; i < 30; i++) est.observe(16, 1.2);
+  assert.ok(Math.abs(est.estimate(16) - 1.2) < 0.05, "repeated measurements still win");
 });
 
 Deno.test("latency estimate: with no data it says 0, below the smallest point it uses that point", () => {

@@ -26,3 +26,11 @@ Deno.test("parseJsonBody: precise refusals for empty, malformed, too deep and ou
   assert.deepEqual(parseJsonBody('{"x": [1e308, "1e999", 2.5e-999]}'), { x: [1e308, "1e999", 0] });
   assert.deepEqual(parseJsonBody("[".repeat(64) + "]".repeat(64)), JSON.parse("[".repeat(64) + "]".repeat(64)));
 });
+
+Deno.test("parseJsonBody: numbers beyond a double anywhere in the value are refused, large finite ones kept", () => {
+  for (const t of ['{"a": {"b": [0, [1e999]]}}', `{"x": ${"9".repeat(400)}}`, "[-1E+309]", "1e999"]) {
+    assert.throws(() => parseJsonBody(t), /is beyond the range of a 64-bit float/, t);
+  }
+  const tensor = { data: Array.from({ length: 784 }, (_, i) => i / 255), big: 1.7e308, tiny: 5e-324, s: "1e999" };
+  assert.deepEqual(parseJsonBody(JSON.stringify(tensor)), tensor);
+});
