@@ -3,6 +3,8 @@
  *
  * - Overload: the `sleepy` fixture (8 ms of CPU per request, SLO 300 ms, one gpu-let) at 0.5×–3× the peak
  *   a closed loop measures: goodput, admitted requests within the SLO, how fast 429s come back, lost.
+ * - Bursts of lenet requests sent at once, idle and under a CPU hog, next to a shadow controller that admits
+ *   everything: how many refused requests would have met their SLO (`./bursts.ts`).
  * - kill -9 of a gpu-let under load (two gpu-lets: the lost batch is retried; one: it gets 503), a hung
  *   gpu-let (killed at the hang bound), and a SIGKILLed controller (its workers exit; a restart is ready).
  *   Each is timed from the fault to the function being whole again; requests lost is counted.
@@ -14,6 +16,7 @@ import { type LoadStats, runOpenLoop } from "../src/loadgen/open_loop.ts";
 import { Schedule } from "../src/loadgen/schedule.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
+import { type BurstPoint, burstsMarkdown, measureBursts } from "./bursts.ts";
 
 const FIXTURES = `${PROJECT_ROOT}/tests/fixtures/functions`;
 const SLEEPY_SLO_MS = 300;
@@ -52,6 +55,7 @@ export interface ReliabilityResult {
   killOneGpulet: FaultRun[];
   hang: { boundMs: number; answeredAfterMs: number; status: number; recoveryMs: number }[];
   controllerCrash: { workersGoneMs: number; restartReadyMs: number; firstRequestMs: number }[];
+  bursts: BurstPoint[];
 }
 
 async function server(opts: Partial<ServerOptions> = {}): Promise<RunningServer> {
@@ -275,6 +279,7 @@ async function controllerCrashRun() {
 /** Runs every measurement; `seconds` is the length of each overload step. */
 export async function measureReliability(log: (l: string) => void, seconds = 10): Promise<ReliabilityResult> {
   const { peakPerS, overload } = await measureOverload(log, seconds);
+  const bursts = await measureBursts(log);
   const REPEATS = 3;
   const killTwoGpulets: FaultRun[] = [];
   const killOneGpulet: FaultRun[] = [];
@@ -294,7 +299,7 @@ export async function measureReliability(log: (l: string) => void, seconds = 10)
     controllerCrash.push(await controllerCrashRun());
     log(`controller SIGKILL: ${JSON.stringify(controllerCrash.at(-1))}`);
   }
-  return { peakPerS, overload, killTwoGpulets, killOneGpulet, hang, controllerCrash };
+  return { peakPerS, overload, killTwoGpulets, killOneGpulet, hang, controllerCrash, bursts };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -335,6 +340,7 @@ export function reliabilityMarkdown(r: ReliabilityResult, command: string): stri
       } / ${f(p.stats.p99Ms, 0)} | ${Object.values(p.stats.errors).reduce((a, b) => a + b, 0)} | ${p.stats.lost} |`
     ),
     ``,
+    ...burstsMarkdown(r.bursts),
     `## Faults`,
     ``,
     `kill -9: \`slow\` fixture (10 ms of CPU per request, one request every 20 ms for 4 s), one gpu-let killed`,

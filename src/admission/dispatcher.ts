@@ -73,6 +73,8 @@ export interface DispatcherOptions {
   onWorkerLost?: (worker: Executor, error: Error) => void;
   /** A batch with no answer after this long (ms) means the gpu-let hangs: it is killed. Default: none. */
   hangTimeoutMs?: number;
+  /** Admit every request: no 429 at the door, no early 504 (shadow runs of benchmarks). */
+  admitAll?: boolean;
 }
 
 /** A gpu-let gave no answer within the hang bound (it is killed). */
@@ -144,9 +146,10 @@ export class Dispatcher {
     rows: number,
     deadlineMs: number,
     signal?: AbortSignal,
-    arrivedAt = performance.now(),
+    arrivedAt?: number,
   ): Promise<Answer> {
     const now = performance.now();
+    arrivedAt ??= now;
     if (this.closed) return Promise.resolve({ status: 503, error: `function ${this.opts.name} is shutting down` });
     if (this.queuedRows + rows > this.opts.maxQueueRows && this.queue.length > 0) {
       this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
@@ -156,8 +159,8 @@ export class Dispatcher {
         retryAfterS: 1,
       });
     }
-    const waitMs = this.predictedFinishMs(rows, now);
-    if (now - arrivedAt + waitMs > deadlineMs * ADMIT_FRACTION && this.queue.length > 0) {
+    const waitMs = this.queue.length > 0 && !this.opts.admitAll ? this.predictedFinishMs(rows, now) : 0;
+    if (waitMs > 0 && now - arrivedAt + waitMs > deadlineMs * ADMIT_FRACTION) {
       // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
       this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
       return Promise.resolve({
@@ -245,21 +248,22 @@ export class Dispatcher {
     return Number.isFinite(best) ? best : 0;
   }
 
-  /** Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. */
+  /**
+   * Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. The
+   * queue is in deadline order (one SLO per function; requests queued again after a lost batch go back to
+   * the head, and they are the oldest), so this looks only at the head.
+   */
   private expire(now: number): void {
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0 || this.opts.admitAll) return;
     const minLatency = this.fastestEstimate(1);
-    for (let i = 0; i < this.queue.length;) {
-      const p = this.queue[i];
-      if (now + minLatency > p.deadline) {
-        this.queue.splice(i, 1);
-        this.queuedRows -= p.rows;
-        p.resolve({
-          status: 504,
-          error: `deadline cannot be met: waited ${(now - p.arrivedAt).toFixed(1)} ms, ` +
-            `needs ≥ ${minLatency.toFixed(1)} ms more, SLO ${(p.deadline - p.arrivedAt).toFixed(0)} ms`,
-        });
-      } else i++;
+    while (this.queue.length > 0 && now + minLatency > this.queue[0].deadline) {
+      const p = this.queue.shift()!;
+      this.queuedRows -= p.rows;
+      p.resolve({
+        status: 504,
+        error: `deadline cannot be met: waited ${(now - p.arrivedAt).toFixed(1)} ms, ` +
+          `needs ≥ ${minLatency.toFixed(1)} ms more, SLO ${(p.deadline - p.arrivedAt).toFixed(0)} ms`,
+      });
     }
   }
 
@@ -269,7 +273,9 @@ export class Dispatcher {
     this.expire(now);
     let wakeAt = Infinity;
     // Least-loaded gpu-lets first.
-    const slots = [...this.slots].sort((a, b) => a.worker.inflight - b.worker.inflight);
+    const slots = this.slots.length > 1
+      ? [...this.slots].sort((a, b) => a.worker.inflight - b.worker.inflight)
+      : this.slots;
     for (const s of slots) {
       while (this.queue.length > 0 && s.worker.inflight < s.depth) {
         if (s.worker.inflight > 0) {

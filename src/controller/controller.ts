@@ -48,6 +48,11 @@ export interface ControllerOptions {
   gpuletsPerFunction?: number;
   /** A batch unanswered this long (ms) means a hung gpu-let, which is killed. Default: max(10 s, 5 × SLO). */
   hangTimeoutMs?: number;
+  /**
+   * Benchmarks only (no flag): admit every request, never shed (429) nor expire (504), to measure in a
+   * shadow run what admission refused that would have met its SLO.
+   */
+  admitAll?: boolean;
   /** A gpu-let not loaded and warm in this long (ms) fails to start (a deploy is refused). Default 120 s. */
   startTimeoutMs?: number;
   /** `cuda`: use the running MPS daemon (default) or start gpulet's own under the state directory. */
@@ -126,6 +131,7 @@ export class Controller {
       gpuletsPerFunction: opts.gpuletsPerFunction,
       hangTimeoutMs: opts.hangTimeoutMs,
       startTimeoutMs: opts.startTimeoutMs,
+      admitAll: opts.admitAll,
     };
   }
 

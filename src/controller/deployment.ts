@@ -34,6 +34,8 @@ export interface DeploymentOptions {
   hangTimeoutMs?: number;
   /** A gpu-let that is not loaded and warm in this long (ms) fails to start. Default 120 s. */
   startTimeoutMs?: number;
+  /** Shadow runs of benchmarks: admit everything (see `ControllerOptions.admitAll`). */
+  admitAll?: boolean;
 }
 
 /** Where a function's model file is. */
@@ -57,6 +59,7 @@ export class Deployment {
     this.dispatcher = new Dispatcher({
       name: record.name,
       maxQueueRows: opts.maxQueueRows,
+      admitAll: opts.admitAll,
       observer: opts.metrics.observerFor(record.name, String(record.version)),
       hangTimeoutMs: opts.hangTimeoutMs ?? Math.max(10_000, 5 * record.manifest.sloMs * (opts.sloScale ?? 1)),
       onWorkerLost: (w) => {
