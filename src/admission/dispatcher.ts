@@ -249,13 +249,24 @@ export class Dispatcher {
   }
 
   /**
+   * The least time a request still needs: the fastest any batch has run, not the average. Under a noisy
+   * neighbour the average overstates it, and expiring a request that would still have made it is a false
+   * refusal.
+   */
+  private leastLatencyMs(): number {
+    let least = Infinity;
+    for (const s of this.slots) least = Math.min(least, s.latency.lowerBoundMs());
+    return Number.isFinite(least) ? least : 0;
+  }
+
+  /**
    * Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. The
    * queue is in deadline order (one SLO per function; requests queued again after a lost batch go back to
    * the head, and they are the oldest), so this looks only at the head.
    */
   private expire(now: number): void {
     if (this.queue.length === 0 || this.opts.admitAll) return;
-    const minLatency = this.fastestEstimate(1);
+    const minLatency = this.leastLatencyMs();
     while (this.queue.length > 0 && now + minLatency > this.queue[0].deadline) {
       const p = this.queue.shift()!;
       this.queuedRows -= p.rows;
@@ -302,7 +313,7 @@ export class Dispatcher {
     }
     if (this.queue.length > 0) {
       // Also look again when the head would expire, e.g. while no gpu-let is available.
-      wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.fastestEstimate(1));
+      wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.leastLatencyMs());
       this.wakeAt(wakeAt, now);
     }
     if (this.queue.length === 0 && this.inflight === 0) this.notifyIdle();

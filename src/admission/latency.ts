@@ -1,9 +1,22 @@
 /** Batch latency estimates per batch size, seeded by warm-up and updated from every executed batch. */
 export class LatencyEstimate {
   private readonly ms = new Map<number, number>();
+  /** The fastest batch of any size measured so far (ms). */
+  private fastest = Infinity;
 
   constructor(seed: Record<string, number> = {}, private readonly alpha = 0.2) {
-    for (const [b, v] of Object.entries(seed)) this.ms.set(Number(b), v);
+    for (const [b, v] of Object.entries(seed)) {
+      this.ms.set(Number(b), v);
+      this.fastest = Math.min(this.fastest, v);
+    }
+  }
+
+  /**
+   * A lower bound on any batch's latency: the fastest batch measured (0 with no data). What a request
+   * needs at the very least: one below it cannot be saved by any batch.
+   */
+  lowerBoundMs(): number {
+    return Number.isFinite(this.fastest) ? this.fastest : 0;
   }
 
   /**
@@ -12,6 +25,7 @@ export class LatencyEstimate {
    * its estimate.
    */
   observe(batch: number, ms: number): void {
+    this.fastest = Math.min(this.fastest, ms);
     const old = this.ms.get(batch) ?? (this.ms.size > 0 ? this.estimate(batch) : undefined);
     this.ms.set(batch, old === undefined ? ms : old + this.alpha * (ms - old));
   }
