@@ -138,8 +138,9 @@ export class Dispatcher {
   }
 
   /**
-   * Queues a request that reached the controller at `arrivedAt` (performance.now() ms, before its body was
-   * read: its deadline runs from then); resolves with its one answer.
+   * Queues a request the controller had whole at `arrivedAt` (performance.now() ms; default now): its
+   * deadline runs from then, so the controller's own work on it (decoding tensors) counts. Resolves with
+   * its one answer.
    */
   submit(
     payload: Payload,

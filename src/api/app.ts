@@ -97,13 +97,13 @@ async function readBody(c: Context, limit: number): Promise<Uint8Array> {
 export const WATCH_DISCONNECT_MIN_SLO_MS = 200;
 
 /**
- * Where a request's time went, as headers: ours (`x-gpulet-*`, ms) and the standard `Server-Timing`, which
- * browsers' developer tools show.
+ * Where a request's time went, as the standard `Server-Timing` header (browsers' developer tools show it):
+ * queue, batch wait, model, worker and total (ms), and the rows of the batch it ran in.
  */
 function timingHeaders(a: Answer): Record<string, string> {
   const t = a.timing;
   if (!t) return {};
-  // One standard header: each extra header costs the serving loop microseconds on every answer.
+  // One header, not one per figure: each header costs the serving loop microseconds on every answer.
   return {
     "server-timing": `queue;dur=${t.queueMs.toFixed(3)}, batch-wait;dur=${t.batchWaitMs.toFixed(3)}, ` +
       `compute;dur=${t.computeMs.toFixed(3)}, worker;dur=${t.workerMs.toFixed(3)}, total;dur=${

@@ -196,7 +196,7 @@ export class Deployment {
     return this.record.manifest.sloMs * (this.opts.sloScale ?? 1);
   }
 
-  /** Submits one request that reached the controller at `arrivedAt` (performance.now() ms; default now). */
+  /** Submits one request, whole in hand since `arrivedAt` (performance.now() ms; default now). */
   submit(payload: Payload, rows: number, signal?: AbortSignal, arrivedAt?: number): Promise<Answer> {
     this.opts.onArrival?.(this.name);
     return this.dispatcher.submit(payload, rows, this.deadlineMs, signal, arrivedAt);
