@@ -51,10 +51,9 @@ async function found(c: Component): Promise<boolean> {
 }
 
 /** Runs a command with its output shown only when it fails; returns whether it succeeded. */
-async function run(cmd: string[], env: Record<string, string> = {}): Promise<{ ok: boolean; output: string }> {
+async function run(cmd: string[]): Promise<{ ok: boolean; output: string }> {
   try {
-    const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), env, stdout: "piped", stderr: "piped" })
-      .output();
+    const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" }).output();
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
     return { ok: out.success, output: text.trim().split("\n").slice(-5).join("\n") };
   } catch (e) {
@@ -66,15 +65,16 @@ async function aptInstall(packages: string[]): Promise<string | null> {
   if (!(await exists("apt-get"))) return "this machine has no apt-get";
   const root = Deno.uid() === 0;
   if (!root && !(await exists("sudo"))) return "not root, and no sudo";
-  const prefix = root ? [] : ["sudo", "-n"];
-  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  // `sudo` resets the environment: `env` carries DEBIAN_FRONTEND through it (apt must never prompt).
+  const prefix = root
+    ? ["env", "DEBIAN_FRONTEND=noninteractive"]
+    : ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"];
   console.log(`setup: apt-get update`);
-  const update = await run([...prefix, "apt-get", "update", "-qq"], env);
+  const update = await run([...prefix, "apt-get", "update", "-qq"]);
   if (!update.ok) return `apt-get update failed: ${update.output}`;
   console.log(`setup: apt-get install ${packages.join(" ")} (a minute or two)`);
   const install = await run(
     [...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...packages],
-    env,
   );
   return install.ok ? null : `apt-get install failed: ${install.output}`;
 }

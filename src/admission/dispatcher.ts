@@ -94,7 +94,7 @@ const DRAIN_FLOOR = 0.5;
 const ADMIT_FRACTION = 0.8;
 
 export class Dispatcher {
-  private readonly queue: Pending[] = [];
+  private queue: Pending[] = [];
   private queuedRows = 0;
   private slots: Slot[] = [];
   private timer?: ReturnType<typeof setTimeout>;
@@ -316,7 +316,7 @@ export class Dispatcher {
       // Also look again when the head would expire, e.g. while no gpu-let is available.
       wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.leastLatencyMs());
       this.wakeAt(wakeAt, now);
-    }
+    } else this.cancelWake(); // nothing waits: a pending timer would only keep the process busy
     if (this.queue.length === 0 && this.inflight === 0) this.notifyIdle();
   }
 
@@ -333,6 +333,13 @@ export class Dispatcher {
       this.timerAt = Infinity;
       this.pump();
     }, Math.max(0, at - now));
+  }
+
+  private cancelWake(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
   }
 
   /** Takes requests from the head up to `maxRows` rows (always at least one request). */
@@ -410,7 +417,9 @@ export class Dispatcher {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const hung = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        run.catch(() => {}); // it fails once the process is gone; the batch was already handled
+        // It fails once the process is gone (the batch was already handled); an answer that still comes
+        // gives its bytes back.
+        run.then((late) => late.release?.(), () => {});
         slot.worker.kill();
         reject(new HungWorkerError(`gpu-let ${slot.worker.id} gave no answer in ${bound} ms and was killed`));
       }, bound);
@@ -436,7 +445,8 @@ export class Dispatcher {
         p.resolve({ status: 503, error: `the gpu-let running this request failed: ${error.message}` });
       }
     }
-    this.queue.unshift(...again);
+    // Back in deadline order: batches lost from two gpu-lets may come back newest first.
+    this.queue = mergeByDeadline(again, this.queue);
     this.queuedRows += again.reduce((n, p) => n + p.rows, 0);
     if (again.length) this.opts.observer?.retried?.(again.length);
     this.opts.onWorkerLost?.(slot.worker, error);
@@ -461,6 +471,10 @@ export class Dispatcher {
       batchRows,
     };
     if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
+    const ranges = "json" in r ? [r.json] : r.outputs;
+    if (ranges.some((x) => x.offset < 0 || x.offset + x.bytes > body.byteLength)) {
+      return p.resolve({ status: 500, error: "the gpu-let answered with bytes outside its result", timing });
+    }
     if ("json" in r) {
       return p.resolve({ status: 200, json: body.slice(r.json.offset, r.json.offset + r.json.bytes), timing });
     }
@@ -491,7 +505,19 @@ export class Dispatcher {
     this.closed = true;
     for (const p of this.queue.splice(0)) p.resolve({ status: 503, error: reason });
     this.queuedRows = 0;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.cancelWake();
     this.notifyIdle();
   }
+}
+
+/** Two queues, each in deadline order, as one. */
+function mergeByDeadline(a: Pending[], b: Pending[]): Pending[] {
+  if (a.length === 0) return b;
+  const out: Pending[] = [];
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i].deadline <= b[j].deadline)) out.push(a[i++]);
+    else out.push(b[j++]);
+  }
+  return out;
 }

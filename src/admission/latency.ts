@@ -1,22 +1,34 @@
+/** How many of the latest batches the lower bound looks at. */
+const RECENT_BATCHES = 64;
+
 /** Batch latency estimates per batch size, seeded by warm-up and updated from every executed batch. */
 export class LatencyEstimate {
   private readonly ms = new Map<number, number>();
-  /** The fastest batch of any size measured so far (ms). */
-  private fastest = Infinity;
+  /** The fastest seeded batch, until batches are measured (ms). */
+  private readonly seedFastest: number;
+  /** The latest measured batches of any size (ms), a ring. */
+  private readonly recent: number[] = [];
+  private recentAt = 0;
 
   constructor(seed: Record<string, number> = {}, private readonly alpha = 0.2) {
+    let fastest = Infinity;
     for (const [b, v] of Object.entries(seed)) {
       this.ms.set(Number(b), v);
-      this.fastest = Math.min(this.fastest, v);
+      fastest = Math.min(fastest, v);
     }
+    this.seedFastest = Number.isFinite(fastest) ? fastest : 0;
   }
 
   /**
-   * A lower bound on any batch's latency: the fastest batch measured (0 with no data). What a request
-   * needs at the very least: one below it cannot be saved by any batch.
+   * What a request needs at the very least (ms): the fastest of the last {@link RECENT_BATCHES} batches of
+   * any size (the seed's fastest before any; 0 with no data). A recent window, not all time: after a lasting
+   * slowdown the old best would promise too much.
    */
   lowerBoundMs(): number {
-    return Number.isFinite(this.fastest) ? this.fastest : 0;
+    if (this.recent.length === 0) return this.seedFastest;
+    let least = Infinity;
+    for (const v of this.recent) least = Math.min(least, v);
+    return least;
   }
 
   /**
@@ -25,7 +37,9 @@ export class LatencyEstimate {
    * its estimate.
    */
   observe(batch: number, ms: number): void {
-    this.fastest = Math.min(this.fastest, ms);
+    if (this.recent.length < RECENT_BATCHES) this.recent.push(ms);
+    else this.recent[this.recentAt] = ms;
+    this.recentAt = (this.recentAt + 1) % RECENT_BATCHES;
     const old = this.ms.get(batch) ?? (this.ms.size > 0 ? this.estimate(batch) : undefined);
     this.ms.set(batch, old === undefined ? ms : old + this.alpha * (ms - old));
   }

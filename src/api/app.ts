@@ -10,7 +10,14 @@ import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { Bundle } from "../functions/bundle.ts";
 import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
-import { BadJsonBody, parseJsonBody } from "./json_body.ts";
+import {
+  BadJsonBody,
+  bytesNestDeeperThan,
+  EMPTY_JSON_BODY,
+  MAX_JSON_DEPTH,
+  parseJsonBody,
+  tooDeepMessage,
+} from "./json_body.ts";
 import { registerUi } from "./ui.ts";
 import { traceRequest } from "../observability/tracing.ts";
 import {
@@ -60,16 +67,19 @@ async function readJson(c: Context): Promise<unknown> {
 }
 
 /**
- * A data-plane request body, at most `limit` bytes (413 beyond). A declared length is checked up front and
- * the body read in one go (Deno's fast path; hono's `bodyLimit` wraps every body in a counting stream);
- * a chunked body is counted as it streams.
+ * A data-plane request body, at most `limit` bytes (413 beyond). A declared length that is one plain number
+ * is checked up front and the body read in one go (Deno's fast path; hono's `bodyLimit` wraps every body in
+ * a counting stream); any other body (chunked, or a repeated `content-length` that arrives joined as
+ * "3000, 3000") is counted as it streams.
  */
 async function readBody(c: Context, limit: number): Promise<Uint8Array> {
   const tooLarge = () => new HttpError(413, `request body is larger than the limit of ${limit} bytes`);
   const declared = c.req.header("content-length");
-  if (declared !== undefined) {
+  if (declared !== undefined && /^[0-9]{1,15}$/.test(declared)) {
     if (Number(declared) > limit) throw tooLarge();
-    return new Uint8Array(await c.req.arrayBuffer());
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    if (bytes.byteLength > limit) throw tooLarge();
+    return bytes;
   }
   const body = c.req.raw.body;
   if (!body) return new Uint8Array(0);
@@ -252,8 +262,11 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if (!dep.record.manifest.json) {
       throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
     }
-    // Passed on as bytes: the gpu-let parses and validates the JSON, off the serving loop.
+    // Passed on as bytes: the gpu-let parses and validates the JSON, off the serving loop. What needs no
+    // parsing is refused here, so it never takes a place in a batch: an empty body, or one nested too deep.
     const body = await readBody(c, maxBody);
+    if (body.byteLength === 0) throw new HttpError(400, EMPTY_JSON_BODY);
+    if (bytesNestDeeperThan(body, MAX_JSON_DEPTH)) throw new HttpError(400, tooDeepMessage(MAX_JSON_DEPTH));
     const answer = await dep.submit({ kind: "json", body }, 1, disconnectSignal(c, dep));
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");

@@ -39,6 +39,28 @@ export function nestsDeeperThan(text: string, maxDepth: number): boolean {
   return false;
 }
 
+const utf8 = new TextDecoder();
+
+/**
+ * {@link nestsDeeperThan} for a body still in bytes: counted natively first, decoded only when it has more
+ * brackets than the bound.
+ */
+export function bytesNestDeeperThan(bytes: Uint8Array, maxDepth: number): boolean {
+  let brackets = 0;
+  for (const b of [0x5b, 0x7b]) {
+    for (let i = bytes.indexOf(b); i !== -1 && brackets <= maxDepth; i = bytes.indexOf(b, i + 1)) brackets++;
+  }
+  return brackets > maxDepth && nestsDeeperThan(utf8.decode(bytes), maxDepth);
+}
+
+/** The refusal of an empty body. */
+export const EMPTY_JSON_BODY = "the request body is empty; JSON expected";
+
+/** The refusal of a body nested deeper than `maxDepth`. */
+export function tooDeepMessage(maxDepth: number): string {
+  return `the JSON body nests arrays/objects deeper than ${maxDepth} levels`;
+}
+
 /** True if a parsed JSON value holds a non-finite number (a literal beyond a double's range). */
 function holdsNonFinite(value: unknown): boolean {
   if (typeof value === "number") return !Number.isFinite(value);
@@ -63,10 +85,8 @@ function holdsNonFinite(value: unknown): boolean {
  * expression over the text took 0.3 ms on a 14 KB tensor.
  */
 export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
-  if (text.length === 0) throw new BadJsonBody("the request body is empty; JSON expected");
-  if (nestsDeeperThan(text, maxDepth)) {
-    throw new BadJsonBody(`the JSON body nests arrays/objects deeper than ${maxDepth} levels`);
-  }
+  if (text.length === 0) throw new BadJsonBody(EMPTY_JSON_BODY);
+  if (nestsDeeperThan(text, maxDepth)) throw new BadJsonBody(tooDeepMessage(maxDepth));
   let value: unknown;
   try {
     value = JSON.parse(text);

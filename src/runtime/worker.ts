@@ -160,7 +160,10 @@ export class GpuletWorker implements Executor {
         const frame = await reader.next<ResultMessage>();
         if (!frame) break;
         const p = this.pending.get(frame.header.batchId);
-        if (!p) continue;
+        if (!p) {
+          frame.release(); // an answer nobody waits for (its batch was failed already)
+          continue;
+        }
         this.pending.delete(frame.header.batchId);
         this.inflight--;
         // The body stays the caller's until it releases it, however far this loop reads on meanwhile.

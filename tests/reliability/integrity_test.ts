@@ -1,6 +1,7 @@
 /**
  * Every answer carries its own request's bytes. An identity model (float32, int64, uint8 and float16 rows of
- * up to 400 KB) is called concurrently with OIP binary and OIP JSON requests, each filled with a pattern of
+ * up to 400 KB) is called concurrently with OIP binary and OIP JSON requests, and a JSON function over an
+ * identity model with `invoke` (its JSON answers travel as bytes too), each request filled with a pattern of
  * its own, while the controller's event loop stalls now and then (a busy loop of 20 ms, like a large JSON
  * body or a re-plan). Batches mix requests, so answers are also split from shared result bodies.
  */
@@ -62,13 +63,40 @@ function wrongValues(t: (typeof TENSORS)[number], k: number, data: ArrayLike<unk
   return wrong;
 }
 
+/** Elements per row of the JSON function (`echo`): an identity model behind JSON pre- and post-processing. */
+const ECHO_WIDTH = 20_000;
+
+function echoModel(): Uint8Array {
+  const g = new GraphBuilder(1);
+  g.input("x", ["N", ECHO_WIDTH], "float32");
+  g.op("Identity", ["x"], {}, "y");
+  g.output("y", ["N", ECHO_WIDTH], "float32");
+  return g.encode("echo");
+}
+
+const ECHO_SOURCE = `import { defineFunction, tensor, z } from "gpulet";
+export default defineFunction({
+  model: "model.onnx",
+  sloMs: 60000,
+  maxBatch: 4,
+  input: z.object({ k: z.number(), values: z.array(z.number()).length(${ECHO_WIDTH}) }),
+  example: { k: 0, values: new Array(${ECHO_WIDTH}).fill(0) },
+  preprocess: ({ values }) => ({ x: tensor("float32", Float32Array.from(values), [1, ${ECHO_WIDTH}]) }),
+  postprocess: ({ y }, { k }) => ({ k, values: Array.from(y.data as Float32Array) }),
+});
+`;
+
+/** Request `k`'s values for the JSON function. */
+const echoValue = (k: number, i: number) => (k * 7_919 + i) % 16_777_216;
+
 Deno.test("integrity: every answer carries its own request's bytes under event-loop stalls", async () => {
-  const folder = await makeFunctionFolder(
+  const wide = await makeFunctionFolder(
     "wide",
     `import { defineFunction } from "gpulet";\n` +
       `export default defineFunction({ model: "model.onnx", sloMs: 60000, maxBatch: 4 });\n`,
     { "model.onnx": identityModel() },
   );
+  const echo = await makeFunctionFolder("echo", ECHO_SOURCE, { "model.onnx": echoModel() });
   const server = await startTestServer();
   // The controller runs in this process: stall its event loop for 20 ms every 45 ms.
   const stall = setInterval(() => {
@@ -76,14 +104,28 @@ Deno.test("integrity: every answer carries its own request's bytes under event-l
     while (performance.now() - t < 20) { /* busy */ }
   }, 45);
   const failures: string[] = [];
-  let binaryAnswers = 0, jsonAnswers = 0;
+  const answers = { binary: 0, "OIP JSON": 0, invoke: 0 };
   try {
-    await deploy(server, folder);
+    await deploy(server, wide);
+    await deploy(server, echo);
     const url = `${server.url}/v2/models/wide/infer`;
     const one = async (k: number) => {
-      const json = k % 3 === 0;
+      const kind = (["OIP JSON", "invoke", "binary", "binary"] as const)[k % 4];
       let res: Response;
-      if (json) {
+      if (kind === "invoke") {
+        res = await fetch(`${server.url}/functions/echo/invoke`, {
+          method: "POST",
+          body: JSON.stringify({ k, values: Array.from({ length: ECHO_WIDTH }, (_, i) => echoValue(k, i)) }),
+        });
+        if (res.status !== 200) return void failures.push(`request ${k}: status ${res.status} ${await res.text()}`);
+        const out = await res.json();
+        let wrong = out.k === k ? 0 : ECHO_WIDTH;
+        for (let i = 0; i < ECHO_WIDTH; i++) if (out.values[i] !== echoValue(k, i)) wrong++;
+        if (wrong > 0) failures.push(`request ${k} (invoke): ${wrong} values wrong`);
+        answers[kind]++;
+        return;
+      }
+      if (kind === "OIP JSON") {
         const inputs = TENSORS.map((t) => ({
           name: `x_${t.name}`,
           datatype: t.datatype,
@@ -102,19 +144,15 @@ Deno.test("integrity: every answer carries its own request's bytes under event-l
         );
         res = await fetch(url, { method: "POST", body: req.body, headers: req.headers });
       }
-      if (res.status !== 200) {
-        failures.push(`request ${k}: status ${res.status} ${await res.text()}`);
-        return;
-      }
+      if (res.status !== 200) return void failures.push(`request ${k}: status ${res.status} ${await res.text()}`);
       const out = await readInferResponse(res);
       if (out.id !== `r${k}`) failures.push(`request ${k}: answered with id ${out.id}`);
       for (const t of TENSORS) {
         const o = out.outputs.find((x) => x.name === `y_${t.name}`);
         const wrong = o ? wrongValues(t, k, o.data as ArrayLike<unknown>) : t.width;
-        if (wrong > 0) failures.push(`request ${k} (${json ? "JSON" : "binary"}): ${wrong} values of ${t.name} wrong`);
+        if (wrong > 0) failures.push(`request ${k} (${kind}): ${wrong} values of ${t.name} wrong`);
       }
-      if (json) jsonAnswers++;
-      else binaryAnswers++;
+      answers[kind]++;
     };
     const CONCURRENCY = 12, ROUNDS = 16;
     for (let round = 0; round < ROUNDS; round++) {
@@ -125,5 +163,5 @@ Deno.test("integrity: every answer carries its own request's bytes under event-l
     await server.shutdown();
   }
   assert.deepEqual(failures.slice(0, 10), [], `${failures.length} bad answers`);
-  assert.ok(binaryAnswers >= 120 && jsonAnswers >= 60, `${binaryAnswers} binary, ${jsonAnswers} JSON answers`);
+  assert.deepEqual(answers, { binary: 96, "OIP JSON": 48, invoke: 48 });
 });

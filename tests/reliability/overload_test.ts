@@ -29,6 +29,8 @@ Deno.test("2x overload: admitted requests meet the SLO, the rest get a fast 429,
     assert.ok(peakGoodput > 30, `peak ${peakGoodput.toFixed(1)}/s`);
 
     const rate = 2 * peakGoodput;
+    const okBefore = await metric(server.url, 'gpulet_requests_total{function="sleepy",code="200"}');
+    const withinBefore = await metric(server.url, 'gpulet_requests_within_slo_total{function="sleepy"}');
     const report = await runOpenLoop({
       url: new URL(server.url),
       targets: [{ name: "sleepy", request, sloMs: SLO_MS }],
@@ -43,15 +45,17 @@ Deno.test("2x overload: admitted requests meet the SLO, the rest get a fast 429,
     assert.ok(s.rejected > 0.3 * s.sent, `about half is shed: ${summary}`);
     // Within SLO by the platform's own clock (arrival to answer): the load generator shares this machine's
     // cores, and its lag would count against the platform.
-    const ok = await metric(server.url, 'gpulet_requests_total{function="sleepy",code="200"}');
-    const within = await metric(server.url, 'gpulet_requests_within_slo_total{function="sleepy"}');
+    const ok = await metric(server.url, 'gpulet_requests_total{function="sleepy",code="200"}') - okBefore;
+    const within = await metric(server.url, 'gpulet_requests_within_slo_total{function="sleepy"}') - withinBefore;
     assert.ok(within / ok >= 0.99, `admitted within SLO ${(100 * within / ok).toFixed(2)} %: ${summary}`);
     // Goodput does not collapse under overload (`bench reliability` measures it: 104 % of the peak). The bound
     // is loose: the peak and this run are timed seconds apart on a shared machine whose speed drifts.
-    assert.ok(s.goodput >= 0.8 * peakGoodput, `goodput ${s.goodput.toFixed(1)}/s vs peak ${peakGoodput}: ${summary}`);
+    assert.ok(s.goodput >= 0.9 * peakGoodput, `goodput ${s.goodput.toFixed(1)}/s vs peak ${peakGoodput}: ${summary}`);
     const others = Object.values(s.errors).reduce((a, b) => a + b, 0);
     assert.ok(others <= 0.01 * s.sent, `other errors: ${JSON.stringify(s.errors)}`);
-    // (How fast a 429 comes back is measured in `bench reliability`.)
+    // Shedding is a decision at the door: a 429 comes back faster than admitted requests are served (a
+    // ratio, so a slower machine slows both; the times themselves are in `bench reliability`).
+    assert.ok(s.rejectP99Ms! < s.p50Ms!, `429 p99 ${s.rejectP99Ms} ms vs admitted p50 ${s.p50Ms} ms`);
 
     // A burst far beyond the queue's worth: the shed ones say when to come back.
     const burst = await Promise.all(
@@ -60,8 +64,6 @@ Deno.test("2x overload: admitted requests meet the SLO, the rest get a fast 429,
     const shed = burst.filter((a) => a.status === 429);
     assert.ok(shed.length > 0);
     for (const a of shed) {
-      // Shedding is a decision at the door: a shed request never waited in the queue.
-      assert.equal(a.headers.get("server-timing"), null);
       assert.equal(a.headers.get("retry-after"), "1");
       assert.match(a.body.error, /sleepy is overloaded/);
     }

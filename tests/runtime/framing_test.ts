@@ -115,6 +115,41 @@ Deno.test("frames: a held body survives the reader rewinding its buffer for the 
   }
 });
 
+Deno.test("frames: a frame larger than the block while a body is held; releases are idempotent", async () => {
+  const { a, b, close } = await socketPair();
+  try {
+    const reader = new FrameReader(b, 128);
+    const small = new Uint8Array(40).fill(3);
+    const big = new Uint8Array(5_000).map((_, i) => i % 253);
+    const after = new Uint8Array(60).fill(4);
+    const written = a.write(
+      new Uint8Array([
+        ...encodeFrame({ n: 1 }, small),
+        ...encodeFrame({ n: 2 }, big),
+        ...encodeFrame({ n: 3 }, after),
+      ]),
+    );
+    const f1 = await reader.next();
+    const f2 = await reader.next(); // grows into a new block while f1's is lent
+    const f3 = await reader.next();
+    await written;
+    assert.deepEqual(f1?.body, small);
+    assert.deepEqual(f2?.body, big);
+    assert.deepEqual(f3?.body, after);
+    // Released twice, in any order: the blocks come back once, and later frames are still whole.
+    for (const f of [f2, f1, f2, f3, f1]) f!.release();
+    for (let n = 4; n < 30; n++) {
+      const body = new Uint8Array(n * 150).fill(n);
+      await a.write(encodeFrame({ n }, body));
+      const f = await reader.next<{ n: number }>();
+      assert.deepEqual(f?.body, body, `frame ${n}`);
+      if (n % 3) f!.release(); // some held for good
+    }
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("frames: a connection closed in the middle of a frame is an error, not a short frame", async () => {
   const { a, b, close } = await socketPair();
   try {
