@@ -3,6 +3,11 @@
  * [--policy gpulet] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--json]`: the planner and the
  * autoscaler in virtual time over a rate schedule (see `src/loadgen/schedule.ts`). The workload gives the
  * functions (model, SLO); the schedule gives their rates over time. Prints a summary (or the JSON report).
+ *
+ * `deno task simulate --profile P.csv --pairs P-pairs.csv --plan PLAN.json [--workload W.json]
+ * [--rate-scale K] [--seconds S] [--cv C] [--seed N] [--json]`: replays one fixed plan request by request
+ * (`src/sim/request_sim.ts`), as the GPU replay harness runs it on a real GPU: per function n, p50, p99 and
+ * the share within SLO.
  */
 import { parseArgs } from "./args.ts";
 import { CsvError } from "../planner/csv.ts";
@@ -12,9 +17,13 @@ import { loadPairs, observations } from "../planner/pairs.ts";
 import { parseWorkload, plannedFunctions, WorkloadError } from "../planner/workload.ts";
 import { Schedule } from "../loadgen/schedule.ts";
 import { DEFAULT_SIM_OPTIONS, type SimReport, simulate } from "../sim/simulator.ts";
+import { formatReplay, replayGpus } from "../sim/plan_replay.ts";
+import { replayGpu } from "../sim/request_sim.ts";
 
 const USAGE = "usage: deno task simulate --profile P.csv --pairs P-pairs.csv --workload W.json --schedule S.csv\n" +
-  "       [--policy gpulet|gpulet-noint|timeshare|greedy] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--json]";
+  "       [--policy gpulet|gpulet-noint|timeshare|greedy] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--json]\n" +
+  "   or: deno task simulate --profile P.csv --pairs P-pairs.csv --plan PLAN.json [--workload W.json]\n" +
+  "       [--rate-scale K] [--seconds S] [--cv C] [--seed N] [--json]";
 const SIM_POLICIES = ["gpulet", "gpulet-noint", "timeshare", "greedy"] as const;
 
 /** A readable summary of a simulation. */
@@ -44,9 +53,23 @@ function count(name: string, v: string | boolean | undefined, fallback: number):
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs(
     args,
-    ["profile", "pairs", "workload", "schedule", "policy", "gpus", "seconds", "seed", "warmup-ms"],
+    [
+      "profile",
+      "pairs",
+      "workload",
+      "schedule",
+      "policy",
+      "gpus",
+      "seconds",
+      "seed",
+      "warmup-ms",
+      "plan",
+      "rate-scale",
+      "cv",
+    ],
     ["json"],
   );
+  if (values.plan !== undefined) return await replayPlan(values);
   const policy = (values.policy ?? "gpulet") as typeof SIM_POLICIES[number];
   const [profile, pairs, workloadFile, scheduleFile] = [values.profile, values.pairs, values.workload, values.schedule]
     .map((v) => v as string | undefined);
@@ -79,6 +102,41 @@ export async function main(args: string[]): Promise<number> {
   );
   Deno.stderr.writeSync(new TextEncoder().encode("\n"));
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  return 0;
+}
+
+/** `--plan`: one fixed plan, request by request. */
+async function replayPlan(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const [profile, pairs, planFile] = [values.profile, values.pairs, values.plan].map((v) => v as string | undefined);
+  if (!profile || !pairs || !planFile || typeof values.plan !== "string") {
+    console.error(USAGE);
+    return 2;
+  }
+  const latency = await loadLatencyModel(profile);
+  const interference = InterferenceModel.fit(latency, observations(await loadPairs(pairs)));
+  const workloadFile = values.workload as string | undefined;
+  const workload = workloadFile ? parseWorkload(await Deno.readTextFile(workloadFile), workloadFile) : undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(await Deno.readTextFile(planFile));
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new WorkloadError(`${planFile}: not JSON: ${e.message}`);
+    throw e;
+  }
+  const gpus = replayGpus(json, workload, planFile);
+  const opts = {
+    seconds: count("seconds", values.seconds, 15),
+    seed: count("seed", values.seed, 1),
+    rateScale: count("rate-scale", values["rate-scale"], 1),
+    cv: count("cv", values.cv, 1),
+  };
+  for (const g of gpus) {
+    for (const l of g) {
+      for (const f of l.functions) latency.latency(f.model, l.part, f.batch); // a precise error before replaying
+    }
+  }
+  const results = gpus.map((g) => replayGpu(g, latency, interference, opts));
+  console.log(values.json ? JSON.stringify({ ...opts, gpus: results }, null, 2) : formatReplay(results));
   return 0;
 }
 
