@@ -48,6 +48,11 @@ export interface SizingContext {
   sizings?: Map<string, SizedGpulet | null>;
   /** Memo of unit parts per function and decomposition rule (they do not depend on the rate). */
   units?: Map<PlannedFunction, Map<string, { part: number; rate: number } | null>>;
+  /**
+   * When no GPU is left to open and a gpu-let would lose rate to interference wherever it goes, try it at
+   * larger parts before placing it with a loss (a strategy of the engine's; see `strategiesOf`).
+   */
+  growOnLoss?: boolean;
 }
 
 /** Batch assumed for a neighbour that is not sized yet (the batch the pairs were measured at). */

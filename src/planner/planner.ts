@@ -71,6 +71,8 @@ export interface Strategy {
   timeShare: boolean;
   /** Cap on gpu-lets per GPU below the option's (fewer neighbours, less interference). */
   gpuletsPerGpu?: number;
+  /** Larger parts before losing rate to interference (`SizingContext.growOnLoss`). */
+  growOnLoss?: boolean;
 }
 
 /** The context a policy plans in. */
@@ -111,12 +113,28 @@ function trialsOn(
   gpu: GpuState,
   item: Item,
   parts: readonly number[],
+  larger = false,
 ): { trial: GpuState; shed: Demand[] }[] {
   const out: { trial: GpuState; shed: Demand[] }[] = [];
   if (fits(ctx, gpu, item.gpulet)) {
     const trial = cloneGpu(gpu);
     trial.gpulets.push({ part: item.gpulet.part, demands: item.gpulet.demands.map((d) => ({ ...d })) });
-    out.push({ trial, shed: resizeGpu(ctx, trial) });
+    const shed = resizeGpu(ctx, trial);
+    out.push({ trial, shed });
+    // `larger`: sized before its neighbours were known, the gpu-let (or a neighbour) loses rate to
+    // interference here; the smallest larger part that loses none buys the slack a small one lacks.
+    for (const part of larger && shed.length > 0 ? parts : []) {
+      if (part <= item.gpulet.part) continue;
+      const grown = { part, demands: item.gpulet.demands.map((d) => ({ ...d })) };
+      if (!fits(ctx, gpu, grown)) break;
+      const bigger = cloneGpu(gpu);
+      bigger.gpulets.push(grown);
+      const lost = resizeGpu(ctx, bigger);
+      if (lost.length === 0) {
+        out.push({ trial: bigger, shed: lost });
+        break;
+      }
+    }
   }
   if (item.gpulet.demands.length !== 1) return out;
   const [demand] = item.gpulet.demands;
@@ -160,22 +178,24 @@ export function placeItem(
 ): Demand[] {
   let lossless: { index: number; trial: GpuState; taken: number; free: number } | undefined;
   let lossy: { index: number; trial: GpuState; shed: Demand[]; lost: number } | undefined;
-  gpus.forEach((gpu, index) => {
-    if (gpu.gpulets.length === 0) return;
-    const before = usedPart(gpu);
-    for (const { trial, shed } of trialsOn(ctx, gpu, item, parts)) {
-      const after = usedPart(trial);
-      if (shed.length === 0) {
-        const [taken, free] = [after - before, 100 - after];
-        const better = !lossless || taken < lossless.taken - EPS ||
-          (taken <= lossless.taken + EPS && free < lossless.free);
-        if (better) lossless = { index, trial, taken, free };
-      } else {
-        const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
-        if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
+  const tryOn = (larger: boolean) =>
+    gpus.forEach((gpu, index) => {
+      if (gpu.gpulets.length === 0) return;
+      const before = usedPart(gpu);
+      for (const { trial, shed } of trialsOn(ctx, gpu, item, parts, larger)) {
+        const after = usedPart(trial);
+        if (shed.length === 0) {
+          const [taken, free] = [after - before, 100 - after];
+          const better = !lossless || taken < lossless.taken - EPS ||
+            (taken <= lossless.taken + EPS && free < lossless.free);
+          if (better) lossless = { index, trial, taken, free };
+        } else {
+          const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
+          if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
+        }
       }
-    }
-  });
+    });
+  tryOn(false);
   if (lossless) {
     gpus[lossless.index] = lossless.trial;
     return [];
@@ -183,7 +203,17 @@ export function placeItem(
   const empty = gpus.findIndex((g) => g.gpulets.length === 0);
   // A gpu-let that needs more memory than a whole GPU has cannot be placed anywhere.
   const tooBig = ctx.memory !== undefined && gpuletMemory(item.gpulet, ctx.memory) > ctx.memory.deviceMb;
-  if (!tooBig && (empty >= 0 || gpus.length < maxGpus)) {
+  const newGpu = !tooBig && (empty >= 0 || gpus.length < maxGpus);
+  if (!newGpu && ctx.growOnLoss) {
+    // No GPU left to open, and every place loses rate at this part: try larger parts before losing any
+    // (without this, demand the GPUs had room for was left unserved at low load).
+    tryOn(true);
+    if (lossless) {
+      gpus[(lossless as { index: number }).index] = (lossless as { trial: GpuState }).trial;
+      return [];
+    }
+  }
+  if (newGpu) {
     const gpu: GpuState = {
       gpulets: [{ part: item.gpulet.part, demands: item.gpulet.demands.map((d) => ({ ...d })) }],
     };
@@ -284,8 +314,11 @@ export function strategiesOf(policy: Policy): Strategy[] {
     case "gpulet":
       // Both unit rules, sized with and without the expected interference; the best plan wins. (Capping
       // gpu-lets per GPU at 2 or 3 as well never won on the shipped workloads, and doubled the time.)
-      return (["efficiency", "knee"] as const).flatMap((unitRule) =>
-        [true, false].map((expectInterference) => ({ unitRule, expectInterference, timeShare: true }))
+      // Then the same with larger parts before a loss to interference, as fallbacks (last: see planWithEngine).
+      return [false, true].flatMap((growOnLoss) =>
+        (["efficiency", "knee"] as const).flatMap((unitRule) =>
+          [true, false].map((expectInterference) => ({ unitRule, expectInterference, timeShare: true, growOnLoss }))
+        )
       );
     case "gpulet-noint":
       return [
@@ -321,10 +354,15 @@ export function planWithEngine(
     policy === "greedy" ? 1 : options.maxFunctionsPerGpulet,
   );
   let best: Plan | undefined;
-  for (const strategy of strategiesOf(policy)) {
+  const strategies = strategiesOf(policy);
+  for (let i = 0; i < strategies.length; i++) {
+    const strategy = strategies[i];
+    // The fallbacks run only when the plans so far leave demand unserved (they never did on the shipped
+    // H100 workloads; on the H200 profile they serve low loads the others left unserved on a free GPU).
+    if (strategy.growOnLoss && best?.feasible) break;
     const cap = Math.min(ctx.maxGpuletsPerGpu, strategy.gpuletsPerGpu ?? Infinity);
     const layout = planLayout(
-      { ...ctx, maxGpuletsPerGpu: cap },
+      { ...ctx, maxGpuletsPerGpu: cap, growOnLoss: strategy.growOnLoss },
       problem.functions,
       problem.gpus,
       parts,
