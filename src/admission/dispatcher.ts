@@ -420,8 +420,9 @@ export class Dispatcher {
         // It fails once the process is gone (the batch was already handled); an answer that still comes
         // gives its bytes back.
         run.then((late) => late.release?.(), () => {});
-        slot.worker.kill();
+        // Settled before the kill, so the batch fails as hung even where killing fails it at once.
         reject(new HungWorkerError(`gpu-let ${slot.worker.id} gave no answer in ${bound} ms and was killed`));
+        slot.worker.kill();
       }, bound);
     });
     return Promise.race([run, hung]).finally(() => clearTimeout(timer));
