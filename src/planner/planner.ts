@@ -203,11 +203,14 @@ export function placeItem(
         }
       }
     });
+  // A function, not `if (lossless)`: the compiler would narrow it for good, not seeing `tryOn` assign it.
+  const placedLossless = (): boolean => {
+    const found = lossless as typeof lossless;
+    if (found) gpus[found.index] = found.trial;
+    return found !== undefined;
+  };
   tryOn(false);
-  if (lossless) {
-    gpus[lossless.index] = lossless.trial;
-    return [];
-  }
+  if (placedLossless()) return [];
   const empty = gpus.findIndex((g) => g.gpulets.length === 0);
   // A gpu-let that needs more memory than a whole GPU has cannot be placed anywhere.
   const tooBig = ctx.memory !== undefined && gpuletMemory(item.gpulet, ctx.memory) > ctx.memory.deviceMb;
@@ -216,10 +219,7 @@ export function placeItem(
     // No GPU left to open, and every place loses rate at this part: try larger parts before losing any
     // (without this, demand the GPUs had room for was left unserved at low load).
     tryOn(true);
-    if (lossless) {
-      gpus[(lossless as { index: number }).index] = (lossless as { trial: GpuState }).trial;
-      return [];
-    }
+    if (placedLossless()) return [];
   }
   if (newGpu) {
     const gpu: GpuState = {
