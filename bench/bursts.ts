@@ -8,6 +8,7 @@ import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 import { bundleFolder } from "../src/functions/bundle.ts";
 import type { BurstConfig, BurstRound } from "./burst_client.ts";
+import { percentile } from "../src/loadgen/stats.ts";
 
 const LENET_SLO_MS = 100;
 export const BURST_SIZES = [16, 64, 128, 256];
@@ -95,9 +96,6 @@ function cpuHog(): { stop(): Promise<void> } {
   };
 }
 
-const percentile = (xs: number[], q: number) =>
-  xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] : NaN;
-
 function summarise(rounds: BurstRound[]) {
   const statuses: Record<string, number> = {};
   const okMs: number[] = [];
@@ -111,7 +109,7 @@ function summarise(rounds: BurstRound[]) {
       }
     });
   }
-  return { statuses, good, p99: percentile(okMs, 0.99) };
+  return { statuses, good, p99: percentile(okMs.sort((a, b) => a - b), 0.99) ?? NaN };
 }
 
 /** Runs every burst configuration against the real and the shadow controller, interleaved. */

@@ -11,6 +11,7 @@ import { bundleFolder } from "../src/functions/bundle.ts";
 import { DEFAULT_MODELS_DIR, ensureModels } from "../src/models/zoo.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { closedLoop } from "../src/loadgen/closed_loop.ts";
+import { percentile } from "../src/loadgen/stats.ts";
 import { type PreparedRequest, prepareRequest } from "../src/loadgen/http.ts";
 
 export interface OverheadCase {
@@ -52,8 +53,7 @@ export interface OverheadResult {
   errors: number;
 }
 
-const percentile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+const percentileOf = (xs: number[], q: number) => percentile([...xs].sort((a, b) => a - b), q) ?? NaN;
 
 /** Starts a server script as a child (same cores as this process); resolves with its URL. */
 async function startChild(args: string[]): Promise<{ url: string; child: Deno.ChildProcess }> {
@@ -179,7 +179,7 @@ export async function measureOverhead(
   const directItemsPerS = (before.itemsPerS + after.itemsPerS) / 2;
   const directP50Ms = (before.p50RequestMs + after.p50RequestMs) / 2;
   const platformItemsPerS = sat.perS * c.rowsPerRequest;
-  const platformP50Ms = percentile(low.latencies, 0.5);
+  const platformP50Ms = percentileOf(low.latencies, 0.5);
   return {
     label: c.label,
     model: c.model,
@@ -194,7 +194,7 @@ export async function measureOverhead(
     directP50Ms,
     platformP50Ms,
     addedP50Ms: platformP50Ms - directP50Ms,
-    platformP99Ms: percentile(sat.latencies, 0.99),
+    platformP99Ms: percentileOf(sat.latencies, 0.99),
     meanExecutedBatch: batches,
     errors: sat.errors,
   };

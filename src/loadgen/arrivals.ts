@@ -16,7 +16,7 @@ export function seededRandom(seed: number): () => number {
 }
 
 /** A standard normal sample (Box-Muller). */
-function normal(random: () => number): number {
+export function normal(random: () => number): number {
   const u = 1 - random();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
 }

@@ -6,6 +6,7 @@
 import { nextGapMs, seededRandom } from "./arrivals.ts";
 import { Connection, type PreparedRequest } from "./http.ts";
 import type { Schedule } from "./schedule.ts";
+import { percentile } from "./stats.ts";
 
 /** A function to load, with its pre-encoded request and the SLO its answers are judged by. */
 export interface LoadTarget {
@@ -132,11 +133,6 @@ class Pool {
   close(): void {
     for (const c of this.idle.splice(0)) c.close();
   }
-}
-
-function percentile(sorted: number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 function stats(outcomes: readonly Outcome[], sent: number, sloMs: (fn: number) => number, seconds: number): LoadStats {

@@ -13,7 +13,8 @@
  * - Service times vary: each batch's work is the solo latency times a lognormal factor (mean 1, CV `spread`),
  *   because on a real GPU a batch's time depends on more than the neighbours' model (clocks, memory, launch).
  */
-import { nextGapMs, seededRandom } from "../loadgen/arrivals.ts";
+import { nextGapMs, normal, seededRandom } from "../loadgen/arrivals.ts";
+import { percentile } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 
@@ -101,13 +102,8 @@ export function preparedSizes(batch: number): number[] {
 function spreadFactor(cv: number, random: () => number): number {
   if (cv <= 0) return 1;
   const sigma2 = Math.log(1 + cv * cv);
-  const u = 1 - random();
-  const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
-  return Math.exp(Math.sqrt(sigma2) * z - sigma2 / 2);
+  return Math.exp(Math.sqrt(sigma2) * normal(random) - sigma2 / 2);
 }
-
-const percentile = (sorted: number[], q: number) =>
-  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
 
 /** Replays one GPU's gpu-lets; per function what its requests saw. */
 export function replayGpu(
@@ -234,8 +230,8 @@ export function replayGpu(
       sloMs: f.sloMs,
       n: l.length,
       meanMs: l.length ? l.reduce((a, b) => a + b, 0) / l.length : NaN,
-      p50Ms: percentile(l, 0.5),
-      p99Ms: percentile(l, 0.99),
+      p50Ms: percentile(l, 0.5) ?? NaN,
+      p99Ms: percentile(l, 0.99) ?? NaN,
       within: l.length ? l.filter((x) => x <= f.sloMs).length / l.length : 1,
       busy: busyMs[i] / horizon,
       meanRows: batches[i] ? rows[i] / batches[i] : 0,
