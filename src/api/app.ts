@@ -19,6 +19,7 @@ import {
   tooDeepMessage,
 } from "./json_body.ts";
 import { registerUi } from "./ui.ts";
+import { concatBytes } from "../runtime/bytes.ts";
 import { traceRequest } from "../observability/tracing.ts";
 import {
   BadTensorRequest,
@@ -90,13 +91,7 @@ async function readBody(c: Context, limit: number): Promise<Uint8Array> {
     if (total > limit) throw tooLarge();
     chunks.push(chunk);
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return out;
+  return chunks.length ? concatBytes(chunks) : new Uint8Array(0);
 }
 
 /**

@@ -12,10 +12,13 @@ export const MAX_JSON_DEPTH = 64;
 /** A body that is not JSON we accept; the message says why. */
 export class BadJsonBody extends Error {}
 
-/** How often `char` occurs in `text`, counted up to `limit + 1` (a native search, not a loop over characters). */
-function countUpTo(text: string, char: string, limit: number): number {
+/**
+ * How often `needle` occurs in `haystack` (text or bytes), counted up to `limit + 1` (a native search, not a
+ * loop over characters).
+ */
+function countUpTo<T>(haystack: { indexOf(x: T, from?: number): number }, needle: T, limit: number): number {
   let n = 0;
-  for (let i = text.indexOf(char); i !== -1 && n <= limit; i = text.indexOf(char, i + 1)) n++;
+  for (let i = haystack.indexOf(needle); i !== -1 && n <= limit; i = haystack.indexOf(needle, i + 1)) n++;
   return n;
 }
 
@@ -46,11 +49,14 @@ const utf8 = new TextDecoder();
  * brackets than the bound.
  */
 export function bytesNestDeeperThan(bytes: Uint8Array, maxDepth: number): boolean {
-  let brackets = 0;
-  for (const b of [0x5b, 0x7b]) {
-    for (let i = bytes.indexOf(b); i !== -1 && brackets <= maxDepth; i = bytes.indexOf(b, i + 1)) brackets++;
-  }
-  return brackets > maxDepth && nestsDeeperThan(utf8.decode(bytes), maxDepth);
+  const squares = countUpTo(bytes, 0x5b, maxDepth); // [
+  if (squares + countUpTo(bytes, 0x7b, maxDepth - squares) <= maxDepth) return false; // {
+  return nestsDeeperThan(utf8.decode(bytes), maxDepth);
+}
+
+/** {@link parseJsonBody} for a body still in bytes (UTF-8). */
+export function parseJsonBytes(bytes: Uint8Array, maxDepth = MAX_JSON_DEPTH): unknown {
+  return parseJsonBody(utf8.decode(bytes), maxDepth);
 }
 
 /** The refusal of an empty body. */

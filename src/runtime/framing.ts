@@ -105,6 +105,7 @@ export class FrameReader {
     };
   }
 }
+
 /** Writes frames; concurrent callers are serialised so frames never interleave. */
 export class FrameWriter {
   private tail: Promise<void> = Promise.resolve();

@@ -14,7 +14,8 @@ import type { LatencyModel } from "../planner/latency_model.ts";
 import type { BatchResult, Executor } from "./executor.ts";
 import type { ItemResult, ModelInfo, RunItem } from "./protocol.ts";
 import { TYPES } from "./tensor.ts";
-import { parseJsonBody } from "../api/json_body.ts";
+import { parseJsonBytes } from "../api/json_body.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** A batch running on a simulated GPU. */
 interface Job {
@@ -167,17 +168,6 @@ function answerBody(tensorBytes: number): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 /** Rows of one request as the worker would count them: the leading dim of its first tensor, else 1. */
 function rowsOf(item: RunItem): number {
   return item.kind === "tensors" ? Math.max(1, item.inputs[0]?.shape[0] ?? 1) : 1;
@@ -223,12 +213,14 @@ export class SimExecutor implements Executor {
     }
     if (this.dead) throw new Error(`simulated gpu-let ${this.id} was killed`);
     // JSON bodies are parsed as a worker would (a malformed one gets its 400); the answer is a marker.
-    const sent = concat(body);
+    // Joined only for a batch that has JSON items: tensor bytes are never read here.
+    let sent: Uint8Array | undefined;
     let bytes = 0;
     const results: ItemResult[] = items.map((item) => {
       if (item.kind === "json") {
+        sent ??= concatBytes(body);
         try {
-          parseJsonBody(new TextDecoder().decode(sent.subarray(item.body.offset, item.body.offset + item.body.bytes)));
+          parseJsonBytes(sent.subarray(item.body.offset, item.body.offset + item.body.bytes));
         } catch (e) {
           return { id: item.id, ok: false, status: 400, error: e instanceof Error ? e.message : String(e) };
         }

@@ -13,7 +13,7 @@ import "../functions/vision.ts";
 import { type FunctionDefinition, isDefinedFunction, type ModelRunner, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { FrameReader, FrameWriter, padTo8 } from "./framing.ts";
-import { BadJsonBody, parseJsonBody } from "../api/json_body.ts";
+import { BadJsonBody, parseJsonBytes } from "../api/json_body.ts";
 import type {
   ByteRange,
   FatalMessage,
@@ -202,7 +202,6 @@ function copyTensors(ts: Tensors): Tensors {
   return out;
 }
 
-const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 
 /**
@@ -211,7 +210,7 @@ const utf8Encoder = new TextEncoder();
  */
 function parseItemJson(body: Uint8Array, at: ByteRange): unknown {
   try {
-    return parseJsonBody(utf8.decode(body.subarray(at.offset, at.offset + at.bytes)));
+    return parseJsonBytes(body.subarray(at.offset, at.offset + at.bytes));
   } catch (e) {
     if (e instanceof BadJsonBody) throw new ItemError(400, e.message);
     throw e;

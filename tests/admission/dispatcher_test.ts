@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Dispatcher } from "../../src/admission/dispatcher.ts";
 import { LatencyEstimate } from "../../src/admission/latency.ts";
 import type { Answer } from "../../src/admission/request.ts";
+import { concatBytes } from "../../src/runtime/bytes.ts";
 import type { BatchResult, Executor } from "../../src/runtime/executor.ts";
 import type { RunItem } from "../../src/runtime/protocol.ts";
 
@@ -108,9 +109,7 @@ class ManualGpulet implements Executor {
 
   run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
     this.inflight++;
-    const all = new Uint8Array(body.reduce((n, b) => n + b.byteLength, 0));
-    let at = 0;
-    for (const b of body) all.set(b, (at += b.byteLength) - b.byteLength);
+    const all = concatBytes(body);
     const bodies = items.map((i) =>
       i.kind === "json" ? new TextDecoder().decode(all.subarray(i.body.offset, i.body.offset + i.body.bytes)) : ""
     );
