@@ -5,8 +5,8 @@
  * the SLO beyond those the real one did are the ones admission refused although they would have met it.
  */
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
-import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
-import { bundleFolder } from "../src/functions/bundle.ts";
+import type { RunningServer, ServerOptions } from "../src/server.ts";
+import { deployFolder, metric, server } from "./live_server.ts";
 import type { BurstConfig, BurstRound } from "./burst_client.ts";
 import { percentile } from "../src/loadgen/stats.ts";
 
@@ -39,26 +39,15 @@ export interface BurstPoint {
   shadowP99Ms: number;
 }
 
+/** A controller serving lenet. */
 async function serve(opts: Partial<ServerOptions>): Promise<RunningServer> {
-  const stateDir = await Deno.makeTempDir({ prefix: "gpulet-bench-bursts-" });
-  const s = await startServer({ port: 0, stateDir, log: () => {}, ...opts });
-  const res = await fetch(`${s.url}/admin/functions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(await bundleFolder(`${PROJECT_ROOT}/functions/lenet`)),
-  });
-  if (!res.ok) throw new Error(`deploy lenet: ${res.status} ${await res.text()}`);
-  await res.body?.cancel();
+  const s = await server(opts);
+  await deployFolder(s.url, `${PROJECT_ROOT}/functions/lenet`);
   return s;
 }
 
 /** Requests lenet answered 200 within its SLO so far, by the controller's own account. */
-async function withinSlo(s: RunningServer): Promise<number> {
-  const text = await (await fetch(`${s.url}/metrics`)).text();
-  const sample = 'gpulet_requests_within_slo_total{function="lenet"}';
-  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
-}
+const withinSlo = (s: RunningServer) => metric(s.url, 'gpulet_requests_within_slo_total{function="lenet"}');
 
 /** Sends the bursts to `s`; the client's answers and the controller's own within-SLO count for them. */
 async function measured(s: RunningServer, cfg: BurstConfig) {

@@ -9,14 +9,13 @@
  *   gpu-let (killed at the hang bound), and a SIGKILLed controller (its workers exit; a restart is ready).
  *   Each is timed from the fault to the function being whole again; requests lost is counted.
  */
-import { bundleFolder } from "../src/functions/bundle.ts";
 import { closedLoop } from "../src/loadgen/closed_loop.ts";
 import { prepareRequest } from "../src/loadgen/http.ts";
 import { type LoadStats, runOpenLoop } from "../src/loadgen/open_loop.ts";
 import { Schedule } from "../src/loadgen/schedule.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
-import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 import { type BurstPoint, burstsMarkdown, measureBursts } from "./bursts.ts";
+import { deployFolder, metric, server } from "./live_server.ts";
 
 const FIXTURES = `${PROJECT_ROOT}/tests/fixtures/functions`;
 const SLEEPY_SLO_MS = 300;
@@ -58,30 +57,9 @@ export interface ReliabilityResult {
   bursts: BurstPoint[];
 }
 
-async function server(opts: Partial<ServerOptions> = {}): Promise<RunningServer> {
-  const stateDir = await Deno.makeTempDir({ prefix: "gpulet-bench-reliability-" });
-  return await startServer({ port: 0, stateDir, log: () => {}, ...opts });
-}
-
-async function deployFolder(url: string, folder: string): Promise<void> {
-  const res = await fetch(`${url}/admin/functions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(await bundleFolder(folder)),
-  });
-  if (!res.ok) throw new Error(`deploy ${folder}: ${res.status} ${await res.text()}`);
-  await res.body?.cancel();
-}
-
 async function pids(url: string): Promise<number[]> {
   const plan = await (await fetch(`${url}/admin/plan`)).json();
   return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
-}
-
-async function metric(url: string, sample: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
 }
 
 /** Polls every 10 ms until `cond` holds; resolves with the time since `since` (ms). */

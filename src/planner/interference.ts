@@ -61,6 +61,13 @@ export interface InterferenceParams {
   maxSlowdown: number;
 }
 
+/** A batch running on a gpu-let: its model, the gpu-let's part and the batch's rows. */
+export interface RunningBatch {
+  model: string;
+  part: number;
+  batch: number;
+}
+
 /** Predicts co-location slowdowns. */
 export class InterferenceModel {
   constructor(private readonly latency: LatencyModel, readonly params: InterferenceParams) {}
@@ -115,6 +122,19 @@ export class InterferenceModel {
     const base = predictSlowdown(this.params.weights, a, b) - 1;
     const c = this.params.corrections[`${model}|${other}`] ?? 1;
     return Math.min(this.params.maxSlowdown, 1 + Math.max(0, base * c));
+  }
+
+  /**
+   * Slowdown of a batch next to the batches its neighbours (other gpu-lets) run at the same moment: each
+   * neighbour adds its pairwise slowdown − 1, × `scale`. The rule of the simulated devices and of the
+   * request-level simulator.
+   */
+  concurrent(self: RunningBatch, neighbours: Iterable<RunningBatch>, scale = 1): number {
+    let alpha = 1;
+    for (const o of neighbours) {
+      alpha += scale * (this.slowdownAt(self.model, self.part, self.batch, o.model, o.part, o.batch) - 1);
+    }
+    return alpha;
   }
 
   /** Both directions: [slowdown of a, slowdown of b]. */

@@ -88,12 +88,8 @@ export class SimGpu {
   private slowdown(j: Job): number {
     const interference = this.device.interference;
     if (!interference) return 1;
-    let alpha = 1;
-    for (const o of this.jobs) {
-      if (o.gpulet === j.gpulet) continue;
-      alpha += interference.slowdownAt(j.model, j.gpulet.part, j.batch, o.model, o.gpulet.part, o.batch) - 1;
-    }
-    return alpha;
+    const running = (o: Job) => ({ model: o.model, part: o.gpulet.part, batch: o.batch });
+    return interference.concurrent(running(j), [...this.jobs].filter((o) => o.gpulet !== j.gpulet).map(running));
   }
 }
 

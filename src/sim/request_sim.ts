@@ -83,7 +83,8 @@ interface Job {
   fn: number;
   model: string;
   part: number;
-  size: number;
+  /** Rows it runs at: the prepared size its requests were padded to. */
+  batch: number;
   /** Solo work left (ms). */
   remaining: number;
   speed: number;
@@ -138,15 +139,8 @@ export function replayGpu(
   const turn = gpulets.map(() => 0);
   const running: (Job | undefined)[] = gpulets.map(() => undefined);
 
-  const slowdownOf = (j: Job): number => {
-    if (!interference) return 1;
-    let alpha = 1;
-    for (const o of running) {
-      if (!o || o === j) continue;
-      alpha += kappa * (interference.slowdownAt(j.model, j.part, j.size, o.model, o.part, o.size) - 1);
-    }
-    return alpha;
-  };
+  const slowdownOf = (j: Job): number =>
+    interference ? interference.concurrent(j, running.filter((o): o is Job => o !== undefined && o !== j), kappa) : 1;
   const respeed = () => {
     for (const j of running) if (j) j.speed = 1 / slowdownOf(j);
   };
@@ -166,7 +160,7 @@ export function replayGpu(
         fn: i,
         model: f.model,
         part: f.part,
-        size,
+        batch: size,
         remaining: solo * spreadFactor(spread, random),
         speed: 1,
         arrivals: take,
