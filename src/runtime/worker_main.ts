@@ -319,7 +319,6 @@ async function handleRun(
       for (const [k, i] of jsonIdx.entries()) {
         try {
           const answer = encodeAnswer(await def.postprocess!(outs[k], jsonInputs[k]));
-          offset.n = padTo8(parts, offset.n);
           results[i] = { id: msg.items[i].id, ok: true, json: { offset: offset.n, bytes: answer.byteLength } };
           parts.push(answer);
           offset.n += answer.byteLength;
