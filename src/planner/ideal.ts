@@ -95,7 +95,7 @@ export function planIdeal(problem: PlanProblem, options: PlannerOptions = DEFAUL
   for (let n = 1; n <= problem.gpus; n++) {
     for (const pick of multisets(splits.length, n)) {
       const layout = fillLayout(ctx, pick.map((i) => splits[i]), problem.functions);
-      const plan = toPlan("ideal", problem.device, problem.functions, layout);
+      const plan = toPlan("ideal", problem.device, problem.functions, layout, ctx.table.tail);
       if (!best || betterPlan(plan, best, problem.functions)) best = plan;
     }
     if (best?.feasible) break; // fewer GPUs already serve everything

@@ -186,7 +186,7 @@ export function replan(problem: PlanProblem, current: Plan, options: ReplanOptio
     let layout = cloneLayout(base);
     placeDemands(ctx, layout, Math.max(problem.gpus, layout.length), parts, strategy, shed, options.rounds);
     if (options.compact) layout = compact(ctx, layout, parts, strategy);
-    return toPlan("gpulet", problem.device, problem.functions, layout);
+    return toPlan("gpulet", problem.device, problem.functions, layout, ctx.table.tail);
   });
   // A plan from scratch competes too: it wins when it needs fewer GPUs or serves more, whatever it moves.
   candidates.push(planWithEngine(problem, "gpulet", options));

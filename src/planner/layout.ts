@@ -140,12 +140,17 @@ export function slowdownOn(ctx: SizingContext, gpu: GpuState, self: GpuletState,
  */
 export function resizeGpu(ctx: SizingContext, gpu: GpuState): Demand[] {
   const shed: Demand[] = [];
+  // Slowdowns only grow from pass to pass: batches that chase each other's slowdowns then settle, and
+  // whatever they settle on was sized for at least the slowdown its final neighbours cause.
+  const seen = new Map<GpuletState, Map<PlannedFunction, number>>();
   for (let pass = 0; pass < 8; pass++) {
     let changed = false;
     for (const g of gpu.gpulets) {
       if (g.demands.length === 0) continue;
       const before = g.sized;
-      const sized = sizeWithin(ctx, gpu, g, shed);
+      let alphas = seen.get(g);
+      if (!alphas) seen.set(g, alphas = new Map());
+      const sized = sizeWithin(ctx, gpu, g, shed, alphas);
       g.sized = sized;
       if (!sameBatches(before, sized)) changed = true;
     }
@@ -161,10 +166,20 @@ function sameBatches(a: SizedGpulet | undefined, b: SizedGpulet | undefined): bo
 }
 
 /** Sizes one gpu-let, shedding rate or functions until it is feasible. */
-function sizeWithin(ctx: SizingContext, gpu: GpuState, g: GpuletState, shed: Demand[]): SizedGpulet | undefined {
+function sizeWithin(
+  ctx: SizingContext,
+  gpu: GpuState,
+  g: GpuletState,
+  shed: Demand[],
+  alphas: Map<PlannedFunction, number>,
+): SizedGpulet | undefined {
   for (;;) {
     if (g.demands.length === 0) return undefined;
-    const demands = g.demands.map((d) => ({ ...d, alpha: slowdownOn(ctx, gpu, g, d.fn) }));
+    const demands = g.demands.map((d) => {
+      const alpha = Math.max(slowdownOn(ctx, gpu, g, d.fn), alphas.get(d.fn) ?? 1);
+      alphas.set(d.fn, alpha);
+      return { ...d, alpha };
+    });
     const sized = sizeMemo(ctx, g.part, demands);
     if (sized) return sized;
     if (g.demands.length === 1) {

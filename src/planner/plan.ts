@@ -5,6 +5,7 @@
 import { z } from "zod";
 import type { GpuState } from "./layout.ts";
 import type { PlannedFunction } from "./sizing.ts";
+import type { TailTarget } from "./tail.ts";
 
 /** Every policy the planner knows. */
 export const POLICIES = ["gpulet", "gpulet-noint", "timeshare", "greedy", "ideal", "bound"] as const;
@@ -29,6 +30,15 @@ export const Plan = z.object({
     gpulets: z.array(z.object({ part: z.number().positive().max(100), functions: z.array(PlanFunction) })),
   })),
   unserved: z.array(z.object({ name: z.string(), rate: z.number().positive() })),
+  /**
+   * What the plan promises under random arrivals (`tail.ts`): this share of each function's requests within
+   * its SLO, for arrivals of this CV, with service times of this spread. Absent: averages only.
+   */
+  tail: z.object({
+    percentile: z.number().gt(0).lt(1),
+    cv: z.number().positive(),
+    spread: z.number().nonnegative(),
+  }).optional(),
 });
 export type Plan = z.infer<typeof Plan>;
 
@@ -39,7 +49,7 @@ const UNSERVED_TOLERANCE = 1e-6;
 const round = (x: number, digits = 9) => Number(x.toPrecision(digits));
 
 /**
- * The plan JSON of a sized layout. Served rates are those the gpu-lets carry; the rest of each function's
+ * The plan JSON of a sized layout (`tail`: the target it was sized for). Served rates are those the gpu-lets carry; the rest of each function's
  * demand is listed as unserved. Rates are rounded down and latencies up, so rounding never flatters a plan.
  */
 export function toPlan(
@@ -47,6 +57,7 @@ export function toPlan(
   device: string,
   functions: readonly PlannedFunction[],
   layout: readonly GpuState[],
+  tail?: TailTarget,
 ): Plan {
   const served = new Map<string, number>();
   // A GPU's id is its position in the layout: the incremental mode empties GPUs without renumbering the rest.
@@ -72,7 +83,9 @@ export function toPlan(
     .map((f) => ({ name: f.name, rate: f.rate - (served.get(f.name) ?? 0) }))
     .filter((u) => u.rate > UNSERVED_TOLERANCE * Math.max(1, functionsRate(functions, u.name)))
     .map((u) => ({ name: u.name, rate: roundUp(u.rate) }));
-  return { policy, device, feasible: unserved.length === 0, gpusUsed: gpus.length, gpus, unserved };
+  const plan: Plan = { policy, device, feasible: unserved.length === 0, gpusUsed: gpus.length, gpus, unserved };
+  if (tail) plan.tail = { percentile: tail.percentile, cv: tail.cv, spread: tail.spread };
+  return plan;
 }
 
 function functionsRate(functions: readonly PlannedFunction[], name: string): number {

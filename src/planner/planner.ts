@@ -30,6 +30,7 @@ import {
 import type { LatencyModel } from "./latency_model.ts";
 import { type Plan, type Policy, toPlan, totalPart } from "./plan.ts";
 import { EPS, LatencyTable, type PlannedFunction, saturated } from "./sizing.ts";
+import { DEFAULT_TAIL, type TailTarget } from "./tail.ts";
 
 /** What the planner plans for. */
 export interface PlanProblem {
@@ -55,14 +56,20 @@ export interface PlannerOptions {
   /** Rounds of re-placing what interference sheds. */
   rounds: number;
   memory?: MemoryLimits;
+  /**
+   * The latency percentile every gpu-let is sized for, and the arrivals it must hold under (`tail.ts`);
+   * undefined: the duty-cycle rule alone (plans that hold on averages only, for comparison).
+   */
+  tail?: TailTarget;
 }
 
-/** Defaults: up to 4 gpu-lets per GPU, 3 functions per gpu-let, latencies as profiled. */
+/** Defaults: up to 4 gpu-lets per GPU, 3 functions per gpu-let, latencies as profiled, p99 under Poisson. */
 export const DEFAULT_OPTIONS: PlannerOptions = {
   maxGpuletsPerGpu: 4,
   maxFunctionsPerGpulet: 3,
   latencyRatio: 1,
   rounds: 6,
+  tail: DEFAULT_TAIL,
 };
 
 /** Whether the GPU left free by `plan` could hold its unserved demand, by the fractional bound. */
@@ -92,7 +99,7 @@ export function sizingContext(
   maxFunctionsPerGpulet = options.maxFunctionsPerGpulet,
 ): SizingContext {
   return {
-    table: new LatencyTable(problem.latency, options.latencyRatio),
+    table: LatencyTable.shared(problem.latency, options.latencyRatio, options.tail),
     interference: interference ? problem.interference : undefined,
     maxGpuletsPerGpu,
     maxFunctionsPerGpulet,
@@ -370,7 +377,7 @@ export function planWithEngine(
       [],
       options.rounds,
     );
-    const plan = toPlan(policy, problem.device, problem.functions, layout);
+    const plan = toPlan(policy, problem.device, problem.functions, layout, ctx.table.tail);
     if (!best || betterPlan(plan, best, problem.functions)) best = plan;
   };
   const strategies = strategiesOf(policy);

@@ -17,7 +17,7 @@ export function makePlan(problem: PlanProblem, policy: Policy, options: PlannerO
   if (policy === "ideal") return planIdeal(problem, options);
   if (policy === "bound") {
     const need = boundPart(
-      new LatencyTable(problem.latency, options.latencyRatio),
+      LatencyTable.shared(problem.latency, options.latencyRatio, options.tail),
       problem.functions,
       partSet(problem, options),
     );
@@ -50,7 +50,7 @@ export interface Peak {
 export function peakFor(problem: PlanProblem, policy: Policy, options: PlannerOptions = DEFAULT_OPTIONS): Peak {
   const total = problem.functions.reduce((s, f) => s + f.rate, 0);
   const bound = boundScale(
-    new LatencyTable(problem.latency, options.latencyRatio),
+    LatencyTable.shared(problem.latency, options.latencyRatio, options.tail),
     problem.functions,
     partSet(problem, options),
     problem.gpus,

@@ -7,8 +7,11 @@
  * `dutyMs`; function i collects `b_i = ⌈r_i·d/1000⌉` requests per cycle and runs them in `L_i = L(b_i)·α_i`.
  * It is feasible when the cycle fits the work (`Σ L_i ≤ d`) and a request that just missed a cycle still makes
  * its SLO (`d + Σ L_i ≤ SLO_j` for every j). One function alone at full speed is the "saturated" case `d = L`.
+ * That rule holds for arrivals exactly at the planned rates; with a tail target (`LatencyTable.tail`) the
+ * batches must also keep the chosen percentile of latency within every SLO under random arrivals (`tail.ts`).
  */
 import type { LatencyModel } from "./latency_model.ts";
+import { meetsTail, missShares, type QueueClass, type TailTarget } from "./tail.ts";
 
 /** A function as the planner sees it. */
 export interface PlannedFunction {
@@ -21,15 +24,34 @@ export interface PlannedFunction {
   maxBatch: number;
 }
 
+const sharedTables = new WeakMap<LatencyModel, Map<string, LatencyTable>>();
+
 /** Latencies per (model, part, batch) for the planner's part set and integer batches, computed once. */
 export class LatencyTable {
-  private readonly cache = new Map<string, Float64Array>();
+  private readonly cache = new Map<string, Map<number, Float64Array>>();
+  /** Memo of {@link saturated} (tail-aware, it searches a rate per batch). */
+  readonly saturations = new Map<string, { rate: number; batch: number; latencyMs: number }>();
 
   /**
    * @param model the profile
    * @param ratio multiplier on every latency (the original's "Latency Ratio"; 1 plans on the profile itself)
+   * @param tail the latency percentile every gpu-let is sized for (`tail.ts`); undefined: the duty-cycle
+   *   rule alone, which holds on averages only
    */
-  constructor(readonly model: LatencyModel, readonly ratio = 1) {}
+  constructor(readonly model: LatencyModel, readonly ratio = 1, readonly tail?: TailTarget) {}
+
+  /**
+   * One table per (profile, ratio, tail target), kept for the profile's lifetime: re-planning (peak
+   * searches, the autoscaler) asks the same tail-aware questions again, and the answers are pure.
+   */
+  static shared(model: LatencyModel, ratio = 1, tail?: TailTarget): LatencyTable {
+    let byKey = sharedTables.get(model);
+    if (!byKey) sharedTables.set(model, byKey = new Map());
+    const key = tail ? `${ratio}|${tail.percentile}|${tail.cv}|${tail.spread}` : `${ratio}`;
+    let table = byKey.get(key);
+    if (!table) byKey.set(key, table = new LatencyTable(model, ratio, tail));
+    return table;
+  }
 
   /** Largest profiled batch of a model. */
   maxBatch(model: string): number {
@@ -39,13 +61,14 @@ export class LatencyTable {
 
   /** L(model, part, batch) in ms, × ratio. */
   latency(model: string, part: number, batch: number): number {
-    const key = `${model}@${part}`;
-    let row = this.cache.get(key);
+    let byPart = this.cache.get(model);
+    if (!byPart) this.cache.set(model, byPart = new Map());
+    let row = byPart.get(part);
     if (!row) {
       const max = this.maxBatch(model);
       row = new Float64Array(max + 1);
       for (let b = 1; b <= max; b++) row[b] = this.model.latency(model, part, b) * this.ratio;
-      this.cache.set(key, row);
+      byPart.set(part, row);
     }
     return row[batch];
   }
@@ -73,9 +96,10 @@ export function batchCap(table: LatencyTable, fn: PlannedFunction): number {
 }
 
 /**
- * The most one function can be served on a gpu-let of `part` alone (saturated: `2·L(b)·α ≤ SLO`, rate
- * `1000·b/(L(b)·α)`), with the batch that achieves it; rate 0 when even batch 1 misses the SLO. Every batch up
- * to the cap is tried (the original's binary search never reached 32).
+ * The most one function can be served on a gpu-let of `part` alone, with the batch that achieves it; rate 0
+ * when even batch 1 misses the SLO. Every batch up to the cap is tried (the original's binary search never
+ * reached 32). The duty-cycle rule (saturated: `2·L(b)·α ≤ SLO`, rate `1000·b/(L(b)·α)`) bounds it; with a
+ * tail target, the rate is the largest whose percentile latency the tail model keeps within the SLO.
  */
 export function saturated(
   table: LatencyTable,
@@ -83,15 +107,47 @@ export function saturated(
   part: number,
   alpha = 1,
 ): { rate: number; batch: number; latencyMs: number } {
-  let best = { rate: 0, batch: 0, latencyMs: 0 };
   const cap = batchCap(table, fn);
+  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${cap}`;
+  const known = table.saturations.get(key);
+  if (known) return known;
+  let best = { rate: 0, batch: 0, latencyMs: 0 };
   for (let b = 1; b <= cap; b++) {
     const l = table.latency(fn.model, part, b) * alpha;
     if (2 * l > fn.sloMs) break; // latency grows with the batch
     const rate = (1000 * b) / l;
-    if (rate > best.rate) best = { rate, batch: b, latencyMs: l };
+    if (rate <= best.rate) continue;
+    if (!table.tail) {
+      best = { rate, batch: b, latencyMs: l };
+      continue;
+    }
+    const tail = table.tail;
+    const ok = (r: number) => meetsTail([queueClass(table, fn, part, alpha, r, b)], tail);
+    // The tail-feasible rate falls as the rate rises (more queueing): bisect above the best so far.
+    let lo = best.rate, hi = rate;
+    if (!ok(lo > 0 ? lo : hi * 1e-6)) continue;
+    for (let i = 0; i < 12; i++) {
+      const mid = (lo + hi) / 2;
+      if (ok(mid)) lo = mid;
+      else hi = mid;
+    }
+    if (lo > best.rate) best = { rate: lo, batch: b, latencyMs: l };
   }
+  if (table.saturations.size >= 100_000) table.saturations.clear(); // a bound on a long-lived table
+  table.saturations.set(key, best);
   return best;
+}
+
+/** A function of a gpu-let as the tail model sees it: its rate, batch and latencies there. */
+export function queueClass(
+  table: LatencyTable,
+  fn: PlannedFunction,
+  part: number,
+  alpha: number,
+  rate: number,
+  batch: number,
+): QueueClass {
+  return { rate, batch, sloMs: fn.sloMs, latencyMs: (k) => table.latency(fn.model, part, k) * alpha };
 }
 
 /** A relative tolerance for rate and time comparisons (floating point only; no planning slack). */
@@ -99,8 +155,11 @@ export const EPS = 1e-9;
 
 /**
  * Sizes a gpu-let of `part` serving `demands` (function, rate, slowdown α) together, or returns undefined when
- * no duty cycle works. Among feasible cycles it takes the longest: the lowest occupancy, leaving the most
- * room for functions added later and the largest batches.
+ * no duty cycle works. Without a tail target, among feasible cycles it takes the longest: the lowest
+ * occupancy, leaving the most room for functions added later and the largest batches. With one, a cycle's
+ * batches must also keep every function's percentile latency within its SLO (then the longest such cycle
+ * wins: choosing the batches with the least modelled miss instead made neighbours' batches and slowdowns
+ * chase each other, and plans that never settled).
  */
 export function sizeGpulet(
   table: LatencyTable,
@@ -109,19 +168,23 @@ export function sizeGpulet(
 ): SizedGpulet | undefined {
   if (demands.length === 0) return undefined;
   const slo = Math.min(...demands.map((d) => d.fn.sloMs));
+  const tail = table.tail;
   // Batch sizes are constant between the cycles d = 1000·k/r where some function's batch steps up; each
-  // interval ends at such a breakpoint (or at the SLO), and its batches are those needed at its end.
+  // interval ends at such a breakpoint (or at the SLO), and its batches are those needed at its end. With a
+  // tail target, batches beyond what an average cycle needs are candidates too: a larger batch drains the
+  // queue a burst leaves (the cycle is then the work itself, at most half the SLO).
   const ends = new Set<number>([slo]);
   for (const d of demands) {
     if (!(d.rate > 0)) return undefined;
     const cap = batchCap(table, d.fn);
     for (let k = 1; k <= cap; k++) {
       const at = (1000 * k) / d.rate;
-      if (at >= slo) break;
+      if (at >= slo && !tail) break;
       ends.add(at);
     }
   }
   let best: SizedGpulet | undefined;
+  const misses = new Map<string, number>();
   for (const end of [...ends].sort((a, b) => a - b)) {
     const assignments: Assignment[] = [];
     let work = 0;
@@ -134,8 +197,21 @@ export function sizeGpulet(
     }
     // Any d ≤ end works with these batches (1000·b/d ≥ r); the longest one that fits the SLO is best.
     const duty = Math.min(end, slo - work);
+    if (2 * work > slo * (1 + EPS)) break; // larger batches only take longer
     if (duty < work * (1 - EPS) || duty <= 0) continue;
-    if (!best || duty > best.dutyMs) best = { dutyMs: Math.max(duty, work), assignments };
+    const sized = { dutyMs: Math.max(duty, work), assignments };
+    if (!tail) {
+      if (!best || duty > best.dutyMs) best = sized;
+      continue;
+    }
+    const batches = assignments.map((a) => a.batch).join(",");
+    let miss = misses.get(batches);
+    if (miss === undefined) {
+      const classes = demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, assignments[i].batch));
+      misses.set(batches, miss = Math.max(...missShares(classes, tail)));
+    }
+    if (miss > 1 - tail.percentile + 1e-12) continue;
+    if (!best || sized.dutyMs > best.dutyMs) best = sized;
   }
   return best;
 }

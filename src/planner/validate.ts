@@ -7,6 +7,7 @@ import type { InterferenceModel } from "./interference.ts";
 import type { Plan } from "./plan.ts";
 import { LatencyTable, type PlannedFunction } from "./sizing.ts";
 import type { LatencyModel } from "./latency_model.ts";
+import { missShares, percentileLatencies, type QueueClass, type TailTarget } from "./tail.ts";
 
 /** Relative tolerance for rounding in the plan JSON. */
 const TOL = 1e-6;
@@ -21,6 +22,8 @@ export interface ValidationContext {
   gpus?: number;
   /** Multiplier on profiled latencies the plan was made with (default 1). */
   latencyRatio?: number;
+  /** The tail target to check (default: the plan's own `tail`; none: the average rules only). */
+  tail?: TailTarget;
 }
 
 type PlanGpu = Plan["gpus"][number];
@@ -52,10 +55,17 @@ export function slowdownIn(
   return alpha;
 }
 
-/** Every rule the plan breaks, as readable sentences; empty when the plan is valid. */
+const pct = (x: number) => Number((100 * x).toPrecision(4));
+const arrivals = (cv: number) => (cv === 1 ? "Poisson arrivals" : `Gamma arrivals, CV ${cv}`);
+
+/**
+ * Every rule the plan breaks, as readable sentences; empty when the plan is valid. With a tail target (the
+ * context's or the plan's own), each function's modelled percentile latency must be within its SLO too.
+ */
 export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
   const errors: string[] = [];
   const table = new LatencyTable(ctx.latency, ctx.latencyRatio ?? 1);
+  const tail = ctx.tail ?? plan.tail;
   const byName = new Map(ctx.functions.map((f) => [f.name, f]));
   const models = new Map(ctx.functions.map((f) => [f.name, f.model]));
   const served = new Map<string, number>();
@@ -80,6 +90,7 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
       const duty = g.functions[0]?.dutyMs ?? 0;
       let work = 0;
       const latencies: number[] = [];
+      const classes: QueueClass[] = [];
       for (const f of g.functions) {
         const fn = byName.get(f.name);
         if (!fn) {
@@ -98,6 +109,12 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
         }
         const l = Math.max(latency, f.latencyMs);
         latencies.push(l);
+        classes.push({
+          rate: f.rate,
+          batch: f.batch,
+          sloMs: fn.sloMs,
+          latencyMs: (k) => table.latency(fn.model, g.part, k) * alpha,
+        });
         work += l;
         if (f.rate > (1000 * f.batch / f.dutyMs) * (1 + TOL)) {
           errors.push(`${where}: ${f.name} rate ${f.rate}/s exceeds batch ${f.batch} per ${f.dutyMs} ms`);
@@ -106,6 +123,18 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
       }
       if (work > duty * (1 + TOL)) {
         errors.push(`${where}: batches take ${work.toFixed(4)} ms per ${duty} ms cycle (occupancy > 1)`);
+      }
+      if (tail && classes.length === g.functions.length) {
+        const misses = missShares(classes, tail);
+        const at = percentileLatencies(classes, tail);
+        g.functions.forEach((f, i) => {
+          if (misses[i] <= 1 - tail.percentile + TOL) return;
+          errors.push(
+            `${where}: ${f.name} misses p${pct(tail.percentile)}: ${at[i].toFixed(3)} ms > SLO ${
+              classes[i].sloMs
+            } ms at ${f.rate}/s (${pct(1 - misses[i])} % within; ${arrivals(tail.cv)})`,
+          );
+        });
       }
       for (const f of g.functions) {
         const fn = byName.get(f.name);

@@ -1,0 +1,285 @@
+/**
+ * The tail model: how likely a request of a gpu-let misses its SLO under random arrivals, in closed form
+ * (pure). The planner sizes every gpu-let with it, so a plan promises a percentile (p99 by default) of
+ * request latency, not only an average.
+ *
+ * The gpu-let is work-conserving: idle, it starts a batch as soon as a request arrives; busy, it runs one
+ * batch after another, each function taking up to its batch `B_i` in turn (one function: a turn is a batch).
+ * A request either finds it idle (it rides alone: latency `S(1)`) or busy. Busy, the model bounds the
+ * gpu-let by one that always runs full turns: a cycle of `C = Σ S_i(B_i)` in which function i serves up to
+ * `B_i`. A request arriving at phase φ of a cycle waits out the cycle, then `1 + ⌊X/B_i⌋` more, where X is
+ * the backlog ahead of it: what earlier cycles left over (a Lindley walk with increments `A − B_i`, A the
+ * arrivals of one cycle; its tail is bounded by Kingman's `P(Q ≥ x) ≤ e^{−θx}`, `E e^{θ(A−B)} = 1`) plus
+ * what arrived earlier in this cycle. With no backlog this is the duty-cycle rule `d + ΣL ≤ SLO` with
+ * `d = ΣL`; what it adds is the queueing the rule ignores.
+ *
+ * - Arrivals: Poisson, or Gamma renewals with CV `cv` (counts over a cycle by the renewal process's
+ *   large-deviation rate, `λt·k(e^{θ/k} − 1)` with `k = 1/cv²`; counts within a cycle negative binomial).
+ *   Bursty arrivals find the gpu-let busy more often than its busy share: × (1 + cv²)/2 (Kingman's factor),
+ *   and at least as often as a gap is shorter than a batch (at light load, requests come in clumps).
+ * - Service times vary around the profile (neighbours' bursts, clocks): a lognormal factor of CV `spread`,
+ *   held for a request's whole stay (3-point Gauss–Hermite), and mixed into the cycle's arrivals.
+ * - Busy share: each function at its own mean batch `b = min(B, max(1, λ·S(b)))` (no help from waiting
+ *   for other functions' turns, so it does not understate it), `u = Σ λ_i·S_i(b_i)/b_i`.
+ *
+ * It is an upper bound for most of the range (full turns, Kingman's constant 1): at light load it overstates
+ * a time-shared gpu-let's cycle, near saturation it is close. `bench/tail_model.ts` sets it beside the
+ * request-level simulator.
+ */
+
+/** What a plan promises about latency, and what it assumes of arrivals and service times. */
+export interface TailTarget {
+  /** Share of requests within the SLO, e.g. 0.99 (p99). */
+  percentile: number;
+  /** CV of inter-arrival gaps: 1 Poisson, > 1 burstier (Gamma). */
+  cv: number;
+  /** CV of a batch's service time around its profiled latency. */
+  spread: number;
+}
+
+/**
+ * Spread of service times on a real GPU, the request-level simulator's default as well: resnet50-tight on
+ * the H200 (`../shared/data/h200/`) has p99 latency 4–5.5 ms at 21–36 % busy with a 1.5 ms batch.
+ */
+export const SERVICE_SPREAD = 0.2;
+
+/** p99 for Poisson arrivals. */
+export const DEFAULT_TAIL: TailTarget = { percentile: 0.99, cv: 1, spread: SERVICE_SPREAD };
+
+/** One function of a gpu-let, as the tail model sees it. */
+export interface QueueClass {
+  /** Requests per second. */
+  rate: number;
+  /** Largest batch (the plan's batch). */
+  batch: number;
+  /** Latency of a batch of k rows here, interference included (ms); non-decreasing in k. */
+  latencyMs: (k: number) => number;
+  sloMs: number;
+}
+
+/** Phases of the cycle a request may arrive at (midpoint rule). */
+const PHASES = 12;
+/** 3-point Gauss–Hermite nodes and weights for a standard normal. */
+const HERMITE = [[-Math.sqrt(3), 1 / 6], [0, 2 / 3], [Math.sqrt(3), 1 / 6]] as const;
+
+/** Service-time factors (mean 1, CV `spread`) with their weights. */
+function factors(spread: number): { f: number; w: number }[] {
+  if (spread <= 0) return [{ f: 1, w: 1 }];
+  const s2 = Math.log(1 + spread * spread);
+  return HERMITE.map(([z, w]) => ({ f: Math.exp(Math.sqrt(s2) * z - s2 / 2), w }));
+}
+
+/** A function's mean batch when alone and busy: the fixed point of b = λ·S(b), within [1, B]. */
+function meanBatch(c: QueueClass): number {
+  const lambda = c.rate / 1000;
+  let b = 1;
+  for (let i = 0; i < 40; i++) {
+    const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
+    const s = c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
+    const next = Math.min(c.batch, Math.max(1, lambda * s));
+    if (Math.abs(next - b) < 1e-6) return next;
+    b = next;
+  }
+  return b;
+}
+
+/** Share of time the gpu-let is busy (≤ 1), by each function's own mean batch. */
+export function busyShare(classes: readonly QueueClass[]): number {
+  let u = 0;
+  for (const c of classes) {
+    if (c.rate <= 0) continue;
+    const b = meanBatch(c);
+    const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
+    const s = c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
+    u += (c.rate / 1000) * s / b;
+  }
+  return Math.min(1, u);
+}
+
+/**
+ * Kingman's decay rate θ of the backlog: the positive root of `log E e^{θA} = θB` for the arrivals A of one
+ * cycle (mean `λ·C`, mixed over the service factors); 0 when the cycle cannot keep up.
+ */
+function decayRate(lambdaPerMs: number, cycleMs: number, batch: number, fs: readonly { f: number; w: number }[], cv: number): number {
+  if (lambdaPerMs * cycleMs >= batch) return 0;
+  const k = cv > 0 ? 1 / (cv * cv) : 1;
+  const g = (t: number) => k * Math.expm1(t / k);
+  const h = (t: number) => {
+    let m = 0;
+    for (const { f, w } of fs) m += w * Math.exp(lambdaPerMs * f * cycleMs * g(t));
+    return Math.log(m) - t * batch;
+  };
+  let hi = 1;
+  while (h(hi) < 0 && hi < 64) hi *= 2;
+  if (h(hi) < 0) return hi;
+  // h is convex with h(0) = 0 and h'(0) < 0: Newton from the right converges to the root from above.
+  let t = hi;
+  for (let i = 0; i < 50; i++) {
+    let m = 0, dm = 0;
+    for (const { f, w } of fs) {
+      const a = lambdaPerMs * f * cycleMs;
+      const e = w * Math.exp(a * g(t));
+      m += e;
+      dm += e * a * Math.exp(t / k);
+    }
+    const value = Math.log(m) - t * batch, slope = dm / m - batch;
+    if (slope <= 0) break;
+    const next = t - value / slope;
+    if (t - next < 1e-9 * t) break;
+    t = next;
+  }
+  return t * (1 - 1e-6); // just below the root: a heavier tail
+}
+
+/**
+ * `P(Q + U ≥ n)`: Q the backlog (`P(Q ≥ x) ≤ e^{−θx}`), U the arrivals earlier in the cycle (mean `m`;
+ * Poisson, or negative binomial with variance `m·cv²` when cv > 1).
+ */
+function overflow(n: number, m: number, theta: number, cv: number): number {
+  if (cv <= 1) {
+    // Poisson: when the tilted count (mean m·e^θ) stays well below n, the sum is the whole generating
+    // function, e^{−θn}·E e^{θU}, and U ≥ n is negligible.
+    const tilted = m * Math.exp(theta);
+    if (tilted + 7 * Math.sqrt(tilted) + 8 < n && m + 7 * Math.sqrt(m) + 8 < n) {
+      return Math.min(1, Math.exp(m * Math.expm1(theta) - theta * n));
+    }
+  }
+  let p: number, step: (u: number) => number;
+  if (cv > 1 && m > 0) {
+    const q = 1 / (cv * cv), r = m * q / (1 - q);
+    p = Math.pow(q, r);
+    step = (u) => ((u + r) / (u + 1)) * (1 - q);
+  } else {
+    p = Math.exp(-m);
+    step = (u) => m / (u + 1);
+  }
+  // Terms with θ(n − u) > 40 add less than e^-40 each: the sum starts where they stop.
+  const first = Math.max(0, n - Math.ceil(40 / theta));
+  const ratio = Math.exp(theta);
+  let below = 0, sum = 0, e = 0;
+  for (let u = 0; u < n; u++) {
+    if (u === first) e = Math.exp(-theta * (n - u));
+    if (u >= first) {
+      sum += p * e;
+      e *= ratio;
+    }
+    below += p;
+    if (u > m && p < 1e-13) break; // the rest counts as overflow (1 − below)
+    p *= step(u);
+  }
+  return Math.min(1, sum + Math.max(0, 1 - below));
+}
+
+/** P(S > x) for S = base × a lognormal factor of mean 1 and CV `spread`. */
+function lognormalExceeds(base: number, x: number, spread: number): number {
+  if (spread <= 0) return base > x ? 1 : 0;
+  const s2 = Math.log(1 + spread * spread);
+  return 0.5 * erfc((Math.log(x / base) + s2 / 2) / Math.sqrt(2 * s2));
+}
+
+/** erfc by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7). */
+function erfc(x: number): number {
+  const z = Math.abs(x), t = 1 / (1 + 0.3275911 * z);
+  const y = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) *
+    Math.exp(-z * z);
+  return x >= 0 ? y : 2 - y;
+}
+
+/** ln Γ(x) for x > 0 (Lanczos, g = 7). */
+function logGamma(x: number): number {
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
+  if (x < 0.5) return Math.log(Math.PI / Math.abs(Math.sin(Math.PI * x))) - logGamma(1 - x);
+  x -= 1;
+  let a = c[0];
+  const t = x + 7.5;
+  for (let i = 1; i < 9; i++) a += c[i] / (x + i);
+  return 0.5 * Math.log(2 * Math.PI) + (x + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+/** P(gap < x) for Gamma gaps of mean 1/λ and CV `cv` (the regularized lower incomplete gamma, by series). */
+export function gapBelow(lambdaPerMs: number, cv: number, x: number): number {
+  const k = 1 / (cv * cv), z = k * lambdaPerMs * x;
+  if (z <= 0) return 0;
+  if (z > k + 40 + 10 * Math.sqrt(k)) return 1;
+  let term = 1 / k, sum = term;
+  for (let n = 1; n < 1000 && term > 1e-12 * sum; n++) sum += term *= z / (k + n);
+  return Math.min(1, Math.exp(k * Math.log(z) - z - logGamma(k)) * sum);
+}
+
+/** A gpu-let's state as the model needs it, computed once for every function's check. */
+interface Prepared {
+  cycleMs: number;
+  /** Per function: the share of its requests that find the gpu-let busy. */
+  busy: number[];
+  fs: { f: number; w: number }[];
+  thetas: number[];
+}
+
+function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
+  const fs = factors(tail.spread);
+  const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
+  const u = busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2);
+  // Bursty arrivals also come right behind one another even when the gpu-let is mostly idle: a request
+  // finds it busy at least when its gap to the previous one is shorter than that one's batch.
+  const busy = classes.map((c) => Math.min(1, Math.max(u, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1)))));
+  const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
+  return { cycleMs, busy, fs, thetas };
+}
+
+/** P(a request of class i takes longer than `thresholdMs`). */
+function exceeds(classes: readonly QueueClass[], i: number, pre: Prepared, tail: TailTarget, thresholdMs: number): number {
+  const c = classes[i];
+  const theta = pre.thetas[i];
+  if (theta <= 0) return 1;
+  const idle = lognormalExceeds(c.latencyMs(1), thresholdMs, tail.spread);
+  let busy = 0;
+  for (const { f, w } of pre.fs) {
+    const cycle = f * pre.cycleMs;
+    const slack = thresholdMs / cycle - 2; // cycles of queueing the request can afford, at phase 0
+    let v = 0;
+    for (let j = 0; j < PHASES; j++) {
+      const phase = (j + 0.5) / PHASES;
+      const x = slack + phase;
+      if (x < 0) {
+        v += 1;
+        continue;
+      }
+      v += overflow((Math.floor(x) + 1) * c.batch, (c.rate / 1000) * phase * cycle, theta, tail.cv);
+    }
+    busy += w * v / PHASES;
+  }
+  return (1 - pre.busy[i]) * idle + pre.busy[i] * busy;
+}
+
+/** Per function, the modelled share of requests that miss its SLO. */
+export function missShares(classes: readonly QueueClass[], tail: TailTarget): number[] {
+  const pre = prepare(classes, tail);
+  return classes.map((c, i) => (c.rate > 0 ? exceeds(classes, i, pre, tail, c.sloMs) : 0));
+}
+
+/** True when every function's modelled miss share is within the target's (1 − percentile). */
+export function meetsTail(classes: readonly QueueClass[], tail: TailTarget): boolean {
+  const allowed = 1 - tail.percentile;
+  return missShares(classes, tail).every((m) => m <= allowed + 1e-12);
+}
+
+/** Per function, the modelled latency at the target's percentile (ms; Infinity when a queue cannot keep up). */
+export function percentileLatencies(classes: readonly QueueClass[], tail: TailTarget): number[] {
+  const pre = prepare(classes, tail);
+  const allowed = 1 - tail.percentile;
+  return classes.map((c, i) => {
+    if (c.rate <= 0) return 0;
+    if (pre.thetas[i] <= 0) return Infinity;
+    let lo = 0, hi = Math.max(c.sloMs, 2 * pre.cycleMs);
+    for (let k = 0; k < 60 && exceeds(classes, i, pre, tail, hi) > allowed; k++) hi *= 2;
+    for (let k = 0; k < 40; k++) {
+      const mid = (lo + hi) / 2;
+      if (exceeds(classes, i, pre, tail, mid) > allowed) lo = mid;
+      else hi = mid;
+    }
+    return hi;
+  });
+}
