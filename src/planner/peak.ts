@@ -37,3 +37,22 @@ export function peakScale(feasible: (scale: number) => boolean, start = 1, upper
   }
   return lo;
 }
+
+/** Fractions of a claimed peak that must plan too. */
+export const PEAK_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/**
+ * The largest scale ≤ `scale` whose every fraction in {@link PEAK_FRACTIONS} is feasible too: a claimed peak
+ * promises that any lower demand plans as well. Packing is not monotone in the demand, so a heuristic's
+ * first failure below its peak lowers the claim to just under it (then its fractions are checked again).
+ */
+export function monotonePeak(feasible: (scale: number) => boolean, scale: number): number {
+  let claim = scale;
+  for (let checked = 0; claim > 0 && checked < 20; checked++) {
+    const failing = PEAK_FRACTIONS.find((f) => !feasible(claim * f));
+    if (failing === undefined) return claim;
+    claim *= failing * (1 - 1e-3);
+    while (claim > scale * 1e-6 && !feasible(claim)) claim *= 0.95;
+  }
+  return claim;
+}

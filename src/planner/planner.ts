@@ -29,6 +29,7 @@ import {
 } from "./layout.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import { type Plan, type Policy, toPlan, totalPart } from "./plan.ts";
+import { scaled } from "./workload.ts";
 import { EPS, LatencyTable, type PlannedFunction, saturated } from "./sizing.ts";
 import { DEFAULT_TAIL, type TailTarget } from "./tail.ts";
 
@@ -41,6 +42,8 @@ export interface PlanProblem {
   latency: LatencyModel;
   /** Required by every policy but `gpulet-noint`, `timeshare` and `bound` (which ignore it). */
   interference?: InterferenceModel;
+  /** Internal: do not try a plan for more demand when this one falls short (see `planWithEngine`). */
+  noScaleUp?: boolean;
 }
 
 /** Planner knobs (the original's constants, now configurable). */
@@ -290,10 +293,16 @@ export function placeDemands(
   // Unservable demand (no part serves it within its SLO) is dropped by decomposition and ends up unserved. A
   // round that leaves as much pending as it started with has nothing left to gain.
   const total = (ds: readonly Demand[]) => ds.reduce((s, d) => s + d.rate, 0);
+  let timeShare = strategy.timeShare;
   for (let round = 0; round <= rounds && pending.length > 0; round++) {
     const before = total(pending);
-    pending = pack(ctx, gpus, maxGpus, itemsFor(ctx, pending, opts, strategy.timeShare).items, parts);
-    if (round > 0 && total(pending) >= before * (1 - 1e-9)) break;
+    pending = pack(ctx, gpus, maxGpus, itemsFor(ctx, pending, opts, timeShare).items, parts);
+    if (round > 0 && total(pending) >= before * (1 - 1e-9)) {
+      // Residues that lose a shared gpu-let to interference are merged the same way again: one last round
+      // gives each its own gpu-let (without it, low loads were left unserved on a mostly free GPU).
+      if (!timeShare) break;
+      timeShare = false;
+    }
   }
   return pending;
 }
@@ -389,7 +398,36 @@ export function planWithEngine(
   if (interference && !best!.feasible && roomFor(best!, problem, ctx.table, parts)) {
     for (const strategy of strategies) run({ ...strategy, growOnLoss: true });
   }
+  // Still short with room to spare: a plan for somewhat more demand, run at this demand, serves it (a lower
+  // rate on the same batches and neighbours only shortens every queue). Packing is not monotone in the
+  // demand (at 0.7–0.9× of a claimed peak the residues can fall apart differently); this keeps every
+  // fraction of a peak plannable.
+  if (!best!.feasible && !problem.noScaleUp) {
+    for (const k of SCALE_UP) {
+      const functions = scaled(problem.functions, k);
+      if (boundPart(ctx.table, functions, parts) > 100 * problem.gpus) break; // no plan serves that much
+      const up = planWithEngine({ ...problem, functions, noScaleUp: true }, policy, options);
+      if (up.feasible) return scaleRates(up, 1 / k);
+    }
+  }
   return best!;
+}
+
+/** Demand multipliers tried when the demand itself does not plan (see `planWithEngine`). */
+const SCALE_UP = [1.04, 1.1, 1.2, 1.35, 1.5, 1.75, 2, 2.5, 3, 4, 6, 10];
+
+/** A feasible plan with every planned rate × `factor` (< 1): the same layout serving less. */
+function scaleRates(plan: Plan, factor: number): Plan {
+  return {
+    ...plan,
+    gpus: plan.gpus.map((g) => ({
+      ...g,
+      gpulets: g.gpulets.map((l) => ({
+        ...l,
+        functions: l.functions.map((f) => ({ ...f, rate: Number((f.rate * factor).toPrecision(12)) })),
+      })),
+    })),
+  };
 }
 
 /** Rates served per function name by a layout (for tests and the incremental mode). */

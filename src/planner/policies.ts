@@ -5,7 +5,7 @@ import { boundPart, boundScale } from "./bound.ts";
 import { planIdeal } from "./ideal.ts";
 import { type Plan, type Policy } from "./plan.ts";
 import { DEFAULT_OPTIONS, partSet, type PlannerOptions, type PlanProblem, planWithEngine } from "./planner.ts";
-import { peakScale } from "./peak.ts";
+import { monotonePeak, peakScale } from "./peak.ts";
 import { LatencyTable } from "./sizing.ts";
 import { scaled } from "./workload.ts";
 
@@ -46,7 +46,10 @@ export interface Peak {
   aggregateRate: number;
 }
 
-/** The paper's peak search for one policy on `problem.gpus` GPUs. */
+/**
+ * The paper's peak search for one policy on `problem.gpus` GPUs, claiming only a peak whose fractions plan
+ * as well (`monotonePeak`).
+ */
 export function peakFor(problem: PlanProblem, policy: Policy, options: PlannerOptions = DEFAULT_OPTIONS): Peak {
   const total = problem.functions.reduce((s, f) => s + f.rate, 0);
   const bound = boundScale(
@@ -55,10 +58,8 @@ export function peakFor(problem: PlanProblem, policy: Policy, options: PlannerOp
     partSet(problem, options),
     problem.gpus,
   );
-  const scale = policy === "bound" ? bound : peakScale(
-    (s) => makePlan({ ...problem, functions: scaled(problem.functions, s) }, policy, options).feasible,
-    bound / 2,
-    bound,
-  );
+  const feasible = (s: number) =>
+    makePlan({ ...problem, functions: scaled(problem.functions, s) }, policy, options).feasible;
+  const scale = policy === "bound" ? bound : monotonePeak(feasible, peakScale(feasible, bound / 2, bound));
   return { policy, scale, aggregateRate: scale * total };
 }
