@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [interference] [planner] [autoscale] [reliability] [--seconds N] [--case TEXT]`:
+ * `deno task bench [overhead] [interference] [planner] [tail] [autoscale] [reliability] [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
@@ -12,6 +12,7 @@ import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
 import { interferenceMarkdown, measureInterference } from "./interference.ts";
 import { measurePlanner, plannerMarkdown } from "./planner.ts";
+import { measureTail, tailMarkdown } from "./tail.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
@@ -144,6 +145,16 @@ if (import.meta.main) {
       JSON.stringify({ command, ...result }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/planner.md`, md);
+    console.log("\n" + md);
+  }
+  if (which.includes("tail")) {
+    const result = await measureTail(console.log);
+    const md = tailMarkdown(result, command);
+    await Deno.writeTextFile(
+      `${PROJECT_ROOT}/bench/results/tail.json`,
+      JSON.stringify({ command, ...result }, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/tail.md`, md);
     console.log("\n" + md);
   }
   if (which.includes("reliability")) {

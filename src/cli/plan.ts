@@ -3,7 +3,10 @@
  * the offline planner. Prints the plan JSON (`--json`) or a readable table; `--peak` instead searches the
  * largest common rate multiplier the policy serves on `--gpus` GPUs and prints `{ policy, scale,
  * aggregateRate }`. Options: `--max-gpulets N` per GPU, `--max-functions N` per gpu-let, `--latency-ratio X`,
- * `--headroom` (plan for the Poisson 99th percentile of each rate). `--from PLAN.json` re-plans a running plan
+ * `--headroom` (plan for the Poisson 99th percentile of each rate), `--percentile P` and `--cv C` (the tail
+ * target: every function's P-th percentile latency within its SLO under arrivals of CV C; default the
+ * workload's `percentile` and `arrivalCv`, else p99 Poisson), `--averages` (the duty-cycle rule alone, which
+ * holds on averages only). `--from PLAN.json` re-plans a running plan
  * incrementally for the workload's rates (fewest gpu-lets started or stopped; gpulet only) and prints how many
  * gpu-lets changed on stderr.
  */
@@ -17,16 +20,20 @@ import { gpuletChanges } from "../planner/plan_diff.ts";
 import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner/plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
-import { parseWorkload, plannedFunctions, poissonHeadroom, WorkloadError } from "../planner/workload.ts";
+import { parseWorkload, plannedFunctions, poissonHeadroom, tailTarget, WorkloadError } from "../planner/workload.ts";
 
 const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
   `--policy ${POLICIES.join("|")} [--gpus N] [--json] [--peak]\n` +
-  "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom] [--from PLAN.json]";
+  "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom] [--from PLAN.json]\n" +
+  "       [--percentile P (default 99)] [--cv C (arrival CV, default 1)] [--averages (no tail target)]";
 
 /** A readable table of a plan. */
 export function formatPlan(plan: Plan): string {
   const lines = [
-    `${plan.policy} on ${plan.device}: ${plan.feasible ? "feasible" : "NOT feasible"}, ${plan.gpusUsed} GPU(s)`,
+    `${plan.policy} on ${plan.device}: ${plan.feasible ? "feasible" : "NOT feasible"}, ${plan.gpusUsed} GPU(s)` +
+    (plan.tail
+      ? `; p${Number((100 * plan.tail.percentile).toPrecision(4))} within SLO for arrivals of CV ${plan.tail.cv}`
+      : "; averages only (no tail target)"),
   ];
   for (const gpu of plan.gpus) {
     const used = gpu.gpulets.reduce((s, g) => s + g.part, 0);
@@ -73,8 +80,20 @@ function readPlan(text: string, source: string): Plan {
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs(
     args,
-    ["profile", "pairs", "workload", "policy", "gpus", "max-gpulets", "max-functions", "latency-ratio", "from"],
-    ["json", "peak", "headroom"],
+    [
+      "profile",
+      "pairs",
+      "workload",
+      "policy",
+      "gpus",
+      "max-gpulets",
+      "max-functions",
+      "latency-ratio",
+      "from",
+      "percentile",
+      "cv",
+    ],
+    ["json", "peak", "headroom", "averages"],
   );
   const profile = values.profile as string | undefined;
   const workloadFile = values.workload as string | undefined;
@@ -95,6 +114,10 @@ export async function main(args: string[]): Promise<number> {
     maxFunctionsPerGpulet: positiveNumber("max-functions", values["max-functions"]) ??
       DEFAULT_OPTIONS.maxFunctionsPerGpulet,
     latencyRatio: positiveNumber("latency-ratio", values["latency-ratio"]) ?? DEFAULT_OPTIONS.latencyRatio,
+    tail: values.averages ? undefined : tailTarget(workload, {
+      percentile: positiveNumber("percentile", values.percentile),
+      cv: positiveNumber("cv", values.cv),
+    }),
   };
   const problem: PlanProblem = {
     device: workload.device,

@@ -100,7 +100,13 @@ export function busyShare(classes: readonly QueueClass[]): number {
  * Kingman's decay rate θ of the backlog: the positive root of `log E e^{θA} = θB` for the arrivals A of one
  * cycle (mean `λ·C`, mixed over the service factors); 0 when the cycle cannot keep up.
  */
-function decayRate(lambdaPerMs: number, cycleMs: number, batch: number, fs: readonly { f: number; w: number }[], cv: number): number {
+function decayRate(
+  lambdaPerMs: number,
+  cycleMs: number,
+  batch: number,
+  fs: readonly { f: number; w: number }[],
+  cv: number,
+): number {
   if (lambdaPerMs * cycleMs >= batch) return 0;
   const k = cv > 0 ? 1 / (cv * cv) : 1;
   const g = (t: number) => k * Math.expm1(t / k);
@@ -188,8 +194,15 @@ function erfc(x: number): number {
 /** ln Γ(x) for x > 0 (Lanczos, g = 7). */
 function logGamma(x: number): number {
   const c = [
-    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+    0.99999999999980993,
+    676.5203681218851,
+    -1259.1392167224028,
+    771.32342877765313,
+    -176.61502916214059,
+    12.507343278686905,
+    -0.13857109526572012,
+    9.9843695780195716e-6,
+    1.5056327351493116e-7,
   ];
   if (x < 0.5) return Math.log(Math.PI / Math.abs(Math.sin(Math.PI * x))) - logGamma(1 - x);
   x -= 1;
@@ -230,7 +243,13 @@ function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
 }
 
 /** P(a request of class i takes longer than `thresholdMs`). */
-function exceeds(classes: readonly QueueClass[], i: number, pre: Prepared, tail: TailTarget, thresholdMs: number): number {
+function exceeds(
+  classes: readonly QueueClass[],
+  i: number,
+  pre: Prepared,
+  tail: TailTarget,
+  thresholdMs: number,
+): number {
   const c = classes[i];
   const theta = pre.thetas[i];
   if (theta <= 0) return 1;

@@ -6,12 +6,17 @@ import { z } from "zod";
 import { describeZodError } from "../functions/manifest.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import type { PlannedFunction } from "./sizing.ts";
+import { DEFAULT_TAIL, type TailTarget } from "./tail.ts";
 
-/** `{ device, gpus, functions: [{ name, model, rate, sloMs, maxBatch? }] }`. */
+/** `{ device, gpus, percentile?, arrivalCv?, functions: [{ name, model, rate, sloMs, maxBatch? }] }`. */
 export const Workload = z.object({
   device: z.string().min(1),
   gpus: z.number().int().min(1).max(1024),
   description: z.string().optional(),
+  /** The latency percentile every function's SLO holds at, in % (default 99). */
+  percentile: z.number().gt(50, "a percentile is in % (e.g. 99), above 50").lt(100).optional(),
+  /** CV of inter-arrival gaps the plan must hold under: 1 Poisson (default), 2 burstier (Gamma). */
+  arrivalCv: z.number().positive().max(10).optional(),
   functions: z.array(
     z.object({
       name: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, "a function name is 1-63 characters of a-z, 0-9, '_', '-'"),
@@ -85,4 +90,20 @@ export function scaled(functions: readonly PlannedFunction[], scale: number): Pl
  */
 export function poissonHeadroom(rate: number): number {
   return rate <= 0 ? 0 : rate + 2.326 * Math.sqrt(rate);
+}
+
+/**
+ * The tail target a workload asks for: its `percentile` (%) and `arrivalCv`, each overridden when given
+ * (the CLI's `--percentile` and `--cv`), else p99 under Poisson arrivals.
+ */
+export function tailTarget(w: Workload, overrides: { percentile?: number; cv?: number } = {}): TailTarget {
+  const percentile = overrides.percentile ?? w.percentile;
+  if (percentile !== undefined && !(percentile > 50 && percentile < 100)) {
+    throw new WorkloadError(`a percentile is in % (e.g. 99), above 50 and below 100, got ${percentile}`);
+  }
+  return {
+    percentile: percentile !== undefined ? percentile / 100 : DEFAULT_TAIL.percentile,
+    cv: overrides.cv ?? w.arrivalCv ?? DEFAULT_TAIL.cv,
+    spread: DEFAULT_TAIL.spread,
+  };
 }

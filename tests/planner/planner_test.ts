@@ -72,7 +72,12 @@ Deno.test("toy device: whole GPUs for timeshare, unserved demand listed, small f
   const ts = checked(makePlan({ device: "toy", gpus: 4, functions: fns, latency }, "timeshare", DUTY), fns, latency, 4);
   assert.equal(ts.gpusUsed, 2);
   assert.ok(ts.gpus.every((g) => g.gpulets.length === 1 && g.gpulets[0].part === 100));
-  const noint = checked(makePlan({ device: "toy", gpus: 4, functions: fns, latency }, "gpulet-noint", DUTY), fns, latency, 4);
+  const noint = checked(
+    makePlan({ device: "toy", gpus: 4, functions: fns, latency }, "gpulet-noint", DUTY),
+    fns,
+    latency,
+    4,
+  );
   assert.equal(noint.gpusUsed, 2);
   // Too much demand for the GPUs: the rest is listed as unserved, never silently dropped.
   const over = makePlan({ device: "toy", gpus: 1, functions: [toyFn("a", 1000)], latency }, "timeshare", DUTY);

@@ -19,7 +19,7 @@ const MODELS = ["--profile", `${ROOT}/profiles/h100.csv`, "--pairs", `${ROOT}/pr
 const WORKLOAD = `${ROOT}/resource/workloads/scen1.json`;
 
 Deno.test("simulate --plan replays the planner's plan: every function served, with its tail", async () => {
-  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "1", "--json"]);
+  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "2", "--json"]);
   assert.equal(plan.code, 0, plan.err);
   const file = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(file, plan.out);
@@ -73,7 +73,7 @@ Deno.test("simulate --plan takes the GPU replay harness's job format; a plan wit
   assert.match(sim.out, /^ +0 +50 +r +4 /m);
   assert.match(sim.out, /^ +0 +50 +g +2 /m);
 
-  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "1", "--json"]);
+  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "2", "--json"]);
   await Deno.writeTextFile(file, plan.out);
   const noWorkload = await cli("simulate", [...MODELS, "--plan", file]);
   assert.equal(noWorkload.code, 1);

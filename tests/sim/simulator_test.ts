@@ -53,7 +53,8 @@ Deno.test("simulate: plans blind to interference serve late; timeshare needs mor
       seconds: 180,
     });
   const [gpulet, blind, timeshare] = [run("gpulet"), run("gpulet-noint"), run("timeshare")];
-  assert.ok(blind.late > blind.arrivals * 0.5, `noint: ${blind.late} of ${blind.arrivals} late`);
+  // Tail-aware sizing leaves blind plans some slack, not enough for the interference they ignore.
+  assert.ok(blind.late > blind.arrivals * 0.2, `noint: ${blind.late} of ${blind.arrivals} late`);
   assert.ok(blind.attainment < gpulet.attainment);
   assert.ok(timeshare.gpuSeconds > gpulet.gpuSeconds, `timeshare ${timeshare.gpuSeconds} > ${gpulet.gpuSeconds}`);
 });
