@@ -50,3 +50,10 @@ export function nextGapMs(rate: number, cv: number, random: () => number): numbe
   const shape = 1 / (cv * cv);
   return gammaSample(shape, random) * (mean / shape);
 }
+
+/** A lognormal factor with mean 1 and the given CV (1 when cv ≤ 0): how service times spread. */
+export function meanOneLognormal(cv: number, random: () => number): number {
+  if (cv <= 0) return 1;
+  const sigma2 = Math.log(1 + cv * cv);
+  return Math.exp(Math.sqrt(sigma2) * normal(random) - sigma2 / 2);
+}

@@ -68,6 +68,13 @@ export interface RunningBatch {
   batch: number;
 }
 
+/**
+ * Share of the pairwise model's added slowdown a batch sees from a neighbour that runs at the same moment:
+ * the pairs were measured with both sides always busy, and on the H200 the request-level simulator matched
+ * the replays best at half of it (`bench/request_sim_calibration.ts`).
+ */
+export const CONCURRENT_SCALE = 0.5;
+
 /** Predicts co-location slowdowns. */
 export class InterferenceModel {
   constructor(private readonly latency: LatencyModel, readonly params: InterferenceParams) {}
@@ -126,10 +133,10 @@ export class InterferenceModel {
 
   /**
    * Slowdown of a batch next to the batches its neighbours (other gpu-lets) run at the same moment: each
-   * neighbour adds its pairwise slowdown − 1, × `scale`. The rule of the simulated devices and of the
-   * request-level simulator.
+   * neighbour adds its pairwise slowdown − 1, × `scale` (default {@link CONCURRENT_SCALE}). The rule of the
+   * simulated devices and of the request-level simulator.
    */
-  concurrent(self: RunningBatch, neighbours: Iterable<RunningBatch>, scale = 1): number {
+  concurrent(self: RunningBatch, neighbours: Iterable<RunningBatch>, scale = CONCURRENT_SCALE): number {
     let alpha = 1;
     for (const o of neighbours) {
       alpha += scale * (this.slowdownAt(self.model, self.part, self.batch, o.model, o.part, o.batch) - 1);

@@ -5,11 +5,14 @@
  * A batch of b rows on a gpu-let of part p takes the profiled latency L(model, p, b), slowed by the
  * interference model for whatever the other gpu-lets of the same GPU run *while it runs*: every time a batch
  * starts or ends on a GPU, the speed of each running batch is recomputed from its current neighbours
- * (progress-based, so a batch that overlaps a neighbour for half its time is slowed for half its time). A
+ * (progress-based, so a batch that overlaps a neighbour for half its time is slowed for half its time), and
+ * each batch's time spreads around the profile (lognormal, CV `spread`): the request-level simulator's model. A
  * gpu-let runs one batch at a time; the functions of a time-shared gpu-let take turns in arrival order.
  * `scale` dilates time: every latency (and, in the controller, every SLO) is multiplied by it.
  */
 import type { InterferenceModel } from "../planner/interference.ts";
+import { SERVICE_SPREAD } from "../planner/tail.ts";
+import { meanOneLognormal } from "../loadgen/arrivals.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { BatchResult, Executor } from "./executor.ts";
 import type { ItemResult, ModelInfo, RunItem } from "./protocol.ts";
@@ -46,7 +49,8 @@ export class SimGpu {
   execute(gpulet: SimGpulet, model: string, batch: number): Promise<void> {
     return new Promise((done) => {
       this.advance();
-      const solo = this.device.soloMs(model, gpulet.part, batch);
+      // A batch's time spreads around the profile as on a real GPU (the request-level simulator's rule).
+      const solo = this.device.soloMs(model, gpulet.part, batch) * meanOneLognormal(this.device.spread, Math.random);
       this.jobs.add({ gpulet, model, batch, remaining: solo, speed: 1, done });
       this.reschedule();
     });
@@ -117,6 +121,8 @@ export interface SimDeviceOptions {
   interference?: InterferenceModel;
   /** Time dilation: every simulated latency is multiplied by it. */
   scale: number;
+  /** CV of a batch's time around the profile (default {@link SERVICE_SPREAD}; 0: exactly the profile). */
+  spread?: number;
 }
 
 /** N simulated GPUs driven by a profile and the interference model. */
@@ -130,6 +136,10 @@ export class SimDevice {
 
   get interference(): InterferenceModel | undefined {
     return this.opts.interference;
+  }
+
+  get spread(): number {
+    return this.opts.spread ?? SERVICE_SPREAD;
   }
 
   /** Solo latency (ms, dilated) of `batch` rows; batches beyond the profile scale linearly from its largest. */

@@ -13,9 +13,10 @@
  * - Service times vary: each batch's work is the solo latency times a lognormal factor (mean 1, CV `spread`),
  *   because on a real GPU a batch's time depends on more than the neighbours' model (clocks, memory, launch).
  */
-import { nextGapMs, normal, seededRandom } from "../loadgen/arrivals.ts";
+import { meanOneLognormal, nextGapMs, seededRandom } from "../loadgen/arrivals.ts";
 import { percentile } from "../loadgen/stats.ts";
-import type { InterferenceModel } from "../planner/interference.ts";
+import { CONCURRENT_SCALE, type InterferenceModel } from "../planner/interference.ts";
+import { SERVICE_SPREAD } from "../planner/tail.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 
 /** A function served by a gpu-let, as a replay sees it. */
@@ -73,10 +74,11 @@ export interface FunctionReplay {
 /**
  * Service-time spread and the share of the interference model's added slowdown, a first fit to the H200
  * replays (`bench/request_sim_calibration.ts`: 9 of 13 runs at ≤ 0.85× their peak within 10 points for ≥ 3
- * of 4 gpu-lets; the spread hardly matters there, the interference scale does).
+ * of 4 gpu-lets; the spread hardly matters there, the interference scale does). The simulated devices and
+ * the planner's tail model use the same values.
  */
-export const DEFAULT_SPREAD = 0.2;
-export const DEFAULT_INTERFERENCE_SCALE = 0.5;
+export const DEFAULT_SPREAD = SERVICE_SPREAD;
+export const DEFAULT_INTERFERENCE_SCALE = CONCURRENT_SCALE;
 
 interface Job {
   gpulet: number;
@@ -97,13 +99,6 @@ export function preparedSizes(batch: number): number[] {
   const sizes = new Set<number>([batch]);
   for (let s = 1; s < batch; s *= 2) sizes.add(s);
   return [...sizes].sort((a, b) => a - b);
-}
-
-/** A lognormal factor with mean 1 and the given CV. */
-function spreadFactor(cv: number, random: () => number): number {
-  if (cv <= 0) return 1;
-  const sigma2 = Math.log(1 + cv * cv);
-  return Math.exp(Math.sqrt(sigma2) * normal(random) - sigma2 / 2);
 }
 
 /** Replays one GPU's gpu-lets; per function what its requests saw. */
@@ -161,7 +156,7 @@ export function replayGpu(
         model: f.model,
         part: f.part,
         batch: size,
-        remaining: solo * spreadFactor(spread, random),
+        remaining: solo * meanOneLognormal(spread, random),
         speed: 1,
         arrivals: take,
         startedAt: now,

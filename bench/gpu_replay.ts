@@ -1,0 +1,94 @@
+/**
+ * `deno run -A bench/gpu_replay.ts`: the report of the real-GPU replays in `bench/results/gpu_replay/`
+ * (jobs made by `../shared/tools/gpu_replay/make_jobs.py`, run by its `replay.sh` on an H200 under MPS),
+ * each function beside what the request-level simulator and the planner's tail model predict for the same
+ * gpu-lets at the same rates. Writes `bench/results/gpu_replay.md`.
+ */
+import { InterferenceModel } from "../src/planner/interference.ts";
+import { loadLatencyModel } from "../src/planner/latency_model.ts";
+import { loadPairs, observations } from "../src/planner/pairs.ts";
+import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
+import { LatencyTable, queueClass } from "../src/planner/sizing.ts";
+import { slowdownIn } from "../src/planner/validate.ts";
+import { ReplayJob } from "../src/sim/plan_replay.ts";
+import { replayGpu } from "../src/sim/request_sim.ts";
+import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+
+const DIR = `${PROJECT_ROOT}/bench/results/gpu_replay`;
+
+interface ExecFunction {
+  name: string;
+  model: string;
+  part: number;
+  batch: number;
+  rate: number;
+  sloMs: number;
+  n: number;
+  p99: number;
+  busy: number;
+  within: number;
+}
+
+const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
+const interference = InterferenceModel.fit(
+  latency,
+  observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`)),
+);
+const table = new LatencyTable(latency);
+const pct = (x: number) => (100 * x).toFixed(2);
+const lines = [
+  "# Tail-aware plans on a real H200 (MPS, Poisson arrivals)",
+  "",
+  "Jobs: `python3 ../shared/tools/gpu_replay/make_jobs.py profiles/h200.csv profiles/h200-pairs.csv gpujobs 0.9 30",
+  "resource/workloads/scen2.json resource/workloads/game.json` (each policy's plan for one GPU at 0.9× the peak",
+  "that `plan --peak --gpus 1` claims, p99 sizing, 30 s per job); run on the device with `bash replay.sh JOB…`",
+  "and again with `RATE_SCALE=1.5` and `RATE_SCALE=3` (1.35× and 2.7× the claimed peak). Raw results: `gpu_replay/`.",
+  "Report: `deno run -A bench/gpu_replay.ts`. Beside each function: the request-level simulator (20 s, seed 1)",
+  "and the planner's tail model on the same gpu-lets at the same rates.",
+  "",
+  "| job | × planned rate | function | part | batch | rate/s | SLO ms | real n | real p99 ms | real within % | sim p99 ms | sim within % | model within % |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+];
+const execs = [...Deno.readDirSync(DIR)].map((e) => e.name).filter((n) => n.startsWith("exec_")).sort();
+for (const name of execs) {
+  const exec = JSON.parse(await Deno.readTextFile(`${DIR}/${name}`));
+  const base = name.replace(/^exec_/, "").replace(/_x[0-9.]+\.json$|\.json$/, "");
+  const scale = Number(name.match(/_x([0-9.]+)\.json$/)?.[1] ?? 1);
+  const job = ReplayJob.parse(JSON.parse(await Deno.readTextFile(`${DIR}/${base}.json`)));
+  const sim = replayGpu(job.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
+  // The tail model sees each gpu-let with the slowdown its neighbours cause (as the planner sized it).
+  const gpu = {
+    id: 0,
+    gpulets: job.gpulets.map((g) => ({
+      part: g.part,
+      functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: f.rate, latencyMs: 1 })),
+    })),
+  };
+  const models = new Map(job.gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const)));
+  const modelled = new Map<string, number>();
+  job.gpulets.forEach((g, gi) => {
+    const classes = g.functions.map((f) => {
+      const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference);
+      return queueClass(table, { ...f, maxBatch: f.batch }, g.part, alpha, f.rate * scale, f.batch);
+    });
+    missShares(classes, DEFAULT_TAIL).forEach((m, i) => modelled.set(g.functions[i].name, 1 - m));
+  });
+  for (const f of exec.functions as ExecFunction[]) {
+    const s = sim.find((x) => x.name === f.name)!;
+    lines.push(
+      `| ${base} | ${scale} | ${f.name} | ${f.part} | ${f.batch} | ${f.rate.toFixed(0)} | ${f.sloMs} | ${f.n} | ${
+        f.p99.toFixed(2)
+      } | ${pct(f.within)} | ${s.p99Ms.toFixed(2)} | ${pct(s.within)} | ${pct(modelled.get(f.name) ?? NaN)} |`,
+    );
+  }
+}
+lines.push(
+  "",
+  "At the claimed peak's 0.9× every request of the three plans met its SLO on the GPU, and still at 1.35×; at",
+  "2.7× the p99 plans of scen2 drop to 98.1 % overall. The claims are conservative: the tail model bounds a busy",
+  "gpu-let by one that always runs full batches, the interference model assumes neighbours always busy, and",
+  "`--peak` claims only a peak whose fractions 0.1–0.9 plan too (packing is not monotone in the demand).",
+  "",
+);
+await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/gpu_replay.md`, lines.join("\n"));
+console.log(lines.join("\n"));
