@@ -16,7 +16,8 @@
  * - Arrivals: Poisson, or Gamma renewals with CV `cv` (counts over a cycle by the renewal process's
  *   large-deviation rate, `λt·k(e^{θ/k} − 1)` with `k = 1/cv²`; counts within a cycle negative binomial).
  *   Bursty arrivals find the gpu-let busy more often than its busy share: × (1 + cv²)/2 (Kingman's factor),
- *   and at least as often as a gap is shorter than a batch (at light load, requests come in clumps).
+ *   and at least as often as a gap is shorter than a batch (at light load, requests come in clumps, and the
+ *   one behind finds a batch just begun).
  * - Service times vary around the profile (neighbours' bursts, clocks): a lognormal factor of CV `spread`,
  *   held for a request's whole stay (3-point Gauss–Hermite), and mixed into the cycle's arrivals.
  * - Busy share: each function at its own mean batch `b = min(B, max(1, λ·S(b)))` (no help from waiting
@@ -225,8 +226,10 @@ export function gapBelow(lambdaPerMs: number, cv: number, x: number): number {
 /** A gpu-let's state as the model needs it, computed once for every function's check. */
 interface Prepared {
   cycleMs: number;
-  /** Per function: the share of its requests that find the gpu-let busy. */
-  busy: number[];
+  /** Share of all requests that find the gpu-let busy at a uniform point of its cycle. */
+  busy: number;
+  /** Per function: the share that, on top, come right behind a request of their own (a batch just begun). */
+  clumped: number[];
   fs: { f: number; w: number }[];
   thetas: number[];
 }
@@ -234,12 +237,13 @@ interface Prepared {
 function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
   const fs = factors(tail.spread);
   const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
-  const u = busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2);
-  // Bursty arrivals also come right behind one another even when the gpu-let is mostly idle: a request
-  // finds it busy at least when its gap to the previous one is shorter than that one's batch.
-  const busy = classes.map((c) => Math.min(1, Math.max(u, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1)))));
+  const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2));
+  // Bursty arrivals come right behind one another even when the gpu-let is mostly idle: a request finds it
+  // busy at least when its gap to the previous one is shorter than that one's batch, and then the batch has
+  // only just begun (for Poisson arrivals this never exceeds the busy share).
+  const clumped = classes.map((c) => Math.max(0, Math.min(1, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1))) - busy));
   const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
-  return { cycleMs, busy, fs, thetas };
+  return { cycleMs, busy, clumped, fs, thetas };
 }
 
 /** P(a request of class i takes longer than `thresholdMs`). */
@@ -254,23 +258,22 @@ function exceeds(
   const theta = pre.thetas[i];
   if (theta <= 0) return 1;
   const idle = lognormalExceeds(c.latencyMs(1), thresholdMs, tail.spread);
-  let busy = 0;
+  // Arriving at phase φ of a busy cycle, it waits out the rest of it, then 1 + ⌊X/B⌋ more.
+  const late = (phase: number, cycle: number, slack: number) => {
+    const x = slack + phase;
+    return x < 0 ? 1 : overflow((Math.floor(x) + 1) * c.batch, (c.rate / 1000) * phase * cycle, theta, tail.cv);
+  };
+  let uniform = 0, begun = 0;
   for (const { f, w } of pre.fs) {
     const cycle = f * pre.cycleMs;
     const slack = thresholdMs / cycle - 2; // cycles of queueing the request can afford, at phase 0
     let v = 0;
-    for (let j = 0; j < PHASES; j++) {
-      const phase = (j + 0.5) / PHASES;
-      const x = slack + phase;
-      if (x < 0) {
-        v += 1;
-        continue;
-      }
-      v += overflow((Math.floor(x) + 1) * c.batch, (c.rate / 1000) * phase * cycle, theta, tail.cv);
-    }
-    busy += w * v / PHASES;
+    for (let j = 0; j < PHASES; j++) v += late((j + 0.5) / PHASES, cycle, slack);
+    uniform += w * v / PHASES;
+    begun += w * late(0, cycle, slack);
   }
-  return (1 - pre.busy[i]) * idle + pre.busy[i] * busy;
+  const clumped = pre.clumped[i];
+  return (1 - pre.busy - clumped) * idle + pre.busy * uniform + clumped * begun;
 }
 
 /** Per function, the modelled share of requests that miss its SLO. */

@@ -102,7 +102,7 @@ export function tailTarget(w: Workload, overrides: { percentile?: number; cv?: n
     throw new WorkloadError(`a percentile is in % (e.g. 99), above 50 and below 100, got ${percentile}`);
   }
   return {
-    percentile: percentile !== undefined ? percentile / 100 : DEFAULT_TAIL.percentile,
+    percentile: percentile !== undefined ? Number((percentile / 100).toPrecision(12)) : DEFAULT_TAIL.percentile,
     cv: overrides.cv ?? w.arrivalCv ?? DEFAULT_TAIL.cv,
     spread: DEFAULT_TAIL.spread,
   };
