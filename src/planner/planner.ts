@@ -402,7 +402,9 @@ export function planWithEngine(
   // rate on the same batches and neighbours only shortens every queue). Packing is not monotone in the
   // demand (at 0.7–0.9× of a claimed peak the residues can fall apart differently); this keeps every
   // fraction of a peak plannable.
-  if (!best!.feasible && !problem.noScaleUp) {
+  // Only where GPUs are left with room for another gpu-let: a layout that is full cannot serve less by serving more.
+  const free = 100 * problem.gpus - totalPart(best!);
+  if (!best!.feasible && !problem.noScaleUp && free >= parts[0] - EPS) {
     for (const k of SCALE_UP) {
       const functions = scaled(problem.functions, k);
       if (boundPart(ctx.table, functions, parts) > 100 * problem.gpus) break; // no plan serves that much
@@ -414,7 +416,7 @@ export function planWithEngine(
 }
 
 /** Demand multipliers tried when the demand itself does not plan (see `planWithEngine`). */
-const SCALE_UP = [1.04, 1.1, 1.2, 1.35, 1.5, 1.75, 2, 2.5, 3, 4, 6, 10];
+const SCALE_UP = [1.1, 1.35, 2];
 
 /** A feasible plan with every planned rate × `factor` (< 1): the same layout serving less. */
 function scaleRates(plan: Plan, factor: number): Plan {
