@@ -38,16 +38,17 @@ export interface ScalePolicyOptions {
 }
 
 /**
- * Defaults: 25 % headroom, z = 3 over 1 s, down below 60 % for 20 s (below 40 %: 5 s), re-plans at least 1 s
- * apart.
+ * Defaults: 10 % headroom, z = 3 over 1 s, down below 60 % for 20 s (below 50 %: 5 s), re-plans at least 1 s
+ * apart. Plans are sized for p99 under random arrivals (`planner/tail.ts`), so headroom only covers how far
+ * the rate can move before the next re-plan; it was 25 % when plans held on averages only.
  */
 export const DEFAULT_SCALE_POLICY: ScalePolicyOptions = {
-  headroom: 0.25,
+  headroom: 0.1,
   z: 3,
   shortMs: 1000,
   downThreshold: 0.6,
   calmMs: 20_000,
-  fastDownThreshold: 0.4,
+  fastDownThreshold: 0.5,
   fastCalmMs: 5_000,
   minIntervalMs: 1000,
   minRate: 1,
@@ -123,14 +124,21 @@ export function decide(
     }
     const expected = planned * windowS;
     const count = r.short * windowS;
-    if (count > expected + opts.z * Math.sqrt(Math.max(expected, 1)) || r.smoothed > planned) {
+    // A slow creep shows in the smoothed rate first; while it still decays from a drop the short window is
+    // below the plan, and that is no reason to go back up.
+    if (count > expected + opts.z * Math.sqrt(Math.max(expected, 1)) || (r.smoothed > planned && r.short > planned)) {
       up.push(name);
       state.lowSince.delete(name);
       state.farSince?.delete(name);
       demand.set(name, Math.max(planned, target(r, opts)));
       continue;
     }
-    const low = r.smoothed * (1 + opts.headroom) < planned * opts.downThreshold && planned > opts.minRate;
+    // A drop far below the plan is read from the short window (its count plus one standard deviation): the
+    // smoothed rate takes seconds to follow it down, GPUs held all the while.
+    const shortHigh = r.short + Math.sqrt((r.short * 1000) / opts.shortMs);
+    const far = opts.fastDownThreshold !== undefined && planned > opts.minRate &&
+      Math.min(r.smoothed, shortHigh) * (1 + opts.headroom) < planned * opts.fastDownThreshold;
+    const low = far || (r.smoothed * (1 + opts.headroom) < planned * opts.downThreshold && planned > opts.minRate);
     if (!low) {
       state.lowSince.delete(name);
       state.farSince?.delete(name);
@@ -138,16 +146,16 @@ export function decide(
     }
     const since = state.lowSince.get(name) ?? now;
     state.lowSince.set(name, since);
-    const far = opts.fastDownThreshold !== undefined &&
-      r.smoothed * (1 + opts.headroom) < planned * opts.fastDownThreshold;
     // The fast path still needs the drop to have lasted `fastCalmMs` in full below the far threshold.
     const farSince = far ? (state.farSince?.get(name) ?? now) : undefined;
     if (far) (state.farSince ??= new Map()).set(name, farSince!);
     else state.farSince?.delete(name);
-    const calm = now - since >= opts.calmMs || (far && now - farSince! >= (opts.fastCalmMs ?? opts.calmMs));
-    if (calm) {
+    const fast = far && now - farSince! >= (opts.fastCalmMs ?? opts.calmMs);
+    if (fast || now - since >= opts.calmMs) {
       down.push(name);
-      demand.set(name, Math.max(opts.minRate, r.smoothed * (1 + opts.headroom)));
+      // After a fast drop the smoothed rate still lags behind: plan for the short window's (high) estimate.
+      const observed = fast ? Math.min(r.smoothed, Math.max(shortHigh, r.recent ?? 0)) : r.smoothed;
+      demand.set(name, Math.max(opts.minRate, observed * (1 + opts.headroom)));
     }
   }
   if (fresh.length > 0 || removed.length > 0) {
