@@ -6,7 +6,8 @@
  * `--headroom` (plan for the Poisson 99th percentile of each rate), `--percentile P` and `--cv C` (the tail
  * target: every function's P-th percentile latency within its SLO under arrivals of CV C; default the
  * workload's `percentile` and `arrivalCv`, else p99 Poisson), `--averages` (the duty-cycle rule alone, which
- * holds on averages only). `--from PLAN.json` re-plans a running plan
+ * holds on averages only), `--validate PLAN.json` (re-checks a plan and prints every rule it breaks; exit 3 if
+ * any). `--from PLAN.json` re-plans a running plan
  * incrementally for the workload's rates (fewest gpu-lets started or stopped; gpulet only) and prints how many
  * gpu-lets changed on stderr.
  */
@@ -20,12 +21,14 @@ import { gpuletChanges } from "../planner/plan_diff.ts";
 import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner/plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
+import { validatePlan } from "../planner/validate.ts";
 import { parseWorkload, plannedFunctions, poissonHeadroom, tailTarget, WorkloadError } from "../planner/workload.ts";
 
 const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
   `--policy ${POLICIES.join("|")} [--gpus N] [--json] [--peak]\n` +
   "       [--max-gpulets N] [--max-functions N] [--latency-ratio X] [--headroom] [--from PLAN.json]\n" +
-  "       [--percentile P (default 99)] [--cv C (arrival CV, default 1)] [--averages (no tail target)]";
+  "       [--percentile P (default 99)] [--cv C (arrival CV, default 1)] [--averages (no tail target)]\n" +
+  "       [--validate PLAN.json (re-check a plan: every rule it breaks, the percentile each function misses)]";
 
 /** A readable table of a plan. */
 export function formatPlan(plan: Plan): string {
@@ -90,6 +93,7 @@ export async function main(args: string[]): Promise<number> {
       "max-functions",
       "latency-ratio",
       "from",
+      "validate",
       "percentile",
       "cv",
     ],
@@ -126,6 +130,23 @@ export async function main(args: string[]): Promise<number> {
     latency,
     interference,
   };
+  const check = values.validate as string | undefined;
+  if (check) {
+    // Re-check a plan (made here or elsewhere) against the profile, the interference model and the tail target
+    // (the flags', else the plan's own).
+    const plan = readPlan(await Deno.readTextFile(check), check);
+    const tail = values.averages
+      ? undefined
+      : values.percentile !== undefined || values.cv !== undefined || workload.percentile !== undefined ||
+          workload.arrivalCv !== undefined
+      ? options.tail
+      : plan.tail;
+    const errors = validatePlan(plan, { functions, latency, interference, gpus: problem.gpus, tail });
+    const what = tail ? `p${Number((100 * tail.percentile).toPrecision(4))}, arrivals of CV ${tail.cv}` : "averages";
+    if (errors.length === 0) console.log(`${check}: valid (${what})`);
+    else console.log([`${check}: ${errors.length} violation(s) (${what})`, ...errors.map((e) => `  ${e}`)].join("\n"));
+    return errors.length === 0 ? 0 : 3;
+  }
   if (values.peak) {
     console.log(JSON.stringify(peakFor(problem, policy, options)));
     return 0;

@@ -157,3 +157,39 @@ Deno.test("plan CLI: a higher percentile or burstier arrivals claim a lower peak
   ]);
   assert.ok(p999 < p99 && bursty < p99 && p99 < averages, JSON.stringify({ p99, p999, bursty, averages }));
 });
+
+Deno.test("plan --validate: a p99 plan is valid; a plan made on averages is told what it misses at p99", async () => {
+  const plan = async (...extra: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        `${ROOT}/src/cli/plan.ts`,
+        "--profile",
+        `${ROOT}/profiles/h100.csv`,
+        "--pairs",
+        `${ROOT}/profiles/h100-pairs.csv`,
+        "--workload",
+        `${ROOT}/resource/workloads/scen2.json`,
+        "--gpus",
+        "1",
+        ...extra,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: r.code, out: new TextDecoder().decode(r.stdout) };
+  };
+  const p99 = await Deno.makeTempFile({ suffix: ".json" });
+  const averages = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(p99, (await plan("--json")).out);
+  await Deno.writeTextFile(averages, (await plan("--json", "--averages")).out);
+  const ok = await plan("--validate", p99);
+  assert.equal(ok.code, 0, ok.out);
+  assert.match(ok.out, /valid \(p99, arrivals of CV 1\)/);
+  // The averages plan carries no target: it is valid on averages, and not at p99.
+  assert.equal((await plan("--validate", averages)).code, 0);
+  const bad = await plan("--validate", averages, "--percentile", "99");
+  assert.equal(bad.code, 3);
+  assert.match(bad.out, /violation\(s\) \(p99, arrivals of CV 1\)\n {2}GPU 0 gpu-let \d+ \(\d+ %\): \S+ misses p99: /);
+});
