@@ -1,8 +1,9 @@
 /**
  * `deno task simulate --profile P.csv --pairs P-pairs.csv --workload W.json --schedule S.csv
- * [--policy gpulet] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--json]`: the planner and the
- * autoscaler in virtual time over a rate schedule (see `src/loadgen/schedule.ts`). The workload gives the
- * functions (model, SLO); the schedule gives their rates over time. Prints a summary (or the JSON report).
+ * [--policy gpulet] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--requests] [--json]`: the planner
+ * and the autoscaler in virtual time over a rate schedule (see `src/loadgen/schedule.ts`). The workload gives
+ * the functions (model, SLO); the schedule gives their rates over time. Prints a summary (or the JSON
+ * report). `--requests` serves every request with the request-level model instead of the fluid one.
  *
  * `deno task simulate --profile P.csv --pairs P-pairs.csv --plan PLAN.json [--workload W.json]
  * [--rate-scale K] [--seconds S] [--cv C] [--seed N] [--json]`: replays one fixed plan request by request
@@ -21,7 +22,8 @@ import { formatReplay, replayGpus } from "../sim/plan_replay.ts";
 import { replayGpu } from "../sim/request_sim.ts";
 
 const USAGE = "usage: deno task simulate --profile P.csv --pairs P-pairs.csv --workload W.json --schedule S.csv\n" +
-  "       [--policy gpulet|gpulet-noint|timeshare|greedy] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N] [--json]\n" +
+  "       [--policy gpulet|gpulet-noint|timeshare|greedy] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N]\n" +
+  "       [--requests (request by request: tails count)] [--json]\n" +
   "   or: deno task simulate --profile P.csv --pairs P-pairs.csv --plan PLAN.json [--workload W.json]\n" +
   "       [--rate-scale K] [--seconds S] [--cv C] [--seed N] [--json]";
 const SIM_POLICIES = ["gpulet", "gpulet-noint", "timeshare", "greedy"] as const;
@@ -67,7 +69,7 @@ export async function main(args: string[]): Promise<number> {
       "rate-scale",
       "cv",
     ],
-    ["json"],
+    ["json", "requests"],
   );
   if (values.plan !== undefined) return await replayPlan(values);
   const policy = (values.policy ?? "gpulet") as typeof SIM_POLICIES[number];
@@ -94,6 +96,7 @@ export async function main(args: string[]): Promise<number> {
       seed: count("seed", values.seed, DEFAULT_SIM_OPTIONS.seed),
       warmupMs: count("warmup-ms", values["warmup-ms"], DEFAULT_SIM_OPTIONS.warmupMs),
       seconds: values.seconds === undefined ? undefined : count("seconds", values.seconds, 0),
+      requests: values.requests === true,
     },
     (f) => {
       const tenth = Math.floor(10 * f);

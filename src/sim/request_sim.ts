@@ -101,6 +101,139 @@ export function preparedSizes(batch: number): number[] {
   return [...sizes].sort((a, b) => a - b);
 }
 
+/** What the engine needs besides the gpu-lets. */
+export interface EngineOptions {
+  random: () => number;
+  spread?: number;
+  interferenceScale?: number;
+  /** Called for every answered request: function index (in gpu-let order), arrival and latency (ms). */
+  onAnswer?: (fn: number, arrivalMs: number, latencyMs: number) => void;
+}
+
+/**
+ * One GPU's gpu-lets, request by request, fed arrivals in time order (so a caller can route a live stream
+ * to it, as the autoscaling simulator does). Functions are numbered in gpu-let order, then within each.
+ */
+export class GpuEngine {
+  readonly fns: (ReplayFunction & { gpulet: number; part: number })[];
+  readonly latencies: number[][];
+  readonly busyMs: number[];
+  readonly rows: number[];
+  readonly batches: number[];
+  private readonly sizes: number[][];
+  private readonly queues: number[][];
+  private readonly fnIndex: number[][];
+  private readonly turn: number[];
+  private readonly running: (Job | undefined)[];
+  private now = 0;
+  private readonly spread: number;
+  private readonly kappa: number;
+
+  constructor(
+    gpulets: readonly ReplayGpulet[],
+    private readonly latency: LatencyModel,
+    private readonly interference: InterferenceModel | undefined,
+    private readonly opts: EngineOptions,
+  ) {
+    this.fns = gpulets.flatMap((g, gi) => g.functions.map((f) => ({ ...f, gpulet: gi, part: g.part })));
+    this.spread = opts.spread ?? DEFAULT_SPREAD;
+    this.kappa = opts.interferenceScale ?? DEFAULT_INTERFERENCE_SCALE;
+    this.sizes = this.fns.map((f) => preparedSizes(f.batch));
+    this.queues = this.fns.map(() => []);
+    this.latencies = this.fns.map(() => []);
+    this.busyMs = this.fns.map(() => 0);
+    this.rows = this.fns.map(() => 0);
+    this.batches = this.fns.map(() => 0);
+    this.fnIndex = gpulets.map((_, gi) => this.fns.flatMap((f, i) => (f.gpulet === gi ? [i] : [])));
+    this.turn = gpulets.map(() => 0);
+    this.running = gpulets.map(() => undefined);
+  }
+
+  /** A request of function `fn` arrives at `t` (not before the previous one). */
+  arrive(fn: number, t: number): void {
+    this.runUntil(t);
+    this.advanceTo(t);
+    this.queues[fn].push(t);
+    const gi = this.fns[fn].gpulet;
+    if (!this.running[gi] && this.startNext(gi, t)) this.respeed();
+  }
+
+  /** Finishes every batch that ends by `t`. */
+  runUntil(t: number): void {
+    for (;;) {
+      let end = Infinity, gpulet = -1;
+      for (let gi = 0; gi < this.running.length; gi++) {
+        const j = this.running[gi];
+        if (j && this.now + j.remaining / j.speed < end) [end, gpulet] = [this.now + j.remaining / j.speed, gi];
+      }
+      if (gpulet < 0 || end > t) return;
+      this.advanceTo(end);
+      const j = this.running[gpulet]!;
+      this.running[gpulet] = undefined;
+      for (const a of j.arrivals) {
+        this.latencies[j.fn].push(end - a);
+        this.opts.onAnswer?.(j.fn, a, end - a);
+      }
+      this.busyMs[j.fn] += end - j.startedAt;
+      this.rows[j.fn] += j.arrivals.length;
+      this.batches[j.fn]++;
+      this.startNext(gpulet, end);
+      this.respeed();
+    }
+  }
+
+  /** Serves everything queued. */
+  drain(): void {
+    this.runUntil(Infinity);
+  }
+
+  /** True when nothing is queued or running. */
+  get idle(): boolean {
+    return this.running.every((j) => j === undefined) && this.queues.every((q) => q.length === 0);
+  }
+
+  private advanceTo(t: number): void {
+    for (const j of this.running) if (j) j.remaining -= (t - this.now) * j.speed;
+    this.now = t;
+  }
+
+  private respeed(): void {
+    const interference = this.interference;
+    for (const j of this.running) {
+      if (!j) continue;
+      const others = this.running.filter((o): o is Job => o !== undefined && o !== j);
+      j.speed = interference ? 1 / interference.concurrent(j, others, this.kappa) : 1;
+    }
+  }
+
+  /** Starts the next batch on an idle gpu-let, if any function of it has requests waiting. */
+  private startNext(gi: number, now: number): boolean {
+    const mine = this.fnIndex[gi];
+    for (let k = 0; k < mine.length; k++) {
+      const i = mine[(this.turn[gi] + k) % mine.length];
+      if (this.queues[i].length === 0) continue;
+      this.turn[gi] = (this.turn[gi] + k + 1) % mine.length;
+      const f = this.fns[i];
+      const take = this.queues[i].splice(0, f.batch);
+      const size = this.sizes[i].find((s) => s >= take.length) ?? f.batch;
+      const solo = this.latency.latency(f.model, f.part, size);
+      this.running[gi] = {
+        gpulet: gi,
+        fn: i,
+        model: f.model,
+        part: f.part,
+        batch: size,
+        remaining: solo * meanOneLognormal(this.spread, this.opts.random),
+        speed: 1,
+        arrivals: take,
+        startedAt: now,
+      };
+      return true;
+    }
+    return false;
+  }
+}
+
 /** Replays one GPU's gpu-lets; per function what its requests saw. */
 export function replayGpu(
   gpulets: readonly ReplayGpulet[],
@@ -110,12 +243,15 @@ export function replayGpu(
 ): FunctionReplay[] {
   const random = seededRandom(opts.seed);
   const cv = opts.cv ?? 1;
-  const spread = opts.spread ?? DEFAULT_SPREAD;
-  const kappa = opts.interferenceScale ?? DEFAULT_INTERFERENCE_SCALE;
   const scale = opts.rateScale ?? 1;
   const horizon = opts.seconds * 1000;
-  const fns = gpulets.flatMap((g, gi) => g.functions.map((f, fi) => ({ ...f, gpulet: gi, index: fi, part: g.part })));
-  // Arrival times per function, generated up front.
+  const engine = new GpuEngine(gpulets, latency, interference, {
+    random,
+    spread: opts.spread,
+    interferenceScale: opts.interferenceScale,
+  });
+  const fns = engine.fns;
+  // Arrival times per function, generated up front, then fed in time order.
   const arrivals = fns.map((f) => {
     const out: number[] = [];
     const rate = f.rate * scale;
@@ -123,93 +259,20 @@ export function replayGpu(
     for (let t = nextGapMs(rate, cv, random); t < horizon; t += nextGapMs(rate, cv, random)) out.push(t);
     return out;
   });
-  const sizes = fns.map((f) => preparedSizes(f.batch));
-  const next = fns.map(() => 0); // next arrival not yet queued, per function
-  const queues: number[][] = fns.map(() => []);
-  const latencies: number[][] = fns.map(() => []);
-  const busyMs = fns.map(() => 0);
-  const rows = fns.map(() => 0);
-  const batches = fns.map(() => 0);
-  const fnIndex = gpulets.map((_, gi) => fns.flatMap((f, i) => (f.gpulet === gi ? [i] : [])));
-  const turn = gpulets.map(() => 0);
-  const running: (Job | undefined)[] = gpulets.map(() => undefined);
-
-  const slowdownOf = (j: Job): number =>
-    interference ? interference.concurrent(j, running.filter((o): o is Job => o !== undefined && o !== j), kappa) : 1;
-  const respeed = () => {
-    for (const j of running) if (j) j.speed = 1 / slowdownOf(j);
-  };
-  /** Starts the next batch on an idle gpu-let, if any function of it has requests waiting. */
-  const startNext = (gi: number, now: number): boolean => {
-    const mine = fnIndex[gi];
-    for (let k = 0; k < mine.length; k++) {
-      const i = mine[(turn[gi] + k) % mine.length];
-      if (queues[i].length === 0) continue;
-      turn[gi] = (turn[gi] + k + 1) % mine.length;
-      const f = fns[i];
-      const take = queues[i].splice(0, f.batch);
-      const size = sizes[i].find((s) => s >= take.length) ?? f.batch;
-      const solo = latency.latency(f.model, f.part, size);
-      running[gi] = {
-        gpulet: gi,
-        fn: i,
-        model: f.model,
-        part: f.part,
-        batch: size,
-        remaining: solo * meanOneLognormal(spread, random),
-        speed: 1,
-        arrivals: take,
-        startedAt: now,
-      };
-      return true;
-    }
-    return false;
-  };
-
-  let now = 0;
+  const next = fns.map(() => 0);
   for (;;) {
-    // The next event: an arrival, or a running batch's end at its current speed.
-    let nextArrival = Infinity, arrivalFn = -1;
+    let t = Infinity, fn = -1;
     for (let i = 0; i < fns.length; i++) {
-      const t = arrivals[i][next[i]];
-      if (t !== undefined && t < nextArrival) {
-        nextArrival = t;
-        arrivalFn = i;
-      }
+      const a = arrivals[i][next[i]];
+      if (a !== undefined && a < t) [t, fn] = [a, i];
     }
-    let nextEnd = Infinity, endGpulet = -1;
-    for (let gi = 0; gi < running.length; gi++) {
-      const j = running[gi];
-      if (j && now + j.remaining / j.speed < nextEnd) {
-        nextEnd = now + j.remaining / j.speed;
-        endGpulet = gi;
-      }
-    }
-    const t = Math.min(nextArrival, nextEnd);
-    if (!Number.isFinite(t)) break;
-    for (const j of running) if (j) j.remaining -= (t - now) * j.speed;
-    now = t;
-    let changed = false;
-    if (nextEnd <= nextArrival) {
-      const j = running[endGpulet]!;
-      running[endGpulet] = undefined;
-      for (const a of j.arrivals) latencies[j.fn].push(now - a);
-      busyMs[j.fn] += now - j.startedAt;
-      rows[j.fn] += j.arrivals.length;
-      batches[j.fn]++;
-      startNext(endGpulet, now);
-      changed = true;
-    } else {
-      queues[arrivalFn].push(nextArrival);
-      next[arrivalFn]++;
-      const gi = fns[arrivalFn].gpulet;
-      if (!running[gi]) changed = startNext(gi, now);
-    }
-    if (changed) respeed();
+    if (fn < 0) break;
+    next[fn]++;
+    engine.arrive(fn, t);
   }
-
+  engine.drain();
   return fns.map((f, i) => {
-    const l = latencies[i].sort((a, b) => a - b);
+    const l = engine.latencies[i].sort((a, b) => a - b);
     return {
       name: f.name,
       model: f.model,
@@ -222,8 +285,8 @@ export function replayGpu(
       p50Ms: percentile(l, 0.5) ?? NaN,
       p99Ms: percentile(l, 0.99) ?? NaN,
       within: l.length ? l.filter((x) => x <= f.sloMs).length / l.length : 1,
-      busy: busyMs[i] / horizon,
-      meanRows: batches[i] ? rows[i] / batches[i] : 0,
+      busy: engine.busyMs[i] / horizon,
+      meanRows: engine.batches[i] ? engine.rows[i] / engine.batches[i] : 0,
     };
   });
 }

@@ -10,6 +10,10 @@
  * interference model for the gpu-let's actual neighbours (as the validator does) — a plan made blind to
  * interference serves late. Arrivals beyond a function's capacity in a step are shed (the platform answers
  * them 429 or 504: SLOs are far shorter than a step, so they cannot wait for the next one).
+ *
+ * With `requests`, the same loop routes every arrival (uniform within its step) to a gpu-let of the plan in
+ * force and the request-level model answers it (`request_level.ts`); a request is good when answered within
+ * its SLO, late otherwise, shed only when no gpu-let of the plan serves its function.
  */
 import { Autoscaler, type AutoscalerConfig, type ScaledFunction } from "../autoscaler/autoscaler.ts";
 import { seededRandom } from "../loadgen/arrivals.ts";
@@ -18,6 +22,7 @@ import type { Plan } from "../planner/plan.ts";
 import { makePlan } from "../planner/policies.ts";
 import { LatencyTable } from "../planner/sizing.ts";
 import { slowdownIn } from "../planner/validate.ts";
+import { RequestLevel } from "./request_level.ts";
 
 /** Simulation knobs. */
 export interface SimOptions {
@@ -27,6 +32,12 @@ export interface SimOptions {
   seed: number;
   /** Length (s); default: the schedule's last point + 30 s. */
   seconds?: number;
+  /**
+   * Request by request: every arrival routed to a gpu-let of the plan in force and answered by the
+   * request-level model (`request_sim.ts`: work-conserving batches, interference from what runs at that
+   * moment, spread service times), so tails count. Otherwise the fluid model above (much faster).
+   */
+  requests?: boolean;
 }
 
 /** Defaults: 100 ms steps, 1 s warm-up, seed 1. */
@@ -137,51 +148,70 @@ export function simulate(
   let pending: { plan: Plan; at: number } | undefined;
   let capacity = new Map<string, Capacity>();
   const totals = { arrivals: 0, good: 0, late: 0, shed: 0, gpuSeconds: 0 };
-  const timeline: SimSecond[] = [];
-  let second = { arrivals: 0, good: 0, gpuMs: 0 };
+  // Per second of arrival: arrivals, answered within SLO, GPU-milliseconds in use.
+  const perSecond = Array.from({ length: Math.ceil(seconds) }, () => ({ arrivals: 0, good: 0, gpuMs: 0 }));
+  const slo = new Map(functions.map((f) => [f.name, f.sloMs]));
+  const live = options.requests
+    ? new RequestLevel(functions, config.latency, config.interference, random, (name, arrival, ms) => {
+      const good = ms <= slo.get(name)!;
+      if (good) totals.good++;
+      else totals.late++;
+      if (good) perSecond[Math.min(perSecond.length - 1, Math.floor(arrival / 1000))].good++;
+    })
+    : undefined;
   const steps = Math.round((seconds * 1000) / options.stepMs);
   for (let i = 0; i < steps; i++) {
     const now = i * options.stepMs;
     const change = autoscaler.tick(now);
+    const use = (plan: Plan) => {
+      active = plan;
+      capacity = planCapacity(plan, config, functions);
+      live?.use(plan, now);
+    };
     if (change) {
-      if (!active) {
-        active = change.plan; // the first plan is in place before traffic (deploy-time warm-up)
-        capacity = planCapacity(active, config, functions);
-      } else pending = { plan: change.plan, at: now + options.warmupMs };
+      if (!active) use(change.plan); // the first plan is in place before traffic (deploy-time warm-up)
+      else pending = { plan: change.plan, at: now + options.warmupMs };
     }
     if (pending && now >= pending.at) {
-      active = pending.plan;
+      use(pending.plan);
       pending = undefined;
-      capacity = planCapacity(active, config, functions);
     }
     const inUse = new Set([...(active?.gpus ?? []), ...(pending?.plan.gpus ?? [])].map((g) => g.id)).size;
+    const second = perSecond[Math.min(perSecond.length - 1, Math.floor(now / 1000))];
+    const arrivals: { t: number; name: string }[] = [];
     for (const fn of functions) {
       const n = poisson((schedule.rateAt(fn.name, now / 1000) * options.stepMs) / 1000, random);
       if (n === 0) continue;
       autoscaler.arrived(fn.name, now + options.stepMs / 2, n);
+      totals.arrivals += n;
+      second.arrivals += n;
+      if (live) {
+        for (let k = 0; k < n; k++) arrivals.push({ t: now + random() * options.stepMs, name: fn.name });
+        continue;
+      }
       const c = capacity.get(fn.name) ?? { good: 0, late: 0 };
       const good = Math.min(n, Math.floor((c.good * options.stepMs) / 1000));
       const late = Math.min(n - good, Math.floor((c.late * options.stepMs) / 1000));
-      totals.arrivals += n;
       totals.good += good;
       totals.late += late;
       totals.shed += n - good - late;
-      second.arrivals += n;
       second.good += good;
+    }
+    if (live) {
+      for (const a of arrivals.sort((x, y) => x.t - y.t)) if (!live.arrive(a.name, a.t)) totals.shed++;
+      live.advance(now + options.stepMs);
     }
     totals.gpuSeconds += (inUse * options.stepMs) / 1000;
     second.gpuMs += inUse * options.stepMs;
-    if ((i + 1) % Math.round(1000 / options.stepMs) === 0) {
-      timeline.push({
-        t: Math.round((now + options.stepMs) / 1000) - 1,
-        arrivals: second.arrivals,
-        attainment: second.arrivals ? second.good / second.arrivals : 1,
-        gpus: second.gpuMs / 1000,
-      });
-      second = { arrivals: 0, good: 0, gpuMs: 0 };
-      progress?.((i + 1) / steps);
-    }
+    if ((i + 1) % Math.round(1000 / options.stepMs) === 0) progress?.((i + 1) / steps);
   }
+  live?.finish();
+  const timeline: SimSecond[] = perSecond.map((s, t) => ({
+    t,
+    arrivals: s.arrivals,
+    attainment: s.arrivals ? s.good / s.arrivals : 1,
+    gpus: s.gpuMs / 1000,
+  }));
   return {
     policy: config.policy,
     seconds,

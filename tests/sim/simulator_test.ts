@@ -59,6 +59,23 @@ Deno.test("simulate: plans blind to interference serve late; timeshare needs mor
   assert.ok(timeshare.gpuSeconds > gpulet.gpuSeconds, `timeshare ${timeshare.gpuSeconds} > ${gpulet.gpuSeconds}`);
 });
 
+Deno.test("simulate, request by request: the step recovers within 5 s, misses are served late, not lost", () => {
+  const config = { device: "h100", gpus: 8, latency, interference, policy: "gpulet" as const };
+  const options = { stepMs: 100, warmupMs: 1000, seed: 3, seconds: 100 };
+  const fluid = simulate(config, functions, stepSchedule(), options);
+  const requests = simulate(config, functions, stepSchedule(), { ...options, requests: true });
+  // Every arrival is answered (the plan serves every function), and the counts add up.
+  assert.equal(requests.shed, 0);
+  assert.equal(requests.good + requests.late, requests.arrivals);
+  assert.ok(requests.attainment >= 0.97, `attainment ${requests.attainment}`);
+  const step = requests.recoveries.find((x) => x.at === 60)!;
+  assert.ok(step.seconds !== null && step.seconds <= 5, `recovered in ${step.seconds} s`);
+  // Before the step the p99 plan holds request by request, as it does in the fluid model.
+  const before = requests.timeline.filter((s) => s.t >= 5 && s.t < 60);
+  assert.ok(before.every((s) => s.attainment >= 0.99), JSON.stringify(before.map((s) => s.attainment)));
+  assert.ok(Math.abs(requests.gpuSeconds - fluid.gpuSeconds) <= 0.1 * fluid.gpuSeconds);
+});
+
 Deno.test("schedules: steps and ramps; a bad row names its line and column", () => {
   const s = Schedule.parse("time_s,function,rate,shape\n0,a,10,step\n10,a,30,ramp\n20,a,5,step\n");
   assert.equal(s.rateAt("a", 5), 20);

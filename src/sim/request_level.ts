@@ -1,0 +1,92 @@
+/**
+ * The autoscaling simulator's request-level mode: the plan in force as request-level GPUs (`GpuEngine`), each
+ * arrival routed to one of its function's gpu-lets (weighted by their planned rates, as the dispatcher
+ * spreads load), answered when the model says. A new plan gets new GPUs; the old ones finish what they hold
+ * (make-before-break). Pure apart from the random source it is given.
+ */
+import type { InterferenceModel } from "../planner/interference.ts";
+import type { LatencyModel } from "../planner/latency_model.ts";
+import type { Plan } from "../planner/plan.ts";
+import { GpuEngine } from "./request_sim.ts";
+
+/** A function as the simulator knows it. */
+export interface SimFunction {
+  name: string;
+  model: string;
+  sloMs: number;
+}
+
+/** Where a function's requests can go: engine, function index there, planned rate. */
+interface Route {
+  engine: GpuEngine;
+  fn: number;
+  weight: number;
+}
+
+/** The plan in force (and those draining), request by request. */
+export class RequestLevel {
+  private engines: GpuEngine[] = [];
+  private draining: GpuEngine[] = [];
+  private routes = new Map<string, Route[]>();
+
+  /**
+   * @param onAnswer called for every answered request (function name, arrival and latency in ms)
+   */
+  constructor(
+    private readonly functions: readonly SimFunction[],
+    private readonly latency: LatencyModel,
+    private readonly interference: InterferenceModel | undefined,
+    private readonly random: () => number,
+    private readonly onAnswer: (name: string, arrivalMs: number, latencyMs: number) => void,
+  ) {}
+
+  /** Puts `plan` in force at `t`: its GPUs take new arrivals, the previous ones drain. */
+  use(plan: Plan, t: number): void {
+    for (const e of this.engines) e.runUntil(t);
+    this.draining.push(...this.engines);
+    const byName = new Map(this.functions.map((f) => [f.name, f]));
+    this.engines = [];
+    this.routes = new Map();
+    for (const gpu of plan.gpus) {
+      const gpulets = gpu.gpulets.map((g) => ({
+        part: g.part,
+        functions: g.functions.flatMap((f) => {
+          const fn = byName.get(f.name);
+          return fn ? [{ name: f.name, model: fn.model, batch: f.batch, rate: f.rate, sloMs: fn.sloMs }] : [];
+        }),
+      }));
+      const engine: GpuEngine = new GpuEngine(gpulets, this.latency, this.interference, {
+        random: this.random,
+        onAnswer: (i, arrival, ms) => this.onAnswer(engine.fns[i].name, arrival, ms),
+      });
+      engine.fns.forEach((f, i) => {
+        const list = this.routes.get(f.name) ?? [];
+        list.push({ engine, fn: i, weight: Math.max(f.rate, 1e-9) });
+        this.routes.set(f.name, list);
+      });
+      this.engines.push(engine);
+    }
+  }
+
+  /** A request of `name` arrives at `t`; false when no gpu-let of the plan serves the function (shed). */
+  arrive(name: string, t: number): boolean {
+    const routes = this.routes.get(name);
+    if (!routes?.length) return false;
+    let pick = this.random() * routes.reduce((s, r) => s + r.weight, 0);
+    const route = routes.find((r) => (pick -= r.weight) <= 0) ?? routes[routes.length - 1];
+    route.engine.arrive(route.fn, t);
+    return true;
+  }
+
+  /** Serves what ends by `t` everywhere. */
+  advance(t: number): void {
+    for (const e of this.engines) e.runUntil(t);
+    for (const e of this.draining) e.runUntil(t);
+    this.draining = this.draining.filter((e) => !e.idle);
+  }
+
+  /** Serves everything still queued. */
+  finish(): void {
+    for (const e of [...this.engines, ...this.draining]) e.drain();
+  }
+}
