@@ -24,7 +24,7 @@
  *   for other functions' turns, so it does not understate it), `u = Σ λ_i·S_i(b_i)/b_i`.
  *
  * It is an upper bound for most of the range (full turns, Kingman's constant 1): at light load it overstates
- * a time-shared gpu-let's cycle, near saturation it is close. `bench/tail_model.ts` sets it beside the
+ * a time-shared gpu-let's cycle, near saturation it is close. `bench/tail.ts` sets it beside the
  * request-level simulator.
  */
 
