@@ -1,12 +1,17 @@
 /**
  * Interference-model benchmark: leave-one-model-out cross-validated error of the predicted slowdown and of
- * the predicted co-located latency, on every `profiles/<device>-pairs.csv` that has a profile beside it.
+ * the predicted co-located latency, on every `profiles/<device>-pairs.csv` that has a profile beside it;
+ * held out by split (fitted on the other splits) where a pairs file has more than one; and, on the H200,
+ * the full-batch latency each gpu-let of a real replay measured next to its actual neighbours against what
+ * the model predicts for them (`resource/fidelity/h200/`, `bench/results/gpu_replay/`).
  * Baseline: the mean slowdown of the training pairs (what a planner that adds a flat margin assumes).
  */
 import { type CrossValidation, InterferenceModel, leaveOneModelOut } from "../src/planner/interference.ts";
 import { loadLatencyModel } from "../src/planner/latency_model.ts";
 import { loadPairs, type Observation, observations } from "../src/planner/pairs.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+import { slowdownIn } from "../src/planner/validate.ts";
+import type { LatencyModel } from "../src/planner/latency_model.ts";
 
 export interface InterferenceResult {
   device: string;
@@ -18,6 +23,24 @@ export interface InterferenceResult {
   flatMargin: CrossValidation;
   /** Error on the fitted pairs themselves, after the per-pair corrections (what planning with known pairs sees). */
   inSample: { meanPct: number; maxPct: number };
+  /** Per split held out (fitted on the others): mean and max % error of the slowdown, model and flat margin. */
+  heldOutSplits: { split: string; n: number; meanPct: number; maxPct: number; flatMeanPct: number }[];
+}
+
+/** Full-batch latency next to the real neighbours, measured against the model (H200 replays). */
+export interface FidelityResult {
+  gpulets: number;
+  /** Mean |predicted − measured| / measured, %. */
+  meanPct: number;
+  /** Mean (predicted − measured) / measured, %: > 0 the model is pessimistic. */
+  biasPct: number;
+  /** The same for the flat margin: every neighbour adds the mean pairwise slowdown. */
+  flatMeanPct: number;
+  flatBiasPct: number;
+  /** The model's pairwise slowdowns with each neighbour weighted by its measured busy share. */
+  busyMeanPct: number;
+  busyBiasPct: number;
+  rows: { run: string; gpulet: string; neighbours: number; busy: number; measuredMs: number; predictedMs: number }[];
 }
 
 /** A predictor that always answers the training mean slowdown. */
@@ -52,9 +75,157 @@ export async function measureInterference(progress: (s: string) => void): Promis
       model: leaveOneModelOut(latency, obs),
       flatMargin: leaveOneModelOut(latency, obs, flatMargin),
       inSample: { meanPct: inSample.reduce((a, b) => a + b, 0) / inSample.length, maxPct: Math.max(...inSample) },
+      heldOutSplits: heldOutSplits(latency, obs),
     });
   }
   return results.sort((a, b) => a.device.localeCompare(b.device));
+}
+
+const splitOf = (o: Observation) => [o.part, o.otherPart].sort((a, b) => a - b).join("/");
+
+/** Fit on every split but one, predict that one (only for pairs files with more than one split). */
+function heldOutSplits(latency: LatencyModel, obs: readonly Observation[]): InterferenceResult["heldOutSplits"] {
+  const splits = [...new Set(obs.map(splitOf))].sort();
+  if (splits.length < 2) return [];
+  return splits.map((split) => {
+    const train = obs.filter((o) => splitOf(o) !== split);
+    const test = obs.filter((o) => splitOf(o) === split);
+    const model = InterferenceModel.fit(latency, train);
+    const flat = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
+    const err = (p: number, o: Observation) => (100 * Math.abs(p - o.slowdown)) / o.slowdown;
+    const errs = test.map((o) => err(model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch), o));
+    return {
+      split,
+      n: test.length,
+      meanPct: errs.reduce((a, b) => a + b, 0) / errs.length,
+      maxPct: Math.max(...errs),
+      flatMeanPct: test.reduce((s, o) => s + err(flat, o), 0) / test.length,
+    };
+  });
+}
+
+interface ExecFunction {
+  name: string;
+  model: string;
+  part: number;
+  batch: number;
+  svc_full_ms?: number;
+  busy: number;
+}
+
+/** Every H200 replay with a measured full-batch latency, against the H200 model with the actual neighbours. */
+export async function measureFidelity(): Promise<FidelityResult> {
+  const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
+  const obs = observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`));
+  const model = InterferenceModel.fit(latency, obs);
+  const flat = obs.reduce((s, o) => s + o.slowdown, 0) / obs.length;
+  const rows: FidelityResult["rows"] = [];
+  let abs = 0, bias = 0, flatAbs = 0, flatBias = 0, busyAbs = 0, busyBias = 0;
+  const sources = [
+    { runs: `${PROJECT_ROOT}/resource/fidelity/h200/turn3`, jobs: `${PROJECT_ROOT}/resource/fidelity/h200/plans` },
+    { runs: `${PROJECT_ROOT}/bench/results/gpu_replay`, jobs: `${PROJECT_ROOT}/bench/results/gpu_replay` },
+  ];
+  for (const { runs, jobs } of sources) {
+    for (const name of [...Deno.readDirSync(runs)].map((e) => e.name).filter((n) => n.startsWith("exec_")).sort()) {
+      const exec = JSON.parse(await Deno.readTextFile(`${runs}/${name}`));
+      if (exec.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
+      const base = name.replace(/^exec_/, "").replace(/_x[0-9.]+\.json$|\.json$/, "");
+      const job = JSON.parse(await Deno.readTextFile(`${jobs}/${base}.json`)) as {
+        gpulets: { part: number; functions: { name: string; model: string; batch: number }[] }[];
+      };
+      const gpu = {
+        id: 0,
+        gpulets: job.gpulets.map((g) => ({
+          part: g.part,
+          functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: 1, latencyMs: 1 })),
+        })),
+      };
+      const models = new Map(job.gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const)));
+      for (const f of exec.functions as ExecFunction[]) {
+        const gi = job.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
+        if (gi < 0 || !f.svc_full_ms) continue;
+        const solo = latency.latency(f.model, f.part, f.batch);
+        const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, model);
+        const neighbours = job.gpulets.length - 1;
+        const predicted = solo * alpha;
+        // The same pairwise slowdowns, each neighbour weighted by the share of time it was measured busy.
+        let weighted = 1;
+        job.gpulets.forEach((g, j) => {
+          if (j === gi) return;
+          const busy = Math.min(
+            1,
+            (exec.functions as ExecFunction[]).filter((x) =>
+              g.part === x.part && g.functions.some((y) => y.name === x.name)
+            )
+              .reduce((t, x) => t + x.busy, 0),
+          );
+          const worst = Math.max(
+            0,
+            ...g.functions.map((o) => model.slowdownAt(f.model, f.part, f.batch, o.model, g.part, o.batch) - 1),
+          );
+          weighted += busy * worst;
+        });
+        const busyPredicted = solo * weighted;
+        busyAbs += Math.abs(busyPredicted - f.svc_full_ms) / f.svc_full_ms;
+        busyBias += (busyPredicted - f.svc_full_ms) / f.svc_full_ms;
+        const flatPredicted = solo * (1 + neighbours * (flat - 1));
+        rows.push({
+          run: exec.job,
+          gpulet: `${f.name}@${f.part} % b${f.batch}`,
+          neighbours,
+          busy: f.busy,
+          measuredMs: f.svc_full_ms,
+          predictedMs: predicted,
+        });
+        abs += Math.abs(predicted - f.svc_full_ms) / f.svc_full_ms;
+        bias += (predicted - f.svc_full_ms) / f.svc_full_ms;
+        flatAbs += Math.abs(flatPredicted - f.svc_full_ms) / f.svc_full_ms;
+        flatBias += (flatPredicted - f.svc_full_ms) / f.svc_full_ms;
+      }
+    }
+  }
+  const n = rows.length;
+  return {
+    gpulets: n,
+    meanPct: (100 * abs) / n,
+    biasPct: (100 * bias) / n,
+    flatMeanPct: (100 * flatAbs) / n,
+    flatBiasPct: (100 * flatBias) / n,
+    busyMeanPct: (100 * busyAbs) / n,
+    busyBiasPct: (100 * busyBias) / n,
+    rows,
+  };
+}
+
+/** The fidelity part of the report. */
+export function fidelityMarkdown(r: FidelityResult): string {
+  const f = (x: number, d = 1) => x.toFixed(d);
+  return [
+    "## H200: full-batch latency next to the real neighbours",
+    "",
+    `${r.gpulets} gpu-lets of the H200 replays (\`resource/fidelity/h200/turn3\`, \`bench/results/gpu_replay/\`; runs that`,
+    "padded every batch left out): the measured full-batch latency (`svc_full_ms`) against the solo profile × the",
+    "model's slowdown for the gpu-let's actual neighbours (the planner's rule: every neighbour always busy).",
+    `Model: mean error **${f(r.meanPct)} %**, bias **${r.biasPct >= 0 ? "+" : ""}${
+      f(r.biasPct)
+    } %** (+: pessimistic). Flat margin`,
+    `(each neighbour adds the mean pairwise slowdown): mean ${f(r.flatMeanPct)} %, bias ${
+      r.flatBiasPct >= 0 ? "+" : ""
+    }${f(r.flatBiasPct)} %.`,
+    `The model's pairwise slowdowns with each neighbour weighted by the share of time it was busy: mean ${
+      f(r.busyMeanPct)
+    } %, bias ${r.busyBiasPct >= 0 ? "+" : ""}${f(r.busyBiasPct)} %.`,
+    "Goal (issue 21): ≤ 8 % mean, no systematic bias.",
+    "",
+    "| run | gpu-let | neighbours | busy | measured ms | predicted ms | error % |",
+    "|---|---|---|---|---|---|---|",
+    ...r.rows.map((x) =>
+      `| ${x.run} | ${x.gpulet} | ${x.neighbours} | ${x.busy.toFixed(2)} | ${f(x.measuredMs, 2)} | ${
+        f(x.predictedMs, 2)
+      } | ${f((100 * (x.predictedMs - x.measuredMs)) / x.measuredMs)} |`
+    ),
+    "",
+  ].join("\n");
 }
 
 /** The markdown report. */
@@ -92,6 +263,18 @@ export function interferenceMarkdown(results: InterferenceResult[], command: str
       } %.`,
       "",
     );
+    if (r.heldOutSplits.length > 0) {
+      lines.push(
+        "Held out by split (fitted on the other splits, the split's pairs predicted; goal ≤ 5 % mean):",
+        "",
+        "| held-out split | n | mean % | max % | flat margin mean % |",
+        "|---|---|---|---|---|",
+        ...r.heldOutSplits.map((h) =>
+          `| ${h.split} | ${h.n} | ${f(h.meanPct)} | ${f(h.maxPct)} | ${f(h.flatMeanPct)} |`
+        ),
+        "",
+      );
+    }
   }
   return lines.join("\n");
 }

@@ -10,7 +10,7 @@ import { parseArgs } from "../src/cli/args.ts";
 import { onlineCpuCount } from "../src/runtime/cpu_device.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
-import { interferenceMarkdown, measureInterference } from "./interference.ts";
+import { fidelityMarkdown, interferenceMarkdown, measureFidelity, measureInterference } from "./interference.ts";
 import { measurePlanner, plannerMarkdown } from "./planner.ts";
 import { measureTail, tailMarkdown } from "./tail.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
@@ -119,10 +119,11 @@ if (import.meta.main) {
   }
   if (which.includes("interference")) {
     const results = await measureInterference(console.log);
-    const md = interferenceMarkdown(results, command);
+    const fidelity = await measureFidelity();
+    const md = interferenceMarkdown(results, command) + "\n" + fidelityMarkdown(fidelity);
     await Deno.writeTextFile(
       `${PROJECT_ROOT}/bench/results/interference.json`,
-      JSON.stringify({ command, results }, null, 2) + "\n",
+      JSON.stringify({ command, results, fidelity }, null, 2) + "\n",
     );
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/interference.md`, md);
     console.log("\n" + md);
