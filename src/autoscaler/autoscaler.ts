@@ -1,17 +1,24 @@
 /**
  * The autoscaler's control loop, with time passed in (the live controller ticks it on a timer, the
  * simulator in virtual time): arrivals feed the rate monitor; each tick asks the policy whether to re-plan;
- * a re-plan runs the planner (incrementally from the running plan for `gpulet`) and is recorded.
+ * a re-plan runs the planner (incrementally from the running plan for `gpulet`; `plan_demand.ts`) and is
+ * recorded. The simulator plans on its own thread (`tick`); the live controller in a worker (`tickAsync`).
  */
 import type { InterferenceModel } from "../planner/interference.ts";
-import { replan } from "../planner/incremental.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { Plan, Policy } from "../planner/plan.ts";
 import { gpuletChanges } from "../planner/plan_diff.ts";
-import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
-import { makePlan } from "../planner/policies.ts";
+import type { PlannerOptions } from "../planner/planner.ts";
 import type { PlannedFunction } from "../planner/sizing.ts";
-import { committed, decide, DEFAULT_SCALE_POLICY, type ScalePolicyOptions, scaleState } from "./policy.ts";
+import { planDemand, type PlanRequest } from "./plan_demand.ts";
+import {
+  committed,
+  decide,
+  DEFAULT_SCALE_POLICY,
+  type ScaleDecision,
+  type ScalePolicyOptions,
+  scaleState,
+} from "./policy.ts";
 import { DEFAULT_RATE_OPTIONS, RateMonitor, type RateMonitorOptions } from "./rate_monitor.ts";
 
 /** A function as the autoscaler sees it (its rate is measured, not given). */
@@ -56,6 +63,8 @@ export interface PlanChange {
 /** Most plan changes kept in memory. */
 const HISTORY = 200;
 
+type ReplanDecision = Extract<ScaleDecision, { kind: "replan" }>;
+
 export class Autoscaler {
   readonly monitor: RateMonitor;
   readonly history: PlanChange[] = [];
@@ -64,6 +73,7 @@ export class Autoscaler {
   private expected = new Map<string, number>();
   private readonly state = scaleState(new Map(), -Infinity);
   private current?: Plan;
+  private inFlight?: Promise<Plan>;
 
   constructor(readonly config: AutoscalerConfig) {
     this.monitor = new RateMonitor(config.rates ?? DEFAULT_RATE_OPTIONS);
@@ -89,8 +99,44 @@ export class Autoscaler {
     if (this.functions.has(name)) this.monitor.record(name, now, count);
   }
 
-  /** Decides and, if needed, re-plans; returns the change made, if any. */
+  /** Decides and, if needed, re-plans on this thread; returns the change made, if any. */
   tick(now: number): PlanChange | undefined {
+    const wanted = this.decideNow(now);
+    if (!wanted) return undefined;
+    const t0 = performance.now();
+    const plan = planDemand(this.config, wanted.request);
+    return this.commit(now, wanted.decision, plan, performance.now() - t0);
+  }
+
+  /**
+   * Decides and, if needed, re-plans with `planner` (a worker, off the serving loop). While a re-plan is in
+   * flight a tick does nothing (`wait`: it waits for it, then decides again, as a deploy must).
+   */
+  async tickAsync(
+    planner: (request: PlanRequest) => Promise<Plan>,
+    now: () => number = () => performance.now(),
+    wait = false,
+  ): Promise<PlanChange | undefined> {
+    while (this.inFlight) {
+      if (!wait) return undefined;
+      await this.inFlight.catch(() => {});
+    }
+    const at = now();
+    const wanted = this.decideNow(at);
+    if (!wanted) return undefined;
+    const t0 = performance.now();
+    const planning = planner(wanted.request);
+    this.inFlight = planning;
+    try {
+      const plan = await planning;
+      return this.commit(at, wanted.decision, plan, performance.now() - t0);
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+
+  /** The policy's decision at `now`, with the re-plan it asks for (undefined: hold). */
+  private decideNow(now: number): { decision: ReplanDecision; request: PlanRequest } | undefined {
     const rates = new Map([...this.functions.keys()].map((n) => {
       const r = this.monitor.rates(n, now);
       const e = this.state.planned.has(n) ? 0 : this.expected.get(n) ?? 0;
@@ -103,9 +149,15 @@ export class Autoscaler {
       ...this.functions.get(name)!,
       rate: rate * scale,
     }));
-    const t0 = performance.now();
-    const plan = this.planFor(functions, decision.direction === "down");
-    const planMs = performance.now() - t0;
+    const headroom = (this.config.scale ?? DEFAULT_SCALE_POLICY).headroom;
+    return {
+      decision,
+      request: { functions, current: this.current, compact: decision.direction === "down", headroom },
+    };
+  }
+
+  /** Puts `plan` in force for `decision` and records the change. */
+  private commit(now: number, decision: ReplanDecision, plan: Plan, planMs: number): PlanChange {
     const change: PlanChange = {
       at: now,
       direction: decision.direction,
@@ -123,43 +175,5 @@ export class Autoscaler {
     this.history.push(change);
     if (this.history.length > HISTORY) this.history.shift();
     return change;
-  }
-
-  /**
-   * Plans for `functions` (rates with headroom). When the devices cannot take the headroom, less headroom is
-   * tried, down to none: the plan then serves the observed demand in full where it can, rather than
-   * cutting an arbitrary function short.
-   */
-  private planFor(functions: PlannedFunction[], compact: boolean): Plan {
-    const headroom = (this.config.scale ?? DEFAULT_SCALE_POLICY).headroom;
-    let best: Plan | undefined;
-    for (const keep of [1, 0.5, 0]) {
-      const factor = (1 + headroom * keep) / (1 + headroom);
-      const plan = this.planOnce(functions.map((f) => ({ ...f, rate: f.rate * factor })), compact);
-      if (plan.feasible) return plan;
-      best ??= plan;
-      if (keep === 0) return plan;
-    }
-    return best!;
-  }
-
-  /**
-   * One planning pass. `compact` (re-plans down) also empties GPUs whose load fits elsewhere; a re-plan up
-   * only adds, so the gpu-lets serving a surge are not moved under it.
-   */
-  private planOnce(functions: PlannedFunction[], compact: boolean): Plan {
-    const c = this.config;
-    const problem: PlanProblem = {
-      device: c.device,
-      gpus: c.gpus,
-      functions,
-      latency: c.latency,
-      interference: c.interference,
-    };
-    const options = c.planner ?? DEFAULT_OPTIONS;
-    if (c.policy === "gpulet" && this.current && c.interference) {
-      return replan(problem, this.current, { ...options, compact });
-    }
-    return makePlan(problem, c.policy, options);
   }
 }

@@ -10,6 +10,7 @@
  * retried by the next repair; a worker that dies is removed from routing at once and restarted.
  */
 import { Autoscaler, type PlanChange, type ScaledFunction } from "../autoscaler/autoscaler.ts";
+import { RemotePlanner } from "../autoscaler/remote_planner.ts";
 import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/policy.ts";
 import type { Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
@@ -78,6 +79,7 @@ export class Fleet {
   private closed = false;
   private seq = 0;
   private readonly records = new WeakMap<Plan, PlanRecord>();
+  private readonly planner: RemotePlanner;
 
   constructor(private readonly opts: FleetOptions) {
     const b = opts.backend;
@@ -93,6 +95,7 @@ export class Fleet {
       // Real GPUs: plans never give a GPU more processes than its memory holds.
       ...(b.memory ? { planner: { ...DEFAULT_OPTIONS, memory: b.memory } } : {}),
     });
+    this.planner = new RemotePlanner(this.autoscaler.config, opts.log);
     this.timer = setInterval(() => this.tick(), opts.tickMs ?? 200);
   }
 
@@ -163,8 +166,8 @@ export class Fleet {
 
   /** Re-plans now if the policy says so, or re-applies the plan (`force`), and waits until it is applied. */
   private async settle(force?: string): Promise<void> {
-    const change = this.autoscaler.tick(performance.now());
-    if (change) this.record(change);
+    const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), undefined, true);
+    if (change && !this.closed) this.record(change);
     else if (force && this.plan) this.want(this.plan);
     await this.idle();
   }
@@ -176,8 +179,10 @@ export class Fleet {
 
   private tick(): void {
     if (this.closed) return;
-    const change = this.autoscaler.tick(performance.now());
-    if (change) this.record(change);
+    // Planning runs in a worker; a tick while a re-plan is in flight does nothing.
+    this.autoscaler.tickAsync((r) => this.planner.plan(r)).then((change) => {
+      if (change && !this.closed) this.record(change);
+    }, (e) => this.opts.log(`re-plan failed: ${(e as Error).message}`));
   }
 
   private record(change: PlanChange): void {
@@ -384,6 +389,7 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    this.planner.close();
     clearTimeout(this.repairTimer);
     await this.idle();
     await Promise.all([...this.running.values()].map((g) => this.retire(g)));

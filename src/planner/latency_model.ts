@@ -38,7 +38,10 @@ function lerp(xs: number[], ys: number[], x: number): number {
 export class LatencyModel {
   private readonly tables = new Map<string, ModelTable>();
 
+  private readonly rows: readonly ProfileRow[];
+
   private constructor(readonly source: string, rows: readonly ProfileRow[]) {
+    this.rows = rows;
     const seen = new Map<string, number>();
     const grouped = new Map<string, Map<number, [number, number][]>>();
     for (const r of rows) {
@@ -81,6 +84,11 @@ export class LatencyModel {
   /** A model from CSV text. */
   static parse(text: string, source = "profile"): LatencyModel {
     return new LatencyModel(source, parseCsv(text, source, PROFILE_COLUMNS));
+  }
+
+  /** The rows it was made from (plain data: a worker rebuilds the same model with `fromRows`). */
+  toRows(): ProfileRow[] {
+    return [...this.rows];
   }
 
   /** Profiled models, sorted. */
