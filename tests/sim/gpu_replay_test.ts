@@ -1,6 +1,6 @@
 /**
  * The request-level simulator against a real GPU: the p99 plans this project replayed on an H200 under MPS
- * (`bench/results/gpu_replay/`, made by `../shared/tools/gpu_replay/`), at 0.9×, 1.35× and 2.7× their
+ * (`bench/results/gpu_replay/`, made by `../shared/tools/gpu_replay/`), at 0.9× and at 1.35×, 1.8× or 2.7× their
  * claimed peak. For every function the simulated share within SLO is within 2 points of the measured one.
  */
 import assert from "node:assert/strict";
