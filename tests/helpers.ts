@@ -171,3 +171,13 @@ export function rawBundle(
     ],
   };
 }
+
+/** Runs `src/cli/<task>.ts` with read access only (the offline tools); its exit code and output. */
+export async function runTask(task: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", `${ROOT}/src/cli/${task}.ts`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
+}

@@ -13,7 +13,19 @@ import { validatePlan } from "../../src/planner/validate.ts";
 import { parseWorkload, plannedFunctions, scaled, tailTarget, WorkloadError } from "../../src/planner/workload.ts";
 import { replayGpus } from "../../src/sim/plan_replay.ts";
 import { replayGpu } from "../../src/sim/request_sim.ts";
-import { ROOT } from "../helpers.ts";
+import { ROOT, runTask } from "../helpers.ts";
+
+/** `deno task plan` on scen2 for one H100, with its profile and pairs. */
+const SCEN2_ON_ONE_H100 = [
+  "--profile",
+  `${ROOT}/profiles/h100.csv`,
+  "--pairs",
+  `${ROOT}/profiles/h100-pairs.csv`,
+  "--workload",
+  `${ROOT}/resource/workloads/scen2.json`,
+  "--gpus",
+  "1",
+];
 
 async function device(name: string) {
   const latency = await loadLatencyModel(`${ROOT}/profiles/${name}.csv`);
@@ -127,27 +139,9 @@ Deno.test("workload: percentile and arrivalCv set the tail target; flags overrid
 
 Deno.test("plan CLI: a higher percentile or burstier arrivals claim a lower peak; --averages plans on averages", async () => {
   const peak = async (...extra: string[]) => {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        `${ROOT}/src/cli/plan.ts`,
-        "--profile",
-        `${ROOT}/profiles/h100.csv`,
-        "--pairs",
-        `${ROOT}/profiles/h100-pairs.csv`,
-        "--workload",
-        `${ROOT}/resource/workloads/scen2.json`,
-        "--gpus",
-        "1",
-        "--peak",
-        ...extra,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-    return JSON.parse(new TextDecoder().decode(r.stdout)).aggregateRate as number;
+    const r = await runTask("plan", [...SCEN2_ON_ONE_H100, "--peak", ...extra]);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out).aggregateRate as number;
   };
   const [p99, p999, bursty, averages] = await Promise.all([
     peak(),
@@ -159,27 +153,7 @@ Deno.test("plan CLI: a higher percentile or burstier arrivals claim a lower peak
 });
 
 Deno.test("plan --validate: a p99 plan is valid; a plan made on averages is told what it misses at p99", async () => {
-  const plan = async (...extra: string[]) => {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        `${ROOT}/src/cli/plan.ts`,
-        "--profile",
-        `${ROOT}/profiles/h100.csv`,
-        "--pairs",
-        `${ROOT}/profiles/h100-pairs.csv`,
-        "--workload",
-        `${ROOT}/resource/workloads/scen2.json`,
-        "--gpus",
-        "1",
-        ...extra,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return { code: r.code, out: new TextDecoder().decode(r.stdout) };
-  };
+  const plan = (...extra: string[]) => runTask("plan", [...SCEN2_ON_ONE_H100, ...extra]);
   const p99 = await Deno.makeTempFile({ suffix: ".json" });
   const averages = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(p99, (await plan("--json")).out);

@@ -4,16 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { replayGpus } from "../../src/sim/plan_replay.ts";
-import { ROOT } from "../helpers.ts";
-
-async function cli(task: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", `${ROOT}/src/cli/${task}.ts`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
-}
+import { ROOT, runTask as cli } from "../helpers.ts";
 
 const MODELS = ["--profile", `${ROOT}/profiles/h100.csv`, "--pairs", `${ROOT}/profiles/h100-pairs.csv`];
 const WORKLOAD = `${ROOT}/resource/workloads/scen1.json`;
