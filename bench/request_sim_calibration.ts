@@ -5,18 +5,12 @@
  * p99 and busy time; then, for the runs at ≤ 0.85× their peak, how many have ≥ 3 of 4 gpu-lets within 10
  * points. Writes `bench/results/request_sim_calibration.md`.
  */
-import { InterferenceModel } from "../src/planner/interference.ts";
-import { loadLatencyModel } from "../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../src/planner/pairs.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { calibrate, loadFidelity } from "../src/sim/calibration.ts";
 import { DEFAULT_INTERFERENCE_SCALE, DEFAULT_SPREAD } from "../src/sim/request_sim.ts";
+import { loadProfile } from "../src/planner/profiles.ts";
 
-const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
-const interference = InterferenceModel.fit(
-  latency,
-  observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`)),
-);
+const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, "h200");
 const { runs, plans } = await loadFidelity(`${PROJECT_ROOT}/resource/fidelity/h200`);
 const c = calibrate(runs, plans, latency, interference);
 const f1 = (x: number) => x.toFixed(1);

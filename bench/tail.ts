@@ -9,9 +9,7 @@
  *    for CV 1) and Gamma CV 2 (plans sized for CV 2). Target: every function ≥ 99 % within SLO. Beside it,
  *    the plan of the duty-cycle rule alone (averages) at 0.9× its own peak: what the planner promised before.
  */
-import { InterferenceModel } from "../src/planner/interference.ts";
 import { type LatencyModel, loadLatencyModel } from "../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../src/planner/pairs.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
@@ -19,6 +17,7 @@ import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload
 import { replayGpus } from "../src/sim/plan_replay.ts";
 import { replayGpu } from "../src/sim/request_sim.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+import { loadProfile } from "../src/planner/profiles.ts";
 
 const GPUS = 4;
 const FRACTION = 0.9;
@@ -82,11 +81,7 @@ function modelChecks(latency: LatencyModel, progress: (s: string) => void): Mode
 }
 
 async function mixChecks(device: string, progress: (s: string) => void): Promise<MixCheck[]> {
-  const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/${device}.csv`);
-  const interference = InterferenceModel.fit(
-    latency,
-    observations(await loadPairs(`${PROJECT_ROOT}/profiles/${device}-pairs.csv`)),
-  );
+  const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, device);
   const names = [...Deno.readDirSync(`${PROJECT_ROOT}/resource/workloads`)].map((e) => e.name)
     .filter((n) => n.endsWith(".json")).sort();
   const out: MixCheck[] = [];

@@ -10,10 +10,7 @@
  * - `cuda`: this host's NVIDIA GPUs under MPS; each function of a gpu-let is a worker process whose
  *   environment gives it its GPU, its share of the SMs and its device memory ({@link cudaWorkerEnv}).
  */
-import { readCsv } from "../planner/csv.ts";
-import { InterferenceModel } from "../planner/interference.ts";
-import { LatencyModel, PROFILE_COLUMNS } from "../planner/latency_model.ts";
-import { loadPairs, observations } from "../planner/pairs.ts";
+import { loadProfile } from "../planner/profiles.ts";
 import type { CpuDevice } from "../runtime/cpu_device.ts";
 import type { Executor } from "../runtime/executor.ts";
 import { SimDevice, type SimGpulet } from "../runtime/sim_device.ts";
@@ -22,6 +19,8 @@ import type { CudaSetup } from "../cuda/setup.ts";
 import { cudaWorkerEnv, modelMemoryMiB } from "../cuda/worker_env.ts";
 import type { MemoryLimits } from "../planner/layout.ts";
 import type { Deployment } from "./deployment.ts";
+import type { InterferenceModel } from "../planner/interference.ts";
+import type { LatencyModel } from "../planner/latency_model.ts";
 
 /** A reserved share of a device; released when the gpu-let stops. */
 export interface GpuletLease {
@@ -75,28 +74,6 @@ export function parseDevices(spec: string): DeviceSpec {
   throw new Error(
     `--devices ${spec}: expected cpu, cpu:N (N devices of this machine's cores), sim:<profile>xN or cuda`,
   );
-}
-
-/** Loads `profiles/<name>.csv` (and `-pairs.csv` when present); parts are multiplied by `partScale`. */
-async function loadProfile(
-  dir: string,
-  name: string,
-  partScale = 1,
-): Promise<{ latency: LatencyModel; interference?: InterferenceModel }> {
-  const path = `${dir}/${name}.csv`;
-  const rows = (await readCsv(path, PROFILE_COLUMNS))
-    .filter((r) => r.part * partScale <= 100 + 1e-9)
-    .map((r) => ({ ...r, part: Math.round(r.part * partScale * 1000) / 1000 }));
-  if (rows.length === 0) throw new Error(`${path}: no part fits a device of 1/${partScale} of the profiled one`);
-  const latency = LatencyModel.fromRows(rows, path);
-  if (partScale !== 1) return { latency };
-  try {
-    const pairs = await loadPairs(`${dir}/${name}-pairs.csv`);
-    return { latency, interference: InterferenceModel.fit(latency, observations(pairs)) };
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return { latency };
-    throw e;
-  }
 }
 
 /** The simulated backend. */

@@ -5,15 +5,12 @@
 import assert from "node:assert/strict";
 import { planDemand } from "../../src/autoscaler/plan_demand.ts";
 import { RemotePlanner } from "../../src/autoscaler/remote_planner.ts";
-import { InterferenceModel } from "../../src/planner/interference.ts";
-import { loadLatencyModel } from "../../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workload.ts";
 import { ROOT } from "../helpers.ts";
+import { loadProfile } from "../../src/planner/profiles.ts";
 
 Deno.test("planner worker: the same plan as on this thread, and the serving loop keeps its timers", async () => {
-  const latency = await loadLatencyModel(`${ROOT}/profiles/h100.csv`);
-  const interference = InterferenceModel.fit(latency, observations(await loadPairs(`${ROOT}/profiles/h100-pairs.csv`)));
+  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h100");
   const file = `${ROOT}/resource/workloads/game.json`;
   const functions = scaled(plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file), 40);
   const context = { device: "h100", gpus: 8, latency, interference, policy: "gpulet" as const };

@@ -4,25 +4,16 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { InterferenceModel } from "../../src/planner/interference.ts";
-import { loadLatencyModel } from "../../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import type { PlanProblem } from "../../src/planner/planner.ts";
 import { makePlan, peakFor } from "../../src/planner/policies.ts";
 import type { PlannedFunction } from "../../src/planner/sizing.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workload.ts";
 import { ROOT } from "../helpers.ts";
+import { loadProfile } from "../../src/planner/profiles.ts";
 
 const FRACTIONS = Array.from({ length: 10 }, (_, i) => (i + 1) / 10);
 
-async function device(name: string) {
-  const latency = await loadLatencyModel(`${ROOT}/profiles/${name}.csv`);
-  const interference = InterferenceModel.fit(
-    latency,
-    observations(await loadPairs(`${ROOT}/profiles/${name}-pairs.csv`)),
-  );
-  return { latency, interference };
-}
+const device = (name: string) => loadProfile(`${ROOT}/profiles`, name);
 
 /** Problems with a claimed peak above 0 that `shortfalls` checked (so a test can see it checked some). */
 let checked = 0;

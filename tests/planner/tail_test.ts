@@ -3,9 +3,6 @@
  * request by request, the validator naming the percentile a plan misses, and the workload's tail fields.
  */
 import assert from "node:assert/strict";
-import { InterferenceModel } from "../../src/planner/interference.ts";
-import { loadLatencyModel } from "../../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import { DEFAULT_OPTIONS } from "../../src/planner/planner.ts";
 import { makePlan, peakFor } from "../../src/planner/policies.ts";
 import { DEFAULT_TAIL, missShares, percentileLatencies, type QueueClass } from "../../src/planner/tail.ts";
@@ -14,6 +11,7 @@ import { parseWorkload, plannedFunctions, scaled, tailTarget, WorkloadError } fr
 import { replayGpus } from "../../src/sim/plan_replay.ts";
 import { replayGpu } from "../../src/sim/request_sim.ts";
 import { ROOT, runTask } from "../helpers.ts";
+import { loadProfile } from "../../src/planner/profiles.ts";
 
 /** `deno task plan` on scen2 for one H100, with its profile and pairs. */
 const SCEN2_ON_ONE_H100 = [
@@ -27,14 +25,7 @@ const SCEN2_ON_ONE_H100 = [
   "1",
 ];
 
-async function device(name: string) {
-  const latency = await loadLatencyModel(`${ROOT}/profiles/${name}.csv`);
-  const interference = InterferenceModel.fit(
-    latency,
-    observations(await loadPairs(`${ROOT}/profiles/${name}-pairs.csv`)),
-  );
-  return { latency, interference };
-}
+const device = (name: string) => loadProfile(`${ROOT}/profiles`, name);
 
 const h200 = await device("h200");
 

@@ -5,18 +5,12 @@
  * misses follow the interference model's (issue 21). This holds today's level so it cannot slip unseen.
  */
 import assert from "node:assert/strict";
-import { InterferenceModel } from "../../src/planner/interference.ts";
-import { loadLatencyModel } from "../../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import { calibrate, loadFidelity } from "../../src/sim/calibration.ts";
 import { ROOT } from "../helpers.ts";
+import { loadProfile } from "../../src/planner/profiles.ts";
 
 Deno.test("request sim vs the H200 replays: at least 9 of 13 runs at <= 0.85x peak have 3 of 4 gpu-lets within 10 points", async () => {
-  const latency = await loadLatencyModel(`${ROOT}/profiles/h200.csv`);
-  const interference = InterferenceModel.fit(
-    latency,
-    observations(await loadPairs(`${ROOT}/profiles/h200-pairs.csv`)),
-  );
+  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
   const { runs, plans } = await loadFidelity(`${ROOT}/resource/fidelity/h200`);
   const c = calibrate(runs, plans, latency, interference);
   const misses = c.rows.filter((r) => r.load <= 0.85 && !r.near).map((r) =>

@@ -4,18 +4,15 @@
  * claimed peak. For every function the simulated share within SLO is within 2 points of the measured one.
  */
 import assert from "node:assert/strict";
-import { InterferenceModel } from "../../src/planner/interference.ts";
-import { loadLatencyModel } from "../../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import { ReplayJob } from "../../src/sim/plan_replay.ts";
 import { replayGpu } from "../../src/sim/request_sim.ts";
 import { ROOT } from "../helpers.ts";
+import { loadProfile } from "../../src/planner/profiles.ts";
 
 const DIR = `${ROOT}/bench/results/gpu_replay`;
 
 Deno.test("request sim: within 2 points of the real H200's share within SLO for every function replayed", async () => {
-  const latency = await loadLatencyModel(`${ROOT}/profiles/h200.csv`);
-  const interference = InterferenceModel.fit(latency, observations(await loadPairs(`${ROOT}/profiles/h200-pairs.csv`)));
+  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
   const execs = [...Deno.readDirSync(DIR)].map((e) => e.name).filter((n) => n.startsWith("exec_")).sort();
   assert.ok(execs.length >= 9, `${execs.length} replays`);
   let compared = 0, missedSomewhere = 0;
