@@ -4,36 +4,17 @@
  * each function beside what the request-level simulator and the planner's tail model predict for the same
  * gpu-lets at the same rates. Writes `bench/results/gpu_replay.md`.
  */
-import { InterferenceModel } from "../src/planner/interference.ts";
-import { loadLatencyModel } from "../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../src/planner/pairs.ts";
+import { loadProfile } from "../src/planner/profiles.ts";
 import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
 import { LatencyTable, queueClass } from "../src/planner/sizing.ts";
 import { slowdownIn } from "../src/planner/validate.ts";
-import { ReplayJob } from "../src/sim/plan_replay.ts";
+import { loadReplays, replayName } from "../src/sim/calibration.ts";
+import { jobAsPlanGpu } from "../src/sim/plan_replay.ts";
 import { replayGpu } from "../src/sim/request_sim.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 
-const DIR = `${PROJECT_ROOT}/bench/results/gpu_replay`;
-
-interface ExecFunction {
-  name: string;
-  model: string;
-  part: number;
-  batch: number;
-  rate: number;
-  sloMs: number;
-  n: number;
-  p99: number;
-  busy: number;
-  within: number;
-}
-
-const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
-const interference = InterferenceModel.fit(
-  latency,
-  observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`)),
-);
+const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, "h200");
+if (!interference) throw new Error("profiles/h200-pairs.csv is missing");
 const table = new LatencyTable(latency);
 const pct = (x: number) => (100 * x).toFixed(2);
 const lines = [
@@ -51,31 +32,20 @@ const lines = [
   "| job | × planned rate | function | part | batch | rate/s | SLO ms | real n | real p99 ms | real within % | sim p99 ms | sim within % | model within % |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
-const execs = [...Deno.readDirSync(DIR)].map((e) => e.name).filter((n) => n.startsWith("exec_")).sort();
-for (const name of execs) {
-  const exec = JSON.parse(await Deno.readTextFile(`${DIR}/${name}`));
-  const base = name.replace(/^exec_/, "").replace(/_x[0-9.]+\.json$|\.json$/, "");
-  const scale = Number(name.match(/_x([0-9.]+)\.json$/)?.[1] ?? 1);
-  const job = ReplayJob.parse(JSON.parse(await Deno.readTextFile(`${DIR}/${base}.json`)));
-  const sim = replayGpu(job.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
+for (const { run, plan, scale } of await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay`)) {
+  const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
   // The tail model sees each gpu-let with the slowdown its neighbours cause (as the planner sized it).
-  const gpu = {
-    id: 0,
-    gpulets: job.gpulets.map((g) => ({
-      part: g.part,
-      functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: f.rate, latencyMs: 1 })),
-    })),
-  };
-  const models = new Map(job.gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const)));
+  const { gpu, models } = jobAsPlanGpu(plan.gpulets);
   const modelled = new Map<string, number>();
-  job.gpulets.forEach((g, gi) => {
+  plan.gpulets.forEach((g, gi) => {
     const classes = g.functions.map((f) => {
       const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference);
       return queueClass(table, { ...f, maxBatch: f.batch }, g.part, alpha, f.rate * scale, f.batch);
     });
     missShares(classes, DEFAULT_TAIL).forEach((m, i) => modelled.set(g.functions[i].name, 1 - m));
   });
-  for (const f of exec.functions as ExecFunction[]) {
+  const { base } = replayName(run.job);
+  for (const f of run.functions) {
     const s = sim.find((x) => x.name === f.name)!;
     lines.push(
       `| ${base} | ${scale} | ${f.name} | ${f.part} | ${f.batch} | ${f.rate.toFixed(0)} | ${f.sloMs} | ${f.n} | ${

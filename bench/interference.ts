@@ -11,6 +11,8 @@ import { loadLatencyModel } from "../src/planner/latency_model.ts";
 import { loadPairs, type Observation, observations } from "../src/planner/pairs.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { slowdownIn } from "../src/planner/validate.ts";
+import { loadReplays } from "../src/sim/calibration.ts";
+import { jobAsPlanGpu } from "../src/sim/plan_replay.ts";
 import type { LatencyModel } from "../src/planner/latency_model.ts";
 
 export interface InterferenceResult {
@@ -107,13 +109,13 @@ function heldOutSplits(latency: LatencyModel, obs: readonly Observation[]): Inte
   });
 }
 
-interface ExecFunction {
-  name: string;
-  model: string;
-  part: number;
-  batch: number;
-  svc_full_ms?: number;
-  busy: number;
+/** Mean |predicted − measured| / measured and mean signed error, both %. */
+function errorsPct(pairs: readonly { predicted: number; measured: number }[]): { meanPct: number; biasPct: number } {
+  const rel = pairs.map((p) => (p.predicted - p.measured) / p.measured);
+  return {
+    meanPct: (100 * rel.reduce((s, x) => s + Math.abs(x), 0)) / rel.length,
+    biasPct: (100 * rel.reduce((s, x) => s + x, 0)) / rel.length,
+  };
 }
 
 /** Every H200 replay with a measured full-batch latency, against the H200 model with the actual neighbours. */
@@ -122,85 +124,70 @@ export async function measureFidelity(): Promise<FidelityResult> {
   const obs = observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`));
   const model = InterferenceModel.fit(latency, obs);
   const flat = obs.reduce((s, o) => s + o.slowdown, 0) / obs.length;
-  const rows: FidelityResult["rows"] = [];
-  let abs = 0, bias = 0, flatAbs = 0, flatBias = 0, busyAbs = 0, busyBias = 0, busyFlatAbs = 0, busyFlatBias = 0;
-  const sources = [
-    { runs: `${PROJECT_ROOT}/resource/fidelity/h200/turn3`, jobs: `${PROJECT_ROOT}/resource/fidelity/h200/plans` },
-    { runs: `${PROJECT_ROOT}/bench/results/gpu_replay`, jobs: `${PROJECT_ROOT}/bench/results/gpu_replay` },
+  const fidelity = `${PROJECT_ROOT}/resource/fidelity/h200`;
+  const replays = [
+    ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
+    ...await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay`),
   ];
-  for (const { runs, jobs } of sources) {
-    for (const name of [...Deno.readDirSync(runs)].map((e) => e.name).filter((n) => n.startsWith("exec_")).sort()) {
-      const exec = JSON.parse(await Deno.readTextFile(`${runs}/${name}`));
-      if (exec.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
-      const base = name.replace(/^exec_/, "").replace(/_x[0-9.]+\.json$|\.json$/, "");
-      const job = JSON.parse(await Deno.readTextFile(`${jobs}/${base}.json`)) as {
-        gpulets: { part: number; functions: { name: string; model: string; batch: number }[] }[];
-      };
-      const gpu = {
-        id: 0,
-        gpulets: job.gpulets.map((g) => ({
-          part: g.part,
-          functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: 1, latencyMs: 1 })),
-        })),
-      };
-      const models = new Map(job.gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const)));
-      for (const f of exec.functions as ExecFunction[]) {
-        const gi = job.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
-        if (gi < 0 || !f.svc_full_ms) continue;
-        const solo = latency.latency(f.model, f.part, f.batch);
-        const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, model);
-        const neighbours = job.gpulets.length - 1;
-        const predicted = solo * alpha;
-        // The same pairwise slowdowns, each neighbour weighted by the share of time it was measured busy.
-        let weighted = 1, flatWeighted = 1;
-        job.gpulets.forEach((g, j) => {
-          if (j === gi) return;
-          const busy = Math.min(
-            1,
-            (exec.functions as ExecFunction[]).filter((x) =>
-              g.part === x.part && g.functions.some((y) => y.name === x.name)
-            )
-              .reduce((t, x) => t + x.busy, 0),
-          );
-          const worst = Math.max(
-            0,
-            ...g.functions.map((o) => model.slowdownAt(f.model, f.part, f.batch, o.model, g.part, o.batch) - 1),
-          );
-          weighted += busy * worst;
-          flatWeighted += busy * (flat - 1);
-        });
-        const busyPredicted = solo * weighted;
-        busyFlatAbs += Math.abs(solo * flatWeighted - f.svc_full_ms) / f.svc_full_ms;
-        busyFlatBias += (solo * flatWeighted - f.svc_full_ms) / f.svc_full_ms;
-        busyAbs += Math.abs(busyPredicted - f.svc_full_ms) / f.svc_full_ms;
-        busyBias += (busyPredicted - f.svc_full_ms) / f.svc_full_ms;
-        const flatPredicted = solo * (1 + neighbours * (flat - 1));
-        rows.push({
-          run: exec.job,
-          gpulet: `${f.name}@${f.part} % b${f.batch}`,
-          neighbours,
-          busy: f.busy,
-          measuredMs: f.svc_full_ms,
-          predictedMs: predicted,
-        });
-        abs += Math.abs(predicted - f.svc_full_ms) / f.svc_full_ms;
-        bias += (predicted - f.svc_full_ms) / f.svc_full_ms;
-        flatAbs += Math.abs(flatPredicted - f.svc_full_ms) / f.svc_full_ms;
-        flatBias += (flatPredicted - f.svc_full_ms) / f.svc_full_ms;
-      }
+  const rows: FidelityResult["rows"] = [];
+  // Per gpu-let: the measured latency and what each predictor says.
+  const cases: { measured: number; always: number; flat: number; busy: number; busyFlat: number }[] = [];
+  for (const { run, plan } of replays) {
+    if (run.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
+    const { gpu, models } = jobAsPlanGpu(plan.gpulets);
+    const neighbours = plan.gpulets.length - 1;
+    for (const f of run.functions) {
+      const gi = plan.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
+      if (gi < 0 || !f.svc_full_ms) continue;
+      const solo = latency.latency(f.model, f.part, f.batch);
+      const always = solo * slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, model);
+      // The same pairwise slowdowns (and the flat margin), each neighbour weighted by the share of time it was
+      // measured busy.
+      let weighted = 1, flatWeighted = 1;
+      plan.gpulets.forEach((g, j) => {
+        if (j === gi) return;
+        const busy = Math.min(
+          1,
+          run.functions.filter((x) => g.part === x.part && g.functions.some((y) => y.name === x.name))
+            .reduce((t, x) => t + x.busy, 0),
+        );
+        const worst = Math.max(
+          0,
+          ...g.functions.map((o) => model.slowdownAt(f.model, f.part, f.batch, o.model, g.part, o.batch) - 1),
+        );
+        weighted += busy * worst;
+        flatWeighted += busy * (flat - 1);
+      });
+      cases.push({
+        measured: f.svc_full_ms,
+        always,
+        flat: solo * (1 + neighbours * (flat - 1)),
+        busy: solo * weighted,
+        busyFlat: solo * flatWeighted,
+      });
+      rows.push({
+        run: run.job,
+        gpulet: `${f.name}@${f.part} % b${f.batch}`,
+        neighbours,
+        busy: f.busy,
+        measuredMs: f.svc_full_ms,
+        predictedMs: always,
+      });
     }
   }
-  const n = rows.length;
+  const by = (k: "always" | "flat" | "busy" | "busyFlat") =>
+    errorsPct(cases.map((c) => ({ predicted: c[k], measured: c.measured })));
+  const [always, flatMargin, busy, busyFlat] = [by("always"), by("flat"), by("busy"), by("busyFlat")];
   return {
-    gpulets: n,
-    meanPct: (100 * abs) / n,
-    biasPct: (100 * bias) / n,
-    flatMeanPct: (100 * flatAbs) / n,
-    flatBiasPct: (100 * flatBias) / n,
-    busyMeanPct: (100 * busyAbs) / n,
-    busyBiasPct: (100 * busyBias) / n,
-    busyFlatMeanPct: (100 * busyFlatAbs) / n,
-    busyFlatBiasPct: (100 * busyFlatBias) / n,
+    gpulets: rows.length,
+    meanPct: always.meanPct,
+    biasPct: always.biasPct,
+    flatMeanPct: flatMargin.meanPct,
+    flatBiasPct: flatMargin.biasPct,
+    busyMeanPct: busy.meanPct,
+    busyBiasPct: busy.biasPct,
+    busyFlatMeanPct: busyFlat.meanPct,
+    busyFlatBiasPct: busyFlat.biasPct,
     rows,
   };
 }

@@ -6,13 +6,13 @@
  * points. Writes `bench/results/request_sim_calibration.md`.
  */
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
-import { calibrate, loadFidelity } from "../src/sim/calibration.ts";
+import { calibrate, loadReplays } from "../src/sim/calibration.ts";
 import { DEFAULT_INTERFERENCE_SCALE, DEFAULT_SPREAD } from "../src/sim/request_sim.ts";
 import { loadProfile } from "../src/planner/profiles.ts";
 
 const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, "h200");
-const { runs, plans } = await loadFidelity(`${PROJECT_ROOT}/resource/fidelity/h200`);
-const c = calibrate(runs, plans, latency, interference);
+const data = `${PROJECT_ROOT}/resource/fidelity/h200`;
+const c = calibrate(await loadReplays(`${data}/turn3`, `${data}/plans`), latency, interference);
 const f1 = (x: number) => x.toFixed(1);
 const command = `deno run -A bench/request_sim_calibration.ts`;
 const md = [

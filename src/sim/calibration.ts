@@ -2,22 +2,68 @@
  * The request-level simulator against measured replays of plans on a real GPU (pure): for each replay, the
  * plan's gpu-lets are simulated at the replay's rates and each function's simulated share within SLO is set
  * beside the measured one. The data: `resource/fidelity/h200/` (a copy of `../shared/data/h200/fidelity/`:
- * `turn3/exec_*.json` results, `plans/*.json` jobs).
+ * `turn3/exec_*.json` results, `plans/*.json` jobs) and `bench/results/gpu_replay/` (results beside jobs).
  */
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
+import { ReplayJob } from "./plan_replay.ts";
 import { replayGpu, type ReplayGpulet } from "./request_sim.ts";
 
-/** One replay's measured result (`plan_exec.py`'s output). */
+/** One function of a replay, as measured (`plan_exec.py`'s output). */
+export interface MeasuredFunction {
+  name: string;
+  model: string;
+  part: number;
+  batch: number;
+  rate: number;
+  sloMs: number;
+  n: number;
+  within: number;
+  p99: number;
+  busy: number;
+  /** Latency of a full batch next to the real neighbours (ms); absent in older results. */
+  svc_full_ms?: number;
+}
+
+/** One replay's measured result. */
 export interface MeasuredRun {
   job: string;
-  functions: { name: string; part: number; batch: number; within: number; p99: number; busy: number }[];
+  /** Every batch was padded to the plan's batch (a different regime). */
+  pad_full?: boolean;
+  functions: MeasuredFunction[];
 }
 
 /** A plan job (`make_jobs.py`'s output): its gpu-lets and the fraction of the claimed peak it ran at. */
 export interface PlanJob {
   frac?: number;
   gpulets: ReplayGpulet[];
+}
+
+/** One replay: what was measured, the job it ran and the multiple of the job's rates it ran at. */
+export interface Replay {
+  run: MeasuredRun;
+  plan: PlanJob;
+  scale: number;
+}
+
+/** A replay's job and rate multiple, from its name: `<job>`, or `<job>_x<scale>` (`RATE_SCALE`). */
+export function replayName(job: string): { base: string; scale: number } {
+  const [, base, x] = job.match(/^(.*?)(?:_x([0-9.]+))?$/)!;
+  return { base, scale: x ? Number(x) : 1 };
+}
+
+/** The replays in `runsDir` (`exec_*.json`), each with its job from `jobsDir` (`<job>.json`), by name. */
+export async function loadReplays(runsDir: string, jobsDir = runsDir): Promise<Replay[]> {
+  const read = async (f: string) => JSON.parse(await Deno.readTextFile(f));
+  const names = [...Deno.readDirSync(runsDir)].map((e) => e.name).filter((n) => /^exec_.*\.json$/.test(n)).sort();
+  const out: Replay[] = [];
+  for (const name of names) {
+    const run: MeasuredRun = await read(`${runsDir}/${name}`);
+    const { base, scale } = replayName(run.job);
+    const job = await read(`${jobsDir}/${base}.json`);
+    out.push({ run, plan: { frac: job.frac, gpulets: ReplayJob.parse(job).gpulets }, scale });
+  }
+  return out;
 }
 
 /** One function of one run, measured and simulated. */
@@ -41,19 +87,14 @@ export interface Calibration {
   near: number;
 }
 
-/** Simulates each run's plan at its rates (15 s, seed 1) and compares. `plans` by job base name. */
+/** Simulates each replay's plan at its rates (15 s, seed 1) and compares. */
 export function calibrate(
-  runs: readonly MeasuredRun[],
-  plans: ReadonlyMap<string, PlanJob>,
+  replays: readonly Replay[],
   latency: LatencyModel,
   interference: InterferenceModel | undefined,
 ): Calibration {
   const out: Calibration = { rows: [], runs: 0, runsOk: 0, gpulets: 0, near: 0 };
-  for (const run of runs) {
-    const [, base, x] = run.job.match(/^(.*?)(?:_x([0-9.]+))?$/)!;
-    const plan = plans.get(base);
-    if (!plan) throw new Error(`no plan ${base} for the replay ${run.job}`);
-    const scale = x ? Number(x) : 1;
+  for (const { run, plan, scale } of replays) {
     const load = (plan.frac ?? 1) * scale;
     const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 15, seed: 1, rateScale: scale });
     let ok = 0;
@@ -79,17 +120,4 @@ export function calibrate(
     }
   }
   return out;
-}
-
-/** Reads the replays and plans of a fidelity folder (`<dir>/turn3/exec_*.json`, `<dir>/plans/*.json`). */
-export async function loadFidelity(dir: string): Promise<{ runs: MeasuredRun[]; plans: Map<string, PlanJob> }> {
-  const read = async (f: string) => JSON.parse(await Deno.readTextFile(f));
-  const names = [...Deno.readDirSync(`${dir}/turn3`)].map((e) => e.name).filter((n) => n.endsWith(".json")).sort();
-  const runs: MeasuredRun[] = [];
-  for (const n of names) runs.push(await read(`${dir}/turn3/${n}`));
-  const plans = new Map<string, PlanJob>();
-  for (const e of Deno.readDirSync(`${dir}/plans`)) {
-    if (e.name.endsWith(".json")) plans.set(e.name.replace(/\.json$/, ""), await read(`${dir}/plans/${e.name}`));
-  }
-  return { runs, plans };
 }

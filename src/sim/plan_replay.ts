@@ -48,6 +48,23 @@ export function replayGpus(json: unknown, workload: Workload | undefined, source
   );
 }
 
+/**
+ * One GPU's gpu-lets as a plan's GPU (and each function's model), so the validator's rules can be applied
+ * to a replay job: its batches and rates, with placeholder cycles and latencies.
+ */
+export function jobAsPlanGpu(gpulets: readonly ReplayGpulet[]): { gpu: PlanGpu; models: Map<string, string> } {
+  const gpu: PlanGpu = {
+    id: 0,
+    gpulets: gpulets.map((g) => ({
+      part: g.part,
+      functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: f.rate, latencyMs: 1 })),
+    })),
+  };
+  return { gpu, models: new Map(gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const))) };
+}
+
+type PlanGpu = Plan["gpus"][number];
+
 /** A replay as a readable table: per gpu-let and function, n, p50, p99, within SLO; then overall. */
 export function formatReplay(gpus: readonly FunctionReplay[][]): string {
   const lines = ["gpu  part  function              batch   rate/s       n   p50 ms   p99 ms   SLO ms  within  busy"];

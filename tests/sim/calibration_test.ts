@@ -5,14 +5,14 @@
  * misses follow the interference model's (issue 21). This holds today's level so it cannot slip unseen.
  */
 import assert from "node:assert/strict";
-import { calibrate, loadFidelity } from "../../src/sim/calibration.ts";
+import { calibrate, loadReplays } from "../../src/sim/calibration.ts";
 import { ROOT } from "../helpers.ts";
 import { loadProfile } from "../../src/planner/profiles.ts";
 
 Deno.test("request sim vs the H200 replays: at least 9 of 13 runs at <= 0.85x peak have 3 of 4 gpu-lets within 10 points", async () => {
   const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
-  const { runs, plans } = await loadFidelity(`${ROOT}/resource/fidelity/h200`);
-  const c = calibrate(runs, plans, latency, interference);
+  const data = `${ROOT}/resource/fidelity/h200`;
+  const c = calibrate(await loadReplays(`${data}/turn3`, `${data}/plans`), latency, interference);
   const misses = c.rows.filter((r) => r.load <= 0.85 && !r.near).map((r) =>
     `${r.job} ${r.gpulet}: ${r.measured.within} vs ${r.simulated.within.toFixed(3)}`
   );
