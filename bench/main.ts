@@ -19,6 +19,13 @@ import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliabil
 
 const PINNED = "GPULET_BENCH_PINNED";
 
+/** Writes `bench/results/<name>.json` (the measurements, with the command) and `<name>.md`, and shows the latter. */
+async function writeResult(name: string, json: Record<string, unknown>, md: string): Promise<void> {
+  await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/${name}.json`, JSON.stringify(json, null, 2) + "\n");
+  await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/${name}.md`, md);
+  console.log("\n" + md);
+}
+
 function overheadMarkdown(results: OverheadResult[], command: string, seconds: number): string {
   const f = (x: number, d = 2) => x.toFixed(d);
   const rows = results.map((r) =>
@@ -110,63 +117,33 @@ if (import.meta.main) {
       results.push(await measureOverhead(c, seconds, console.log));
     }
     const md = overheadMarkdown(results, command, seconds);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/overhead.json`,
-      JSON.stringify({ command, seconds, results }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/overhead.md`, md);
-    console.log("\n" + md);
+    await writeResult("overhead", { command, seconds, results }, md);
   }
   if (which.includes("interference")) {
     const results = await measureInterference(console.log);
     const fidelity = await measureFidelity();
     const md = interferenceMarkdown(results, command) + "\n" + fidelityMarkdown(fidelity);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/interference.json`,
-      JSON.stringify({ command, results, fidelity }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/interference.md`, md);
-    console.log("\n" + md);
+    await writeResult("interference", { command, results, fidelity }, md);
   }
   if (which.includes("autoscale")) {
     const results = await measureAutoscale(console.log, typeof values.case === "string" ? values.case : undefined);
     const md = autoscaleMarkdown(results, command);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/autoscale.json`,
-      JSON.stringify({ command, results }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/autoscale.md`, md);
-    console.log("\n" + md);
+    await writeResult("autoscale", { command, results }, md);
   }
   if (which.includes("planner")) {
     const result = await measurePlanner(console.log);
     const md = plannerMarkdown(result, command);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/planner.json`,
-      JSON.stringify({ command, ...result }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/planner.md`, md);
-    console.log("\n" + md);
+    await writeResult("planner", { command, ...result }, md);
   }
   if (which.includes("tail")) {
     const result = await measureTail(console.log);
     const md = tailMarkdown(result, command);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/tail.json`,
-      JSON.stringify({ command, ...result }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/tail.md`, md);
-    console.log("\n" + md);
+    await writeResult("tail", { command, ...result }, md);
   }
   if (which.includes("reliability")) {
     const result = await measureReliability(console.log, values.seconds ? seconds : 10);
     const md = reliabilityMarkdown(result, command);
-    await Deno.writeTextFile(
-      `${PROJECT_ROOT}/bench/results/reliability.json`,
-      JSON.stringify({ command, ...result }, null, 2) + "\n",
-    );
-    await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/reliability.md`, md);
+    await writeResult("reliability", { command, ...result }, md);
     await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/reliability-overload.svg`, overloadSvg(result));
-    console.log("\n" + md);
   }
 }
