@@ -70,14 +70,18 @@ function factors(spread: number): { f: number; w: number }[] {
   return HERMITE.map(([z, w]) => ({ f: Math.exp(Math.sqrt(s2) * z - s2 / 2), w }));
 }
 
+/** S(b) for a fractional batch b ∈ [1, B]: linear between the integer batches around it. */
+function latencyAt(c: QueueClass, b: number): number {
+  const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
+  return c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
+}
+
 /** A function's mean batch when alone and busy: the fixed point of b = λ·S(b), within [1, B]. */
 function meanBatch(c: QueueClass): number {
   const lambda = c.rate / 1000;
   let b = 1;
   for (let i = 0; i < 40; i++) {
-    const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
-    const s = c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
-    const next = Math.min(c.batch, Math.max(1, lambda * s));
+    const next = Math.min(c.batch, Math.max(1, lambda * latencyAt(c, b)));
     if (Math.abs(next - b) < 1e-6) return next;
     b = next;
   }
@@ -90,9 +94,7 @@ export function busyShare(classes: readonly QueueClass[]): number {
   for (const c of classes) {
     if (c.rate <= 0) continue;
     const b = meanBatch(c);
-    const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
-    const s = c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
-    u += (c.rate / 1000) * s / b;
+    u += (c.rate / 1000) * latencyAt(c, b) / b;
   }
   return Math.min(1, u);
 }
