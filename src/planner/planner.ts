@@ -42,8 +42,6 @@ export interface PlanProblem {
   latency: LatencyModel;
   /** Required by every policy but `gpulet-noint`, `timeshare` and `bound` (which ignore it). */
   interference?: InterferenceModel;
-  /** Internal: do not try a plan for more demand when this one falls short (see `planWithEngine`). */
-  noScaleUp?: boolean;
 }
 
 /** Planner knobs (the original's constants, now configurable). */
@@ -361,6 +359,11 @@ export function planWithEngine(
   policy: Policy,
   options: PlannerOptions = DEFAULT_OPTIONS,
 ): Plan {
+  return engine(problem, policy, options, true);
+}
+
+/** The engine; `scaleUp`: may try a plan for more demand when this one falls short. */
+function engine(problem: PlanProblem, policy: Policy, options: PlannerOptions, scaleUp: boolean): Plan {
   const interference = policy === "gpulet" || policy === "greedy";
   if (interference && !problem.interference) {
     throw new Error(`policy ${policy} needs an interference model (a pairs file)`);
@@ -404,11 +407,11 @@ export function planWithEngine(
   // fraction of a peak plannable.
   // Only where GPUs are left with room for another gpu-let: a layout that is full cannot serve less by serving more.
   const free = 100 * problem.gpus - totalPart(best!);
-  if (!best!.feasible && !problem.noScaleUp && free >= parts[0] - EPS) {
+  if (!best!.feasible && scaleUp && free >= parts[0] - EPS) {
     for (const k of SCALE_UP) {
       const functions = scaled(problem.functions, k);
       if (boundPart(ctx.table, functions, parts) > 100 * problem.gpus) break; // no plan serves that much
-      const up = planWithEngine({ ...problem, functions, noScaleUp: true }, policy, options);
+      const up = engine({ ...problem, functions }, policy, options, false);
       if (up.feasible) return scaleRates(up, 1 / k);
     }
   }
