@@ -36,16 +36,24 @@ export function replayGpus(json: unknown, workload: Workload | undefined, source
   }
   if (!workload) throw new WorkloadError(`${source}: a plan needs --workload (its functions' models and SLOs)`);
   const byName = new Map(workload.functions.map((f) => [f.name, f]));
-  return plan.data.gpus.map((g) =>
-    g.gpulets.map((l) => ({
-      part: l.part,
-      functions: l.functions.map((f) => {
-        const w = byName.get(f.name);
-        if (!w) throw new WorkloadError(`${source}: function ${f.name} is not in the workload`);
-        return { name: f.name, model: w.model, batch: f.batch, rate: f.rate, sloMs: w.sloMs };
-      }),
-    }))
-  );
+  for (const f of plan.data.gpus.flatMap((g) => g.gpulets.flatMap((l) => l.functions))) {
+    if (!byName.has(f.name)) throw new WorkloadError(`${source}: function ${f.name} is not in the workload`);
+  }
+  return plan.data.gpus.map((g) => planGpulets(g, byName));
+}
+
+/** A plan's GPU as replayable gpu-lets, each function with its model and SLO (functions not known are left out). */
+export function planGpulets(
+  gpu: PlanGpu,
+  functions: ReadonlyMap<string, { model: string; sloMs: number }>,
+): ReplayGpulet[] {
+  return gpu.gpulets.map((l) => ({
+    part: l.part,
+    functions: l.functions.flatMap((f) => {
+      const fn = functions.get(f.name);
+      return fn ? [{ name: f.name, model: fn.model, batch: f.batch, rate: f.rate, sloMs: fn.sloMs }] : [];
+    }),
+  }));
 }
 
 /**

@@ -7,6 +7,7 @@
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { Plan } from "../planner/plan.ts";
+import { planGpulets } from "./plan_replay.ts";
 import { GpuEngine } from "./request_sim.ts";
 
 /** A function as the simulator knows it. */
@@ -32,30 +33,26 @@ export class RequestLevel {
   /**
    * @param onAnswer called for every answered request (function name, arrival and latency in ms)
    */
+  private readonly byName: Map<string, SimFunction>;
+
   constructor(
-    private readonly functions: readonly SimFunction[],
+    functions: readonly SimFunction[],
     private readonly latency: LatencyModel,
     private readonly interference: InterferenceModel | undefined,
     private readonly random: () => number,
     private readonly onAnswer: (name: string, arrivalMs: number, latencyMs: number) => void,
-  ) {}
+  ) {
+    this.byName = new Map(functions.map((f) => [f.name, f]));
+  }
 
   /** Puts `plan` in force at `t`: its GPUs take new arrivals, the previous ones drain. */
   use(plan: Plan, t: number): void {
     for (const e of this.engines) e.runUntil(t);
     this.draining.push(...this.engines);
-    const byName = new Map(this.functions.map((f) => [f.name, f]));
     this.engines = [];
     this.routes = new Map();
     for (const gpu of plan.gpus) {
-      const gpulets = gpu.gpulets.map((g) => ({
-        part: g.part,
-        functions: g.functions.flatMap((f) => {
-          const fn = byName.get(f.name);
-          return fn ? [{ name: f.name, model: fn.model, batch: f.batch, rate: f.rate, sloMs: fn.sloMs }] : [];
-        }),
-      }));
-      const engine: GpuEngine = new GpuEngine(gpulets, this.latency, this.interference, {
+      const engine: GpuEngine = new GpuEngine(planGpulets(gpu, this.byName), this.latency, this.interference, {
         random: this.random,
         onAnswer: (i, arrival, ms) => this.onAnswer(engine.fns[i].name, arrival, ms),
       });
