@@ -112,16 +112,12 @@ export class Autoscaler {
    * Decides and, if needed, re-plans with `planner` (a worker, off the serving loop). While a re-plan is in
    * flight a tick does nothing (`wait`: it waits for it, then decides again, as a deploy must).
    */
-  async tickAsync(
-    planner: (request: PlanRequest) => Promise<Plan>,
-    now: () => number = () => performance.now(),
-    wait = false,
-  ): Promise<PlanChange | undefined> {
+  async tickAsync(planner: (request: PlanRequest) => Promise<Plan>, wait = false): Promise<PlanChange | undefined> {
     while (this.inFlight) {
       if (!wait) return undefined;
       await this.inFlight.catch(() => {});
     }
-    const at = now();
+    const at = performance.now(); // read after any wait: the live controller's clock
     const wanted = this.decideNow(at);
     if (!wanted) return undefined;
     const t0 = performance.now();

@@ -166,7 +166,7 @@ export class Fleet {
 
   /** Re-plans now if the policy says so, or re-applies the plan (`force`), and waits until it is applied. */
   private async settle(force?: string): Promise<void> {
-    const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), undefined, true);
+    const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), true);
     if (change && !this.closed) this.record(change);
     else if (force && this.plan) this.want(this.plan);
     await this.idle();
