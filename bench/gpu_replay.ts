@@ -39,7 +39,7 @@ for (const { run, plan, scale } of await loadReplays(`${PROJECT_ROOT}/bench/resu
   const modelled = new Map<string, number>();
   plan.gpulets.forEach((g, gi) => {
     const classes = g.functions.map((f) => {
-      const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference);
+      const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference, table);
       return queueClass(table, { ...f, maxBatch: f.batch }, g.part, alpha, f.rate * scale, f.batch);
     });
     missShares(classes, DEFAULT_TAIL).forEach((m, i) => modelled.set(g.functions[i].name, 1 - m));

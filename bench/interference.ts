@@ -6,7 +6,15 @@
  * the model predicts for them (`resource/fidelity/h200/`, `bench/results/gpu_replay/`).
  * Baseline: the mean slowdown of the training pairs (what a planner that adds a flat margin assumes).
  */
-import { type CrossValidation, InterferenceModel, leaveOneModelOut } from "../src/planner/interference.ts";
+import {
+  type CrossValidation,
+  InterferenceModel,
+  leaveOneModelOut,
+  type NeighbourLoad,
+  type RunningBatch,
+} from "../src/planner/interference.ts";
+import type { Plan } from "../src/planner/plan.ts";
+import { LatencyTable, neighbourLoad } from "../src/planner/sizing.ts";
 import { loadLatencyModel } from "../src/planner/latency_model.ts";
 import { loadPairs, type Observation, observations } from "../src/planner/pairs.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
@@ -14,6 +22,8 @@ import { slowdownIn } from "../src/planner/validate.ts";
 import { loadReplays } from "../src/sim/calibration.ts";
 import { jobAsPlanGpu } from "../src/sim/plan_replay.ts";
 import type { LatencyModel } from "../src/planner/latency_model.ts";
+
+type PlanGpu = Plan["gpus"][number];
 
 export interface InterferenceResult {
   device: string;
@@ -27,25 +37,42 @@ export interface InterferenceResult {
   inSample: { meanPct: number; maxPct: number };
   /** Per split held out (fitted on the others): mean and max % error of the slowdown, model and flat margin. */
   heldOutSplits: { split: string; n: number; meanPct: number; maxPct: number; flatMeanPct: number }[];
+  /** Fitted on one split alone, every other split predicted (what a device measured at 50/50 only gets). */
+  fromOneSplit: { split: string; n: number; meanPct: number; biasPct: number; maxPct: number; flatMeanPct: number }[];
+}
+
+/** Mean |predicted − measured| / measured and mean signed error (> 0: pessimistic), both %. */
+export interface ErrorPct {
+  meanPct: number;
+  biasPct: number;
 }
 
 /** Full-batch latency next to the real neighbours, measured against the model (H200 replays). */
 export interface FidelityResult {
   gpulets: number;
-  /** Mean |predicted − measured| / measured, %. */
-  meanPct: number;
-  /** Mean (predicted − measured) / measured, %: > 0 the model is pessimistic. */
-  biasPct: number;
-  /** The same for the flat margin: every neighbour adds the mean pairwise slowdown. */
-  flatMeanPct: number;
-  flatBiasPct: number;
-  /** The model's pairwise slowdowns with each neighbour weighted by its measured busy share. */
-  busyMeanPct: number;
-  busyBiasPct: number;
-  /** The flat margin with each neighbour weighted by its measured busy share. */
-  busyFlatMeanPct: number;
-  busyFlatBiasPct: number;
-  rows: { run: string; gpulet: string; neighbours: number; busy: number; measuredMs: number; predictedMs: number }[];
+  /** The model, each neighbour function weighted by its measured busy share (+ the client overhead). */
+  busy: ErrorPct;
+  /** The same with the client overhead fitted on the other mixes only (leave one mix out). */
+  busyHeldOut: ErrorPct & { overheadsMs: number[] };
+  /** Only gpu-lets whose batch takes ≥ 0.2 ms alone (what SLOs are made of). */
+  busyLarge: ErrorPct & { n: number };
+  /** The planner's rule: busy shares from the replay's rates and the modelled latencies. */
+  planner: ErrorPct;
+  /** Every neighbour always busy (the rule the planner had before). */
+  always: ErrorPct;
+  /** Flat margin (mean pairwise slowdown − 1) per neighbour, weighted by measured busy shares. */
+  busyFlat: ErrorPct;
+  /** By number of neighbours: the busy-weighted model's error. */
+  byNeighbours: ({ neighbours: number; n: number } & ErrorPct)[];
+  rows: {
+    run: string;
+    gpulet: string;
+    neighbours: number;
+    busy: number;
+    measuredMs: number;
+    predictedMs: number;
+    plannerMs: number;
+  }[];
 }
 
 /** A predictor that always answers the training mean slowdown. */
@@ -81,6 +108,7 @@ export async function measureInterference(progress: (s: string) => void): Promis
       flatMargin: leaveOneModelOut(latency, obs, flatMargin),
       inSample: { meanPct: inSample.reduce((a, b) => a + b, 0) / inSample.length, maxPct: Math.max(...inSample) },
       heldOutSplits: heldOutSplits(latency, obs),
+      fromOneSplit: fromOneSplit(latency, obs),
     });
   }
   return results.sort((a, b) => a.device.localeCompare(b.device));
@@ -109,8 +137,31 @@ function heldOutSplits(latency: LatencyModel, obs: readonly Observation[]): Inte
   });
 }
 
+/** Fit on one split alone, predict all the others (only for pairs files with more than one split). */
+function fromOneSplit(latency: LatencyModel, obs: readonly Observation[]): InterferenceResult["fromOneSplit"] {
+  const splits = [...new Set(obs.map(splitOf))].sort();
+  if (splits.length < 2) return [];
+  return splits.map((split) => {
+    const train = obs.filter((o) => splitOf(o) === split);
+    const test = obs.filter((o) => splitOf(o) !== split);
+    const model = InterferenceModel.fit(latency, train);
+    const flat = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
+    const rel = test.map((o) =>
+      (model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch) - o.slowdown) / o.slowdown
+    );
+    return {
+      split,
+      n: test.length,
+      meanPct: (100 * rel.reduce((a, b) => a + Math.abs(b), 0)) / rel.length,
+      biasPct: (100 * rel.reduce((a, b) => a + b, 0)) / rel.length,
+      maxPct: 100 * Math.max(...rel.map(Math.abs)),
+      flatMeanPct: (100 * test.reduce((t, o) => t + Math.abs(flat - o.slowdown) / o.slowdown, 0)) / test.length,
+    };
+  });
+}
+
 /** Mean |predicted − measured| / measured and mean signed error, both %. */
-function errorsPct(pairs: readonly { predicted: number; measured: number }[]): { meanPct: number; biasPct: number } {
+function errorsPct(pairs: readonly { predicted: number; measured: number }[]): ErrorPct {
   const rel = pairs.map((p) => (p.predicted - p.measured) / p.measured);
   return {
     meanPct: (100 * rel.reduce((s, x) => s + Math.abs(x), 0)) / rel.length,
@@ -118,9 +169,50 @@ function errorsPct(pairs: readonly { predicted: number; measured: number }[]): {
   };
 }
 
+/** One gpu-let of a replay: what it measured and what it ran next to. */
+interface FidelityCase {
+  run: string;
+  mix: string;
+  self: RunningBatch;
+  soloMs: number;
+  measuredMs: number;
+  busy: number;
+  /** Neighbours with their functions' measured busy shares. */
+  measured: NeighbourLoad[];
+  /** Neighbours with busy shares from the replay's rates and modelled latencies (the planner's view). */
+  planned: NeighbourLoad[];
+}
+
+/** Modelled latencies of a replayed GPU at the rates it ran: the planner's fixed point, a few rounds. */
+function plannedGpu(gpu: PlanGpu, models: ReadonlyMap<string, string>, model: InterferenceModel, table: LatencyTable) {
+  let current: PlanGpu = {
+    ...gpu,
+    gpulets: gpu.gpulets.map((g) => ({
+      ...g,
+      functions: g.functions.map((f) => ({ ...f, latencyMs: table.latency(models.get(f.name)!, g.part, f.batch) })),
+    })),
+  };
+  for (let round = 0; round < 4; round++) {
+    const at = current;
+    current = {
+      ...at,
+      gpulets: at.gpulets.map((g) => ({
+        ...g,
+        functions: g.functions.map((f) => {
+          const m = models.get(f.name)!;
+          const alpha = slowdownIn(at, g, m, f.batch, models, model, table);
+          return { ...f, latencyMs: table.latency(m, g.part, f.batch) * alpha };
+        }),
+      })),
+    };
+  }
+  return current;
+}
+
 /** Every H200 replay with a measured full-batch latency, against the H200 model with the actual neighbours. */
 export async function measureFidelity(): Promise<FidelityResult> {
   const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
+  const table = new LatencyTable(latency);
   const obs = observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`));
   const model = InterferenceModel.fit(latency, obs);
   const flat = obs.reduce((s, o) => s + o.slowdown, 0) / obs.length;
@@ -129,97 +221,130 @@ export async function measureFidelity(): Promise<FidelityResult> {
     ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
     ...await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay`),
   ];
-  const rows: FidelityResult["rows"] = [];
-  // Per gpu-let: the measured latency and what each predictor says.
-  const cases: { measured: number; always: number; flat: number; busy: number; busyFlat: number }[] = [];
-  for (const { run, plan } of replays) {
+  const cases: FidelityCase[] = [];
+  for (const { run, plan, scale } of replays) {
     if (run.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
-    const { gpu, models } = jobAsPlanGpu(plan.gpulets);
-    const neighbours = plan.gpulets.length - 1;
+    const { gpu, models } = jobAsPlanGpu(plan.gpulets.map((g) => ({
+      ...g,
+      functions: g.functions.map((f) => ({ ...f, rate: f.rate * scale })),
+    })));
+    const modelled = plannedGpu(gpu, models, model, table);
+    const measuredBusy = (part: number, name: string) =>
+      run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;
     for (const f of run.functions) {
       const gi = plan.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
       if (gi < 0 || !f.svc_full_ms) continue;
-      const solo = latency.latency(f.model, f.part, f.batch);
-      const always = solo * slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, model);
-      // The same pairwise slowdowns (and the flat margin), each neighbour weighted by the share of time it was
-      // measured busy.
-      let weighted = 1, flatWeighted = 1;
-      plan.gpulets.forEach((g, j) => {
-        if (j === gi) return;
-        const busy = Math.min(
-          1,
-          run.functions.filter((x) => g.part === x.part && g.functions.some((y) => y.name === x.name))
-            .reduce((t, x) => t + x.busy, 0),
-        );
-        const worst = Math.max(
-          0,
-          ...g.functions.map((o) => model.slowdownAt(f.model, f.part, f.batch, o.model, g.part, o.batch) - 1),
-        );
-        weighted += busy * worst;
-        flatWeighted += busy * (flat - 1);
-      });
+      const others = plan.gpulets.map((g, j) => ({ g, j })).filter(({ j }) => j !== gi);
       cases.push({
-        measured: f.svc_full_ms,
-        always,
-        flat: solo * (1 + neighbours * (flat - 1)),
-        busy: solo * weighted,
-        busyFlat: solo * flatWeighted,
-      });
-      rows.push({
         run: run.job,
-        gpulet: `${f.name}@${f.part} % b${f.batch}`,
-        neighbours,
-        busy: f.busy,
+        mix: run.job.split("__")[0],
+        self: { model: f.model, part: f.part, batch: f.batch },
+        soloMs: latency.latency(f.model, f.part, f.batch),
         measuredMs: f.svc_full_ms,
-        predictedMs: always,
+        busy: f.busy,
+        measured: others.map(({ g }) => ({
+          part: g.part,
+          functions: g.functions.map((o) => ({ model: o.model, batch: o.batch, busy: measuredBusy(g.part, o.name) })),
+        })),
+        planned: others.map(({ j }) =>
+          neighbourLoad(
+            table,
+            modelled.gpulets[j].part,
+            modelled.gpulets[j].functions.map((o) => ({ ...o, model: models.get(o.name)! })),
+          )
+        ),
       });
     }
   }
-  const by = (k: "always" | "flat" | "busy" | "busyFlat") =>
-    errorsPct(cases.map((c) => ({ predicted: c[k], measured: c.measured })));
-  const [always, flatMargin, busy, busyFlat] = [by("always"), by("flat"), by("busy"), by("busyFlat")];
+  const withOverhead = (ms: number) => new InterferenceModel(latency, { ...model.params, clientOverheadMs: ms });
+  const predict = (m: InterferenceModel, c: FidelityCase, loads: NeighbourLoad[]) =>
+    c.soloMs * m.alongside(c.self, loads);
+  const errorsOf = (m: InterferenceModel, of: readonly FidelityCase[]) =>
+    errorsPct(of.map((c) => ({ predicted: predict(m, c, c.measured), measured: c.measuredMs })));
+  // Leave one mix out: the client overhead from the other mixes, on a 0.5 µs grid.
+  const mixes = [...new Set(cases.map((c) => c.mix))].sort();
+  const overheadsMs: number[] = [];
+  const heldOut: { predicted: number; measured: number }[] = [];
+  for (const mix of mixes) {
+    const train = cases.filter((c) => c.mix !== mix);
+    let best = { err: Infinity, ms: 0 };
+    for (let ms = 0; ms <= 0.02 + 1e-12; ms += 0.0005) {
+      const err = errorsOf(withOverhead(ms), train).meanPct;
+      if (err < best.err) best = { err, ms };
+    }
+    overheadsMs.push(Number(best.ms.toFixed(4)));
+    const m = withOverhead(best.ms);
+    for (const c of cases.filter((c) => c.mix === mix)) {
+      heldOut.push({ predicted: predict(m, c, c.measured), measured: c.measuredMs });
+    }
+  }
+  const alwaysBusy = (loads: NeighbourLoad[]) =>
+    loads.map((n) => ({ ...n, functions: n.functions.map((f) => ({ ...f, busy: 1 })) }));
+  const large = cases.filter((c) => c.soloMs >= 0.2);
+  const counts = [...new Set(cases.map((c) => c.measured.length))].sort((a, b) => a - b);
   return {
-    gpulets: rows.length,
-    meanPct: always.meanPct,
-    biasPct: always.biasPct,
-    flatMeanPct: flatMargin.meanPct,
-    flatBiasPct: flatMargin.biasPct,
-    busyMeanPct: busy.meanPct,
-    busyBiasPct: busy.biasPct,
-    busyFlatMeanPct: busyFlat.meanPct,
-    busyFlatBiasPct: busyFlat.biasPct,
-    rows,
+    gpulets: cases.length,
+    busy: errorsOf(model, cases),
+    busyHeldOut: { ...errorsPct(heldOut), overheadsMs },
+    busyLarge: { ...errorsOf(model, large), n: large.length },
+    planner: errorsPct(cases.map((c) => ({ predicted: predict(model, c, c.planned), measured: c.measuredMs }))),
+    always: errorsPct(
+      cases.map((c) => ({ predicted: predict(model, c, alwaysBusy(c.measured)), measured: c.measuredMs })),
+    ),
+    busyFlat: errorsPct(cases.map((c) => ({
+      predicted: c.soloMs *
+        (1 + c.measured.reduce((s, n) => s + n.functions.reduce((t, f) => t + Math.min(1, f.busy), 0), 0) * (flat - 1)),
+      measured: c.measuredMs,
+    }))),
+    byNeighbours: counts.map((k) => {
+      const of = cases.filter((c) => c.measured.length === k);
+      return { neighbours: k, n: of.length, ...errorsOf(model, of) };
+    }),
+    rows: cases.map((c) => ({
+      run: c.run,
+      gpulet: `${c.self.model}@${c.self.part} % b${c.self.batch}`,
+      neighbours: c.measured.length,
+      busy: c.busy,
+      measuredMs: c.measuredMs,
+      predictedMs: predict(model, c, c.measured),
+      plannerMs: predict(model, c, c.planned),
+    })),
   };
 }
 
 /** The fidelity part of the report. */
 export function fidelityMarkdown(r: FidelityResult): string {
   const f = (x: number, d = 1) => x.toFixed(d);
+  const e = (x: ErrorPct) => `mean **${f(x.meanPct)} %**, bias ${x.biasPct >= 0 ? "+" : ""}${f(x.biasPct)} %`;
   return [
     "## H200: full-batch latency next to the real neighbours",
     "",
     `${r.gpulets} gpu-lets of the H200 replays (\`resource/fidelity/h200/turn3\`, \`bench/results/gpu_replay/\`; runs that`,
     "padded every batch left out): the measured full-batch latency (`svc_full_ms`) against the solo profile × the",
-    "model's slowdown for the gpu-let's actual neighbours (the planner's rule: every neighbour always busy).",
-    `Model: mean error **${f(r.meanPct)} %**, bias **${r.biasPct >= 0 ? "+" : ""}${
-      f(r.biasPct)
-    } %** (+: pessimistic). Flat margin`,
-    `(each neighbour adds the mean pairwise slowdown): mean ${f(r.flatMeanPct)} %, bias ${
-      r.flatBiasPct >= 0 ? "+" : ""
-    }${f(r.flatBiasPct)} %.`,
-    `The model's pairwise slowdowns with each neighbour weighted by the share of time it was busy: mean ${
-      f(r.busyMeanPct)
-    } %, bias ${r.busyBiasPct >= 0 ? "+" : ""}${f(r.busyBiasPct)} %; the flat margin weighted the same way: mean ${
-      f(r.busyFlatMeanPct)
-    } %, bias ${r.busyFlatBiasPct >= 0 ? "+" : ""}${f(r.busyFlatBiasPct)} %.`,
-    "Goal (issue 21): ≤ 8 % mean, no systematic bias.",
+    "model's slowdown for the gpu-let's actual neighbours, fitted on `profiles/h200-pairs.csv` only. Bias > 0:",
+    "pessimistic. Goal (issue 21): ≤ 8 % mean, no systematic bias.",
     "",
-    "| run | gpu-let | neighbours | busy | measured ms | predicted ms | error % |",
-    "|---|---|---|---|---|---|---|",
+    `- Each neighbour's functions weighted by their measured busy share, plus the client overhead: ${e(r.busy)}.`,
+    `- The same, the client overhead fitted on the other mixes only (leave one mix out: ${
+      r.busyHeldOut.overheadsMs.join(", ")
+    } ms): ${e(r.busyHeldOut)}.`,
+    `- The same on the ${r.busyLarge.n} gpu-lets whose batch takes ≥ 0.2 ms alone: ${e(r.busyLarge)}.`,
+    `- The planner's rule (busy shares from the rates and modelled latencies): ${e(r.planner)}.`,
+    `- Every neighbour always busy (the planner's rule before): ${e(r.always)}.`,
+    `- Flat margin (mean pairwise slowdown) per neighbour function, busy-weighted: ${e(r.busyFlat)}.`,
+    "",
+    "Several neighbours (busy-weighted model):",
+    "",
+    "| neighbours | gpu-lets | mean % | bias % |",
+    "|---|---|---|---|",
+    ...r.byNeighbours.map((x) => `| ${x.neighbours} | ${x.n} | ${f(x.meanPct)} | ${f(x.biasPct)} |`),
+    "",
+    "| run | gpu-let | neighbours | busy | measured ms | predicted ms | error % | planner's ms |",
+    "|---|---|---|---|---|---|---|---|",
     ...r.rows.map((x) =>
       `| ${x.run} | ${x.gpulet} | ${x.neighbours} | ${x.busy.toFixed(2)} | ${f(x.measuredMs, 2)} | ${
         f(x.predictedMs, 2)
-      } | ${f((100 * (x.predictedMs - x.measuredMs)) / x.measuredMs)} |`
+      } | ${f((100 * (x.predictedMs - x.measuredMs)) / x.measuredMs)} | ${f(x.plannerMs, 2)} |`
     ),
     "",
   ].join("\n");
@@ -268,6 +393,14 @@ export function interferenceMarkdown(results: InterferenceResult[], command: str
         "|---|---|---|---|---|",
         ...r.heldOutSplits.map((h) =>
           `| ${h.split} | ${h.n} | ${f(h.meanPct)} | ${f(h.maxPct)} | ${f(h.flatMeanPct)} |`
+        ),
+        "",
+        "Fitted on one split alone, every other split predicted:",
+        "",
+        "| fitted on | n predicted | mean % | bias % | max % | flat margin mean % |",
+        "|---|---|---|---|---|---|",
+        ...r.fromOneSplit.map((h) =>
+          `| ${h.split} | ${h.n} | ${f(h.meanPct)} | ${f(h.biasPct)} | ${f(h.maxPct)} | ${f(h.flatMeanPct)} |`
         ),
         "",
       );

@@ -3,8 +3,17 @@
  * Sizing a GPU's gpu-lets accounts for interference from their actual neighbours; what a gpu-let cannot serve
  * any more is shed and reported, so the policy can place it elsewhere. Mutable state, pure otherwise.
  */
-import type { InterferenceModel } from "./interference.ts";
-import { EPS, type LatencyTable, type PlannedFunction, saturated, type SizedGpulet, sizeGpulet } from "./sizing.ts";
+import type { InterferenceModel, NeighbourLoad } from "./interference.ts";
+import {
+  batchCap,
+  EPS,
+  type LatencyTable,
+  neighbourLoad,
+  type PlannedFunction,
+  saturated,
+  type SizedGpulet,
+  sizeGpulet,
+} from "./sizing.ts";
 
 /** A function's requested share of a gpu-let. */
 export interface Demand {
@@ -106,31 +115,60 @@ export function pairKey(
   return ((((id(model) * 101 + part) * 1024 + batch) * 4096 + id(other)) * 101 + otherPart) * 1024 + otherBatch;
 }
 
+/** Loads of sized gpu-lets (sizings are memoised, so one sized gpu-let is asked for its load many times). */
+const loads = new WeakMap<SizedGpulet, NeighbourLoad>();
+
 /**
- * Slowdown of `fn` on gpu-let `self` from every other gpu-let of the GPU: each neighbour adds the slowdown its
- * most aggressive function causes (time-shared functions run one at a time); 1 without an interference model.
+ * A neighbour's load: each function's batch and busy share. Not sized yet: its demanded rates at the batch
+ * the pairs were measured at (or its cap) without interference, the least busy it can be; passes of
+ * `resizeGpu` raise it from there.
+ */
+function loadOf(ctx: SizingContext, g: GpuletState): NeighbourLoad {
+  const sized = g.sized;
+  if (!sized) {
+    return neighbourLoad(
+      ctx.table,
+      g.part,
+      g.demands.map((d) => {
+        const batch = Math.min(DEFAULT_BATCH, batchCap(ctx.table, d.fn));
+        return { model: d.fn.model, rate: d.rate, batch, latencyMs: ctx.table.latency(d.fn.model, g.part, batch) };
+      }),
+    );
+  }
+  let load = loads.get(sized);
+  if (!load) {
+    load = neighbourLoad(
+      ctx.table,
+      g.part,
+      sized.assignments.map((a) => ({ model: a.fn.model, rate: a.rate, batch: a.batch, latencyMs: a.latencyMs })),
+    );
+    loads.set(sized, load);
+  }
+  return load;
+}
+
+/** Slowdowns are rounded up to this step: passes then settle exactly, and sizings are memoised across layouts. */
+const ALPHA_STEP = 1 / 256;
+
+/**
+ * Slowdown of `fn` on gpu-let `self` from every other gpu-let of the GPU: each neighbour's functions add
+ * their pairwise slowdown weighted by the share of time they keep it busy (`InterferenceModel.alongside`);
+ * 1 without an interference model.
  */
 export function slowdownOn(ctx: SizingContext, gpu: GpuState, self: GpuletState, fn: PlannedFunction): number {
   const model = ctx.interference;
   if (!model) return 1;
-  const batch = batchOf(self, fn);
-  let extra = 0;
-  for (const other of gpu.gpulets) {
-    if (other === self || other.demands.length === 0) continue;
-    let worst = 0;
-    for (const d of other.demands) {
-      const otherBatch = batchOf(other, d.fn);
-      const key = pairKey(fn.model, self.part, batch, d.fn.model, other.part, otherBatch);
-      let s = ctx.slowdowns.get(key);
-      if (s === undefined) {
-        s = model.slowdownAt(fn.model, self.part, batch, d.fn.model, other.part, otherBatch);
-        ctx.slowdowns.set(key, s);
-      }
-      worst = Math.max(worst, s - 1);
+  const neighbours = gpu.gpulets.filter((o) => o !== self && o.demands.length > 0).map((o) => loadOf(ctx, o));
+  const alpha = model.alongside({ model: fn.model, part: self.part, batch: batchOf(self, fn) }, neighbours, (s, o) => {
+    const key = pairKey(s.model, s.part, s.batch, o.model, o.part, o.batch);
+    let x = ctx.slowdowns.get(key);
+    if (x === undefined) {
+      x = model.slowdownAt(s.model, s.part, s.batch, o.model, o.part, o.batch);
+      ctx.slowdowns.set(key, x);
     }
-    extra += worst;
-  }
-  return 1 + extra;
+    return x;
+  });
+  return Math.ceil(alpha / ALPHA_STEP - 1e-9) * ALPHA_STEP;
 }
 
 /**
@@ -143,16 +181,18 @@ export function resizeGpu(ctx: SizingContext, gpu: GpuState): Demand[] {
   // Slowdowns only grow from pass to pass: batches that chase each other's slowdowns then settle, and
   // whatever they settle on was sized for at least the slowdown its final neighbours cause.
   const seen = new Map<GpuletState, Map<PlannedFunction, number>>();
-  for (let pass = 0; pass < 8; pass++) {
+  for (let pass = 0; pass < 16; pass++) {
     let changed = false;
     for (const g of gpu.gpulets) {
       if (g.demands.length === 0) continue;
       const before = g.sized;
       let alphas = seen.get(g);
       if (!alphas) seen.set(g, alphas = new Map());
+      const grown = [...alphas.values()].reduce((s, a) => s + a, 0);
       const sized = sizeWithin(ctx, gpu, g, shed, alphas);
       g.sized = sized;
-      if (!sameBatches(before, sized)) changed = true;
+      // A neighbour's busy share follows its slowdown: settled when neither batches nor slowdowns move.
+      if (!sameBatches(before, sized) || [...alphas.values()].reduce((s, a) => s + a, 0) > grown) changed = true;
     }
     if (!changed) break;
   }

@@ -11,7 +11,8 @@
  * batches must also keep the chosen percentile of latency within every SLO under random arrivals (`tail.ts`).
  */
 import type { LatencyModel } from "./latency_model.ts";
-import { meetsTail, missShares, type QueueClass, type TailTarget } from "./tail.ts";
+import type { NeighbourLoad } from "./interference.ts";
+import { functionBusy, meetsTail, missShares, type QueueClass, type TailTarget } from "./tail.ts";
 
 /** A function as the planner sees it. */
 export interface PlannedFunction {
@@ -148,6 +149,29 @@ export function queueClass(
   batch: number,
 ): QueueClass {
   return { rate, batch, sloMs: fn.sloMs, latencyMs: (k) => table.latency(fn.model, part, k) * alpha };
+}
+
+/**
+ * A gpu-let as its neighbours' interference sees it: each function's batch and busy share, from the rate it
+ * serves and its batch latency there (`latencyMs`, interference included) with work-conserving batching.
+ */
+export function neighbourLoad(
+  table: LatencyTable,
+  part: number,
+  functions: readonly { model: string; rate: number; batch: number; latencyMs: number }[],
+): NeighbourLoad {
+  return {
+    part,
+    functions: functions.map((f) => {
+      const alpha = f.latencyMs / table.latency(f.model, part, f.batch);
+      const latencyMs = (k: number) => table.latency(f.model, part, k) * alpha;
+      return {
+        model: f.model,
+        batch: f.batch,
+        busy: functionBusy({ rate: f.rate, batch: f.batch, latencyMs, sloMs: 1 }),
+      };
+    }),
+  };
 }
 
 /** A relative tolerance for rate and time comparisons (floating point only; no planning slack). */

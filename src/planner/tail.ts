@@ -88,14 +88,17 @@ function meanBatch(c: QueueClass): number {
   return b;
 }
 
+/** Share of time one function keeps its gpu-let busy (may exceed 1 when overloaded), by its mean batch. */
+export function functionBusy(c: QueueClass): number {
+  if (c.rate <= 0) return 0;
+  const b = meanBatch(c);
+  return (c.rate / 1000) * latencyAt(c, b) / b;
+}
+
 /** Share of time the gpu-let is busy (≤ 1), by each function's own mean batch. */
 export function busyShare(classes: readonly QueueClass[]): number {
   let u = 0;
-  for (const c of classes) {
-    if (c.rate <= 0) continue;
-    const b = meanBatch(c);
-    u += (c.rate / 1000) * latencyAt(c, b) / b;
-  }
+  for (const c of classes) u += functionBusy(c);
   return Math.min(1, u);
 }
 

@@ -5,7 +5,7 @@
  */
 import type { InterferenceModel } from "./interference.ts";
 import type { Plan } from "./plan.ts";
-import { LatencyTable, type PlannedFunction } from "./sizing.ts";
+import { LatencyTable, neighbourLoad, type PlannedFunction } from "./sizing.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import { missShares, percentileLatencies, type QueueClass, type TailTarget } from "./tail.ts";
 
@@ -30,8 +30,9 @@ type PlanGpu = Plan["gpus"][number];
 
 /**
  * The slowdown of `model` at `batch` on gpu-let `g` of `gpu` from every other gpu-let there, as the models
- * say: each neighbour adds the slowdown of its worst function (time-shared functions run one at a time).
- * `models` maps function names to models; unknown names are skipped.
+ * say: each neighbour's functions add their pairwise slowdown weighted by the share of time their rates and
+ * batch latencies keep it busy (the planner's rule, `InterferenceModel.alongside`). `models` maps function
+ * names to models; unknown names are skipped.
  */
 export function slowdownIn(
   gpu: PlanGpu,
@@ -40,19 +41,19 @@ export function slowdownIn(
   batch: number,
   models: ReadonlyMap<string, string>,
   interference: InterferenceModel,
+  table: LatencyTable,
 ): number {
-  let alpha = 1;
-  for (const other of gpu.gpulets) {
-    if (other === g) continue;
-    let worst = 0;
-    for (const o of other.functions) {
-      const om = models.get(o.name);
-      if (!om) continue;
-      worst = Math.max(worst, interference.slowdownAt(model, g.part, batch, om, other.part, o.batch) - 1);
-    }
-    alpha += worst;
-  }
-  return alpha;
+  const neighbours = gpu.gpulets.filter((other) => other !== g).map((other) =>
+    neighbourLoad(
+      table,
+      other.part,
+      other.functions.flatMap((o) => {
+        const om = models.get(o.name);
+        return om ? [{ model: om, rate: o.rate, batch: o.batch, latencyMs: o.latencyMs }] : [];
+      }),
+    )
+  );
+  return interference.alongside({ model, part: g.part, batch }, neighbours);
 }
 
 const pct = (x: number) => Number((100 * x).toPrecision(4));
@@ -102,7 +103,7 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
         if (f.batch > fn.maxBatch) {
           errors.push(`${where}: ${f.name} batch ${f.batch} exceeds its maxBatch ${fn.maxBatch}`);
         }
-        const alpha = ctx.interference ? slowdownIn(gpu, g, fn.model, f.batch, models, ctx.interference) : 1;
+        const alpha = ctx.interference ? slowdownIn(gpu, g, fn.model, f.batch, models, ctx.interference, table) : 1;
         const latency = table.latency(fn.model, g.part, f.batch) * alpha;
         if (f.latencyMs < latency * (1 - TOL)) {
           errors.push(`${where}: ${f.name} claims ${f.latencyMs} ms, the models say ${latency.toFixed(4)} ms`);

@@ -93,7 +93,9 @@ export class SimGpu {
     const interference = this.device.interference;
     if (!interference) return 1;
     const running = (o: Job) => ({ model: o.model, part: o.gpulet.part, batch: o.batch });
-    return interference.concurrent(running(j), [...this.jobs].filter((o) => o.gpulet !== j.gpulet).map(running));
+    const others = [...this.jobs].filter((o) => o.gpulet !== j.gpulet);
+    // Gpu-lets have no lifetime here: the clients that count are those running now.
+    return interference.concurrent(running(j), others.map(running), new Set(others.map((o) => o.gpulet)).size);
   }
 }
 

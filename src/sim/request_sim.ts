@@ -15,7 +15,7 @@
  */
 import { meanOneLognormal, nextGapMs, seededRandom } from "../loadgen/arrivals.ts";
 import { percentile } from "../loadgen/stats.ts";
-import { CONCURRENT_SCALE, type InterferenceModel } from "../planner/interference.ts";
+import type { InterferenceModel } from "../planner/interference.ts";
 import { SERVICE_SPREAD } from "../planner/tail.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 
@@ -72,13 +72,13 @@ export interface FunctionReplay {
 }
 
 /**
- * Service-time spread and the share of the interference model's added slowdown, a first fit to the H200
- * replays (`bench/request_sim_calibration.ts`: 9 of 13 runs at ≤ 0.85× their peak within 10 points for ≥ 3
- * of 4 gpu-lets; the spread hardly matters there, the interference scale does). The simulated devices and
+ * Service-time spread, and the share of the interference model's added slowdown a batch sees from each
+ * neighbour that runs at the same moment: 1, since the model is fitted to what neighbours cost while they
+ * run (`bench/request_sim_calibration.ts` measures it against the H200 replays). The simulated devices and
  * the planner's tail model use the same values.
  */
 export const DEFAULT_SPREAD = SERVICE_SPREAD;
-export const DEFAULT_INTERFERENCE_SCALE = CONCURRENT_SCALE;
+export const DEFAULT_INTERFERENCE_SCALE = 1;
 
 interface Job {
   gpulet: number;
@@ -202,7 +202,7 @@ export class GpuEngine {
     for (const j of this.running) {
       if (!j) continue;
       const others = this.running.filter((o): o is Job => o !== undefined && o !== j);
-      j.speed = interference ? 1 / interference.concurrent(j, others, this.kappa) : 1;
+      j.speed = interference ? 1 / interference.concurrent(j, others, this.running.length - 1, this.kappa) : 1;
     }
   }
 

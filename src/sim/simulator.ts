@@ -94,7 +94,9 @@ export function planCapacity(plan: Plan, config: AutoscalerConfig, functions: re
       const latencies = g.functions.map((f) => {
         const fn = byName.get(f.name);
         if (!fn) return 0;
-        const alpha = config.interference ? slowdownIn(gpu, g, fn.model, f.batch, models, config.interference) : 1;
+        const alpha = config.interference
+          ? slowdownIn(gpu, g, fn.model, f.batch, models, config.interference, table)
+          : 1;
         return table.latency(fn.model, g.part, f.batch) * alpha;
       });
       const work = latencies.reduce((a, b) => a + b, 0);
