@@ -185,13 +185,7 @@ interface FidelityCase {
 
 /** Modelled latencies of a replayed GPU at the rates it ran: the planner's fixed point, a few rounds. */
 function plannedGpu(gpu: PlanGpu, models: ReadonlyMap<string, string>, model: InterferenceModel, table: LatencyTable) {
-  let current: PlanGpu = {
-    ...gpu,
-    gpulets: gpu.gpulets.map((g) => ({
-      ...g,
-      functions: g.functions.map((f) => ({ ...f, latencyMs: table.latency(models.get(f.name)!, g.part, f.batch) })),
-    })),
-  };
+  let current = gpu;
   for (let round = 0; round < 4; round++) {
     const at = current;
     current = {
@@ -224,10 +218,10 @@ export async function measureFidelity(): Promise<FidelityResult> {
   const cases: FidelityCase[] = [];
   for (const { run, plan, scale } of replays) {
     if (run.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
-    const { gpu, models } = jobAsPlanGpu(plan.gpulets.map((g) => ({
-      ...g,
-      functions: g.functions.map((f) => ({ ...f, rate: f.rate * scale })),
-    })));
+    const { gpu, models } = jobAsPlanGpu(
+      plan.gpulets.map((g) => ({ ...g, functions: g.functions.map((f) => ({ ...f, rate: f.rate * scale })) })),
+      table,
+    );
     const modelled = plannedGpu(gpu, models, model, table);
     const measuredBusy = (part: number, name: string) =>
       run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;

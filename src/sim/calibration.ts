@@ -36,6 +36,8 @@ export interface MeasuredRun {
 /** A plan job (`make_jobs.py`'s output): its gpu-lets and the fraction of the claimed peak it ran at. */
 export interface PlanJob {
   frac?: number;
+  /** The aggregate rate `plan --peak` claimed for the plan's workload (req/s), where the job says. */
+  peak?: number;
   gpulets: ReplayGpulet[];
 }
 
@@ -61,7 +63,7 @@ export async function loadReplays(runsDir: string, jobsDir = runsDir): Promise<R
     const run: MeasuredRun = await read(`${runsDir}/${name}`);
     const { base, scale } = replayName(run.job);
     const job = await read(`${jobsDir}/${base}.json`);
-    out.push({ run, plan: { frac: job.frac, gpulets: ReplayJob.parse(job).gpulets }, scale });
+    out.push({ run, plan: { frac: job.frac, peak: job.peak, gpulets: ReplayJob.parse(job).gpulets }, scale });
   }
   return out;
 }

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { describeZodError } from "../functions/manifest.ts";
 import { Plan } from "../planner/plan.ts";
+import type { LatencyTable } from "../planner/sizing.ts";
 import { type Workload, WorkloadError } from "../planner/workload.ts";
 import type { FunctionReplay, ReplayGpulet } from "./request_sim.ts";
 
@@ -58,14 +59,23 @@ export function planGpulets(
 
 /**
  * One GPU's gpu-lets as a plan's GPU (and each function's model), so the validator's rules can be applied
- * to a replay job: its batches and rates, with placeholder cycles and latencies.
+ * to a replay job: its batches and rates, each batch's solo latency from `table`, a placeholder cycle.
  */
-export function jobAsPlanGpu(gpulets: readonly ReplayGpulet[]): { gpu: PlanGpu; models: Map<string, string> } {
+export function jobAsPlanGpu(
+  gpulets: readonly ReplayGpulet[],
+  table: LatencyTable,
+): { gpu: PlanGpu; models: Map<string, string> } {
   const gpu: PlanGpu = {
     id: 0,
     gpulets: gpulets.map((g) => ({
       part: g.part,
-      functions: g.functions.map((f) => ({ name: f.name, batch: f.batch, dutyMs: 1, rate: f.rate, latencyMs: 1 })),
+      functions: g.functions.map((f) => ({
+        name: f.name,
+        batch: f.batch,
+        dutyMs: 1,
+        rate: f.rate,
+        latencyMs: table.latency(f.model, g.part, f.batch),
+      })),
     })),
   };
   return { gpu, models: new Map(gpulets.flatMap((g) => g.functions.map((f) => [f.name, f.model] as const))) };

@@ -35,6 +35,7 @@ Deno.test("parseGpuList reads the captured H100 line and the full index-first qu
 Deno.test("gpuType names a GPU's profile; unknown names give none", () => {
   assert.equal(gpuType("NVIDIA H100 80GB HBM3"), "h100");
   assert.equal(gpuType("NVIDIA H100 PCIe"), "h100");
+  assert.equal(gpuType("NVIDIA H200"), "h200"); // the shipped profiles/h200*.csv
   assert.equal(gpuType("NVIDIA A100-SXM4-80GB"), "a100");
   assert.equal(gpuType("NVIDIA L40S"), "l40");
   assert.equal(gpuType("Tesla T4"), "t4");

@@ -55,3 +55,37 @@ Deno.test("interference predict CSV: five query columns in, slowdowns out; bad r
   bad("model_a,part_a,model_b,part_b,batch\nresnet50,50,foo,50,8\n", /^q\.csv:2: no profile for model "foo"/);
   bad("model_a,part_a,model_b,batch\nresnet50,50,foo,8\n", /^q\.csv:1: missing column "part_b"/);
 });
+
+Deno.test("interference: fitted on the H200's 50/50 pairs alone, it predicts the measured 30/70 and 10/90 pairs within 5 %", async () => {
+  const h200 = await loadLatencyModel(`${ROOT}/profiles/h200.csv`);
+  const all = observations(await loadPairs(`${ROOT}/profiles/h200-pairs.csv`));
+  const half = all.filter((o) => o.part === 50 && o.otherPart === 50);
+  const others = all.filter((o) => o.part !== 50);
+  assert.ok(half.length === 128 && others.length === 256, `${half.length} + ${others.length}`);
+  const fitted = InterferenceModel.fit(h200, half);
+  const flat = half.reduce((s, o) => s + o.slowdown, 0) / half.length;
+  const rel = (p: number, o: (typeof all)[number]) => Math.abs(p - o.slowdown) / o.slowdown;
+  const mean = others.reduce((s, o) => s + rel(fitted.slowdown(o.model, o.part, o.other, o.otherPart, o.batch), o), 0) /
+    others.length;
+  const flatMean = others.reduce((s, o) => s + rel(flat, o), 0) / others.length;
+  assert.ok(mean < 0.05 && mean < flatMean / 2, `model ${mean}, flat margin ${flatMean}`);
+});
+
+Deno.test("interference: neighbours count by the share of time they are busy, and every client adds a launch overhead", () => {
+  const self = { model: "resnet50", part: 30, batch: 2 };
+  const pair = model.slowdownAt("resnet50", 30, 2, "vgg16", 40, 4);
+  const at = (busy: number) => model.alongside(self, [{ part: 40, functions: [{ model: "vgg16", batch: 4, busy }] }]);
+  const overhead = model.overheadFactor(self, 1);
+  assert.ok(overhead > 0 && overhead < 0.01, `${overhead}`);
+  assert.ok(Math.abs(at(0) - (1 + overhead)) < 1e-12);
+  assert.ok(Math.abs(at(1) - (pair + overhead)) < 1e-12);
+  assert.ok(Math.abs(at(0.5) - (1 + overhead + (pair - 1) / 2)) < 1e-12);
+  // Two busy neighbours add up; what runs at the moment is the simulators' rule.
+  const two = model.alongside(self, [
+    { part: 40, functions: [{ model: "vgg16", batch: 4, busy: 1 }] },
+    { part: 30, functions: [{ model: "bert", batch: 1, busy: 1 }] },
+  ]);
+  const bert = model.slowdownAt("resnet50", 30, 2, "bert", 30, 1);
+  assert.ok(Math.abs(two - (pair + bert - 1 + model.overheadFactor(self, 2))) < 1e-12);
+  assert.equal(model.concurrent(self, [{ model: "vgg16", part: 40, batch: 4 }], 1), pair + overhead);
+});

@@ -27,3 +27,21 @@ Deno.test("request sim: within 2 points of the real H200's share within SLO for 
   // Not only plans that met every SLO: at 2.7× the claimed peak some functions miss.
   assert.ok(compared >= 30 && missedSomewhere >= 3, `${compared} functions, ${missedSomewhere} with misses`);
 });
+
+Deno.test("request sim: within 2.5 points of the real H200 for the plans of the interference model of issue 21", async () => {
+  // 30 replays: ten one-GPU mixes at 0.5×, 0.9× and 1.0× their claimed peak (`bench/gpu_jobs.ts`).
+  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
+  const replays = await loadReplays(`${ROOT}/bench/results/gpu_replay_tail2`);
+  assert.equal(replays.length, 30);
+  let compared = 0;
+  for (const { run, plan, scale } of replays) {
+    const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
+    for (const real of run.functions) {
+      const predicted = sim.find((s) => s.name === real.name)!;
+      const what = `${run.job} ${real.name}: real ${real.within}, simulated ${predicted.within}`;
+      assert.ok(Math.abs(predicted.within - real.within) <= 0.025, what);
+      compared++;
+    }
+  }
+  assert.ok(compared >= 100, `${compared} functions`);
+});
