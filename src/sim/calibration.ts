@@ -7,20 +7,12 @@
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import { ReplayJob } from "./plan_replay.ts";
-import { replayGpu, type ReplayGpulet } from "./request_sim.ts";
+import { type FunctionReplay, replayGpu, type ReplayGpulet } from "./request_sim.ts";
 
-/** One function of a replay, as measured (`plan_exec.py`'s output). */
-export interface MeasuredFunction {
-  name: string;
-  model: string;
-  part: number;
-  batch: number;
-  rate: number;
-  sloMs: number;
-  n: number;
-  within: number;
+/** One function of a replay, as measured (`plan_exec.py`'s output): the simulator's fields, its p99 by another name. */
+export interface MeasuredFunction
+  extends Pick<FunctionReplay, "name" | "model" | "part" | "batch" | "rate" | "sloMs" | "n" | "within" | "busy"> {
   p99: number;
-  busy: number;
   /** Latency of a full batch next to the real neighbours (ms); absent in older results. */
   svc_full_ms?: number;
 }

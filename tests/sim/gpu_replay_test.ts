@@ -9,39 +9,40 @@ import { replayGpu } from "../../src/sim/request_sim.ts";
 import { ROOT } from "../helpers.ts";
 import { loadProfile } from "../../src/planner/profiles.ts";
 
-Deno.test("request sim: within 2 points of the real H200's share within SLO for every function replayed", async () => {
+/** Every function of the replays in `dir`, its measured share within SLO beside the simulated one. */
+async function simulatedBesideReal(dir: string) {
   const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
-  const replays = await loadReplays(`${ROOT}/bench/results/gpu_replay`);
-  assert.ok(replays.length >= 9, `${replays.length} replays`);
-  let compared = 0, missedSomewhere = 0;
-  for (const { run, plan, scale } of replays) {
+  const replays = await loadReplays(`${ROOT}/${dir}`);
+  const functions = replays.flatMap(({ run, plan, scale }) => {
     const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
-    for (const real of run.functions) {
-      const predicted = sim.find((s) => s.name === real.name)!;
-      const what = `${run.job} ${real.name}: real ${real.within}, simulated ${predicted.within}`;
-      assert.ok(Math.abs(predicted.within - real.within) <= 0.02, what);
-      compared++;
-      if (real.within < 0.999) missedSomewhere++;
-    }
-  }
+    return run.functions.map((real) => {
+      const simulated = sim.find((s) => s.name === real.name)!.within;
+      return {
+        real: real.within,
+        simulated,
+        what: `${run.job} ${real.name}: real ${real.within}, simulated ${simulated}`,
+      };
+    });
+  });
+  return { replays: replays.length, functions };
+}
+
+Deno.test("request sim: within 2 points of the real H200's share within SLO for every function replayed", async () => {
+  const { replays, functions } = await simulatedBesideReal("bench/results/gpu_replay");
+  assert.ok(replays >= 9, `${replays} replays`);
+  for (const f of functions) assert.ok(Math.abs(f.simulated - f.real) <= 0.02, f.what);
   // Not only plans that met every SLO: at 2.7× the claimed peak some functions miss.
-  assert.ok(compared >= 30 && missedSomewhere >= 3, `${compared} functions, ${missedSomewhere} with misses`);
+  const missedSomewhere = functions.filter((f) => f.real < 0.999).length;
+  assert.ok(
+    functions.length >= 30 && missedSomewhere >= 3,
+    `${functions.length} functions, ${missedSomewhere} with misses`,
+  );
 });
 
 Deno.test("request sim: within 2.5 points of the real H200 for the plans of the interference model of issue 21", async () => {
   // 30 replays: ten one-GPU mixes at 0.5×, 0.9× and 1.0× their claimed peak (`bench/gpu_jobs.ts`).
-  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
-  const replays = await loadReplays(`${ROOT}/bench/results/gpu_replay_tail2`);
-  assert.equal(replays.length, 30);
-  let compared = 0;
-  for (const { run, plan, scale } of replays) {
-    const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });
-    for (const real of run.functions) {
-      const predicted = sim.find((s) => s.name === real.name)!;
-      const what = `${run.job} ${real.name}: real ${real.within}, simulated ${predicted.within}`;
-      assert.ok(Math.abs(predicted.within - real.within) <= 0.025, what);
-      compared++;
-    }
-  }
-  assert.ok(compared >= 100, `${compared} functions`);
+  const { replays, functions } = await simulatedBesideReal("bench/results/gpu_replay_tail2");
+  assert.equal(replays, 30);
+  for (const f of functions) assert.ok(Math.abs(f.simulated - f.real) <= 0.025, f.what);
+  assert.ok(functions.length >= 100, `${functions.length} functions`);
 });
