@@ -36,9 +36,9 @@ export interface InterferenceResult {
   /** Error on the fitted pairs themselves, after the per-pair corrections (what planning with known pairs sees). */
   inSample: { meanPct: number; maxPct: number };
   /** Per split held out (fitted on the others): mean and max % error of the slowdown, model and flat margin. */
-  heldOutSplits: { split: string; n: number; meanPct: number; maxPct: number; flatMeanPct: number }[];
+  heldOutSplits: SplitTransfer[];
   /** Fitted on one split alone, every other split predicted (what a device measured at 50/50 only gets). */
-  fromOneSplit: { split: string; n: number; meanPct: number; biasPct: number; maxPct: number; flatMeanPct: number }[];
+  fromOneSplit: SplitTransfer[];
 }
 
 /** Mean |predicted − measured| / measured and mean signed error (> 0: pessimistic), both %. */
@@ -107,8 +107,8 @@ export async function measureInterference(progress: (s: string) => void): Promis
       model: leaveOneModelOut(latency, obs),
       flatMargin: leaveOneModelOut(latency, obs, flatMargin),
       inSample: { meanPct: inSample.reduce((a, b) => a + b, 0) / inSample.length, maxPct: Math.max(...inSample) },
-      heldOutSplits: heldOutSplits(latency, obs),
-      fromOneSplit: fromOneSplit(latency, obs),
+      heldOutSplits: splitTransfers(latency, obs, "heldOut"),
+      fromOneSplit: splitTransfers(latency, obs, "alone"),
     });
   }
   return results.sort((a, b) => a.device.localeCompare(b.device));
@@ -116,46 +116,42 @@ export async function measureInterference(progress: (s: string) => void): Promis
 
 const splitOf = (o: Observation) => [o.part, o.otherPart].sort((a, b) => a - b).join("/");
 
-/** Fit on every split but one, predict that one (only for pairs files with more than one split). */
-function heldOutSplits(latency: LatencyModel, obs: readonly Observation[]): InterferenceResult["heldOutSplits"] {
-  const splits = [...new Set(obs.map(splitOf))].sort();
-  if (splits.length < 2) return [];
-  return splits.map((split) => {
-    const train = obs.filter((o) => splitOf(o) !== split);
-    const test = obs.filter((o) => splitOf(o) === split);
-    const model = InterferenceModel.fit(latency, train);
-    const flat = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
-    const err = (p: number, o: Observation) => (100 * Math.abs(p - o.slowdown)) / o.slowdown;
-    const errs = test.map((o) => err(model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch), o));
-    return {
-      split,
-      n: test.length,
-      meanPct: errs.reduce((a, b) => a + b, 0) / errs.length,
-      maxPct: Math.max(...errs),
-      flatMeanPct: test.reduce((s, o) => s + err(flat, o), 0) / test.length,
-    };
-  });
+/** Errors of one split transfer: fitted on `split` or on every other split, the rest predicted. */
+export interface SplitTransfer {
+  split: string;
+  n: number;
+  meanPct: number;
+  biasPct: number;
+  maxPct: number;
+  flatMeanPct: number;
 }
 
-/** Fit on one split alone, predict all the others (only for pairs files with more than one split). */
-function fromOneSplit(latency: LatencyModel, obs: readonly Observation[]): InterferenceResult["fromOneSplit"] {
+/**
+ * For each split of a pairs file with more than one: fit on every other split and predict it (`heldOut`), or
+ * fit on it alone and predict every other (`alone`).
+ */
+function splitTransfers(
+  latency: LatencyModel,
+  obs: readonly Observation[],
+  fitOn: "heldOut" | "alone",
+): SplitTransfer[] {
   const splits = [...new Set(obs.map(splitOf))].sort();
   if (splits.length < 2) return [];
   return splits.map((split) => {
-    const train = obs.filter((o) => splitOf(o) === split);
-    const test = obs.filter((o) => splitOf(o) !== split);
+    const train = obs.filter((o) => (splitOf(o) === split) === (fitOn === "alone"));
+    const test = obs.filter((o) => (splitOf(o) === split) !== (fitOn === "alone"));
     const model = InterferenceModel.fit(latency, train);
     const flat = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
-    const rel = test.map((o) =>
-      (model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch) - o.slowdown) / o.slowdown
-    );
+    const pairs = test.map((o) => ({
+      predicted: model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch),
+      measured: o.slowdown,
+    }));
     return {
       split,
       n: test.length,
-      meanPct: (100 * rel.reduce((a, b) => a + Math.abs(b), 0)) / rel.length,
-      biasPct: (100 * rel.reduce((a, b) => a + b, 0)) / rel.length,
-      maxPct: 100 * Math.max(...rel.map(Math.abs)),
-      flatMeanPct: (100 * test.reduce((t, o) => t + Math.abs(flat - o.slowdown) / o.slowdown, 0)) / test.length,
+      ...errorsPct(pairs),
+      maxPct: 100 * Math.max(...pairs.map((p) => Math.abs(p.predicted - p.measured) / p.measured)),
+      flatMeanPct: errorsPct(pairs.map((p) => ({ predicted: flat, measured: p.measured }))).meanPct,
     };
   });
 }
