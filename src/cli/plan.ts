@@ -21,7 +21,7 @@ import { gpuletChanges } from "../planner/plan_diff.ts";
 import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner/plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
-import { validatePlan } from "../planner/validate.ts";
+import { checkedTail, percentileName, validatePlan } from "../planner/validate.ts";
 import { parseWorkload, plannedFunctions, poissonHeadroom, tailTarget, WorkloadError } from "../planner/workload.ts";
 
 const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
@@ -35,7 +35,7 @@ export function formatPlan(plan: Plan): string {
   const lines = [
     `${plan.policy} on ${plan.device}: ${plan.feasible ? "feasible" : "NOT feasible"}, ${plan.gpusUsed} GPU(s)` +
     (plan.tail
-      ? `; p${Number((100 * plan.tail.percentile).toPrecision(4))} within SLO for arrivals of CV ${plan.tail.cv}`
+      ? `; ${percentileName(plan.tail.percentile)} within SLO for arrivals of CV ${plan.tail.cv}`
       : "; averages only (no tail target)"),
   ];
   for (const gpu of plan.gpus) {
@@ -136,13 +136,14 @@ export async function main(args: string[]): Promise<number> {
     // (the flags', else the plan's own).
     const plan = readPlan(await Deno.readTextFile(check), check);
     const tail = values.averages
-      ? undefined
+      ? null
       : values.percentile !== undefined || values.cv !== undefined || workload.percentile !== undefined ||
           workload.arrivalCv !== undefined
       ? options.tail
-      : plan.tail;
+      : undefined;
     const errors = validatePlan(plan, { functions, latency, interference, gpus: problem.gpus, tail });
-    const what = tail ? `p${Number((100 * tail.percentile).toPrecision(4))}, arrivals of CV ${tail.cv}` : "averages";
+    const checked = checkedTail(plan, tail);
+    const what = checked ? `${percentileName(checked.percentile)}, arrivals of CV ${checked.cv}` : "averages";
     if (errors.length === 0) console.log(`${check}: valid (${what})`);
     else console.log([`${check}: ${errors.length} violation(s) (${what})`, ...errors.map((e) => `  ${e}`)].join("\n"));
     return errors.length === 0 ? 0 : 3;

@@ -22,8 +22,8 @@ export interface ValidationContext {
   gpus?: number;
   /** Multiplier on profiled latencies the plan was made with (default 1). */
   latencyRatio?: number;
-  /** The tail target to check (default: the plan's own `tail`; none: the average rules only). */
-  tail?: TailTarget;
+  /** The tail target to check (default: the plan's own `tail`; `null`: the average rules only). */
+  tail?: TailTarget | null;
 }
 
 type PlanGpu = Plan["gpus"][number];
@@ -57,6 +57,14 @@ export function slowdownIn(
 }
 
 const pct = (x: number) => Number((100 * x).toPrecision(4));
+
+/** A percentile's name: 0.99 → `p99`, 0.999 → `p99.9`. */
+export const percentileName = (percentile: number) => `p${pct(percentile)}`;
+
+/** The tail target `validatePlan` checks: the context's, else the plan's own; none for `null` or neither. */
+export function checkedTail(plan: Plan, tail: TailTarget | null | undefined): TailTarget | undefined {
+  return tail === null ? undefined : tail ?? plan.tail;
+}
 const arrivals = (cv: number) => (cv === 1 ? "Poisson arrivals" : `Gamma arrivals, CV ${cv}`);
 
 /**
@@ -66,7 +74,7 @@ const arrivals = (cv: number) => (cv === 1 ? "Poisson arrivals" : `Gamma arrival
 export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
   const errors: string[] = [];
   const table = new LatencyTable(ctx.latency, ctx.latencyRatio ?? 1);
-  const tail = ctx.tail ?? plan.tail;
+  const tail = checkedTail(plan, ctx.tail);
   const byName = new Map(ctx.functions.map((f) => [f.name, f]));
   const models = new Map(ctx.functions.map((f) => [f.name, f.model]));
   const served = new Map<string, number>();
@@ -133,7 +141,7 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
         g.functions.forEach((f, i) => {
           if (misses[i] <= 1 - tail.percentile + TOL) return;
           errors.push(
-            `${where}: ${f.name} misses p${pct(tail.percentile)}: ${at[i].toFixed(3)} ms > SLO ${
+            `${where}: ${f.name} misses ${percentileName(tail.percentile)}: ${at[i].toFixed(3)} ms > SLO ${
               classes[i].sloMs
             } ms at ${f.rate}/s (${pct(1 - misses[i])} % within; ${arrivals(tail.cv)})`,
           );

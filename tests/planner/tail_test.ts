@@ -157,4 +157,17 @@ Deno.test("plan --validate: a p99 plan is valid; a plan made on averages is told
   const bad = await plan("--validate", averages, "--percentile", "99");
   assert.equal(bad.code, 3);
   assert.match(bad.out, /violation\(s\) \(p99, arrivals of CV 1\)\n {2}GPU 0 gpu-let \d+ \(\d+ %\): \S+ misses p99: /);
+  // The same plan claiming p99 in its JSON breaks that claim; `--averages` checks the average rules only.
+  const claims = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    claims,
+    JSON.stringify({
+      ...JSON.parse(await Deno.readTextFile(averages)),
+      tail: { percentile: 0.99, cv: 1, spread: 0.2 },
+    }),
+  );
+  assert.equal((await plan("--validate", claims)).code, 3);
+  const onAverages = await plan("--validate", claims, "--averages");
+  assert.equal(onAverages.code, 0, onAverages.out);
+  assert.match(onAverages.out, /valid \(averages\)/);
 });
