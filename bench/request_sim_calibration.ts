@@ -7,7 +7,7 @@
  */
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { calibrate, loadReplays } from "../src/sim/calibration.ts";
-import { DEFAULT_INTERFERENCE_SCALE, DEFAULT_SPREAD } from "../src/sim/request_sim.ts";
+import { DEFAULT_SPREAD } from "../src/sim/request_sim.ts";
 import { loadProfile } from "../src/planner/profiles.ts";
 
 const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, "h200");
@@ -20,7 +20,7 @@ const md = [
   ``,
   `Command: \`${command}\` (${
     new Date().toISOString()
-  }). Spread ${DEFAULT_SPREAD}, interference scale ${DEFAULT_INTERFERENCE_SCALE}, Poisson arrivals, 15 s per run, seed 1.`,
+  }). Spread ${DEFAULT_SPREAD}, each running neighbour's full pairwise slowdown, Poisson arrivals, 15 s per run, seed 1.`,
   ``,
   `Runs at ≤ 0.85× their peak with ≥ 3 of 4 gpu-lets within 10 points of the measured share within SLO: **${c.runsOk} of ${c.runs}** (goal: all); gpu-lets within 10 points: ${c.near} of ${c.gpulets}.`,
   ``,

@@ -194,14 +194,12 @@ export class InterferenceModel {
 
   /**
    * Slowdown of a batch next to the batches its neighbours (other gpu-lets) run at the same moment, on a
-   * device with `clients` other gpu-lets: each running neighbour adds its pairwise slowdown − 1 (× `scale`),
-   * each client the overhead. The rule of the simulated devices and of the request-level simulator.
+   * device with `clients` other gpu-lets: each running neighbour adds its pairwise slowdown − 1, each client
+   * the overhead. The rule of the simulated devices and of the request-level simulator.
    */
-  concurrent(self: RunningBatch, running: Iterable<RunningBatch>, clients: number, scale = 1): number {
+  concurrent(self: RunningBatch, running: Iterable<RunningBatch>, clients: number): number {
     let alpha = 1 + this.overheadFactor(self, clients);
-    for (const o of running) {
-      alpha += scale * (this.slowdownAt(self.model, self.part, self.batch, o.model, o.part, o.batch) - 1);
-    }
+    for (const o of running) alpha += this.slowdownAt(self.model, self.part, self.batch, o.model, o.part, o.batch) - 1;
     return alpha;
   }
 

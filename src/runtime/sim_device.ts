@@ -6,7 +6,7 @@
  * interference model for whatever the other gpu-lets of the same GPU run *while it runs*: every time a batch
  * starts or ends on a GPU, the speed of each running batch is recomputed from its current neighbours
  * (progress-based, so a batch that overlaps a neighbour for half its time is slowed for half its time), and
- * each batch's time spreads around the profile (lognormal, CV `spread`): the request-level simulator's model. A
+ * each batch's time spreads around the profile (lognormal, CV `SERVICE_SPREAD`): the request-level simulator's model. A
  * gpu-let runs one batch at a time; the functions of a time-shared gpu-let take turns in arrival order.
  * `scale` dilates time: every latency (and, in the controller, every SLO) is multiplied by it.
  */
@@ -24,6 +24,8 @@ import { concatBytes } from "./bytes.ts";
 interface Job {
   gpulet: SimGpulet;
   model: string;
+  /** The gpu-let's part. */
+  part: number;
   batch: number;
   /** Work left, in ms at full (solo) speed. */
   remaining: number;
@@ -50,8 +52,8 @@ export class SimGpu {
     return new Promise((done) => {
       this.advance();
       // A batch's time spreads around the profile as on a real GPU (the request-level simulator's rule).
-      const solo = this.device.soloMs(model, gpulet.part, batch) * meanOneLognormal(this.device.spread, Math.random);
-      this.jobs.add({ gpulet, model, batch, remaining: solo, speed: 1, done });
+      const solo = this.device.soloMs(model, gpulet.part, batch) * meanOneLognormal(SERVICE_SPREAD, Math.random);
+      this.jobs.add({ gpulet, model, part: gpulet.part, batch, remaining: solo, speed: 1, done });
       this.reschedule();
     });
   }
@@ -88,14 +90,14 @@ export class SimGpu {
     }
   }
 
-  /** Slowdown of a batch from the batches its neighbours (other gpu-lets) run now: the planner's rule. */
+  /** Slowdown of a batch from the batches its neighbours (other gpu-lets) run now: the simulators' rule. */
   private slowdown(j: Job): number {
     const interference = this.device.interference;
     if (!interference) return 1;
-    const running = (o: Job) => ({ model: o.model, part: o.gpulet.part, batch: o.batch });
+    // A gpu-let runs one batch at a time, so each other job is another gpu-let; gpu-lets have no lifetime
+    // here, so the clients that count are those running now.
     const others = [...this.jobs].filter((o) => o.gpulet !== j.gpulet);
-    // Gpu-lets have no lifetime here: the clients that count are those running now.
-    return interference.concurrent(running(j), others.map(running), new Set(others.map((o) => o.gpulet)).size);
+    return interference.concurrent(j, others, others.length);
   }
 }
 
@@ -123,8 +125,6 @@ export interface SimDeviceOptions {
   interference?: InterferenceModel;
   /** Time dilation: every simulated latency is multiplied by it. */
   scale: number;
-  /** CV of a batch's time around the profile (default {@link SERVICE_SPREAD}; 0: exactly the profile). */
-  spread?: number;
 }
 
 /** N simulated GPUs driven by a profile and the interference model. */
@@ -138,10 +138,6 @@ export class SimDevice {
 
   get interference(): InterferenceModel | undefined {
     return this.opts.interference;
-  }
-
-  get spread(): number {
-    return this.opts.spread ?? SERVICE_SPREAD;
   }
 
   /** Solo latency (ms, dilated) of `batch` rows; batches beyond the profile scale linearly from its largest. */

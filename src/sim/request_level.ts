@@ -24,11 +24,17 @@ interface Route {
   weight: number;
 }
 
+/** A function's routes and the sum of their weights (fixed while a plan is in force). */
+interface Routes {
+  list: Route[];
+  total: number;
+}
+
 /** The plan in force (and those draining), request by request. */
 export class RequestLevel {
   private engines: GpuEngine[] = [];
   private draining: GpuEngine[] = [];
-  private routes = new Map<string, Route[]>();
+  private routes = new Map<string, Routes>();
 
   /**
    * @param onAnswer called for every answered request (function name, arrival and latency in ms)
@@ -57,9 +63,11 @@ export class RequestLevel {
         onAnswer: (i, arrival, ms) => this.onAnswer(engine.fns[i].name, arrival, ms),
       });
       engine.fns.forEach((f, i) => {
-        const list = this.routes.get(f.name) ?? [];
-        list.push({ engine, fn: i, weight: Math.max(f.rate, 1e-9) });
-        this.routes.set(f.name, list);
+        const routes = this.routes.get(f.name) ?? { list: [], total: 0 };
+        const weight = Math.max(f.rate, 1e-9);
+        routes.list.push({ engine, fn: i, weight });
+        routes.total += weight;
+        this.routes.set(f.name, routes);
       });
       this.engines.push(engine);
     }
@@ -68,9 +76,9 @@ export class RequestLevel {
   /** A request of `name` arrives at `t`; false when no gpu-let of the plan serves the function (shed). */
   arrive(name: string, t: number): boolean {
     const routes = this.routes.get(name);
-    if (!routes?.length) return false;
-    let pick = this.random() * routes.reduce((s, r) => s + r.weight, 0);
-    const route = routes.find((r) => (pick -= r.weight) <= 0) ?? routes[routes.length - 1];
+    if (!routes) return false;
+    let pick = this.random() * routes.total;
+    const route = routes.list.find((r) => (pick -= r.weight) <= 0) ?? routes.list[routes.list.length - 1];
     route.engine.arrive(route.fn, t);
     return true;
   }

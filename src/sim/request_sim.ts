@@ -45,11 +45,6 @@ export interface ReplayOptions {
   spread?: number;
   /** Every rate × this (default 1). */
   rateScale?: number;
-  /**
-   * Each neighbour's added slowdown (slowdown − 1, from the interference model) × this (default
-   * {@link DEFAULT_INTERFERENCE_SCALE}).
-   */
-  interferenceScale?: number;
 }
 
 /** What one function saw. */
@@ -72,16 +67,14 @@ export interface FunctionReplay {
 }
 
 /**
- * Service-time spread, and the share of the interference model's added slowdown a batch sees from each
- * neighbour that runs at the same moment: 1, since the model is fitted to what neighbours cost while they
- * run (`bench/request_sim_calibration.ts` measures it against the H200 replays). The simulated devices and
- * the planner's tail model use the same values.
+ * Service-time spread (CV of a batch's time around its profiled latency); the simulated devices and the
+ * planner's tail model use the same. A neighbour running at the same moment costs its full pairwise slowdown:
+ * the interference model is fitted to what neighbours cost while they run (`bench/request_sim_calibration.ts`
+ * measures it against the H200 replays).
  */
 export const DEFAULT_SPREAD = SERVICE_SPREAD;
-export const DEFAULT_INTERFERENCE_SCALE = 1;
 
 interface Job {
-  gpulet: number;
   fn: number;
   model: string;
   part: number;
@@ -105,7 +98,6 @@ export function preparedSizes(batch: number): number[] {
 export interface EngineOptions {
   random: () => number;
   spread?: number;
-  interferenceScale?: number;
   /** Called for every answered request: function index (in gpu-let order), arrival and latency (ms). */
   onAnswer?: (fn: number, arrivalMs: number, latencyMs: number) => void;
 }
@@ -116,7 +108,6 @@ export interface EngineOptions {
  */
 export class GpuEngine {
   readonly fns: (ReplayFunction & { gpulet: number; part: number })[];
-  readonly latencies: number[][];
   readonly busyMs: number[];
   readonly rows: number[];
   readonly batches: number[];
@@ -127,7 +118,6 @@ export class GpuEngine {
   private readonly running: (Job | undefined)[];
   private now = 0;
   private readonly spread: number;
-  private readonly kappa: number;
 
   constructor(
     gpulets: readonly ReplayGpulet[],
@@ -137,10 +127,8 @@ export class GpuEngine {
   ) {
     this.fns = gpulets.flatMap((g, gi) => g.functions.map((f) => ({ ...f, gpulet: gi, part: g.part })));
     this.spread = opts.spread ?? DEFAULT_SPREAD;
-    this.kappa = opts.interferenceScale ?? DEFAULT_INTERFERENCE_SCALE;
     this.sizes = this.fns.map((f) => preparedSizes(f.batch));
     this.queues = this.fns.map(() => []);
-    this.latencies = this.fns.map(() => []);
     this.busyMs = this.fns.map(() => 0);
     this.rows = this.fns.map(() => 0);
     this.batches = this.fns.map(() => 0);
@@ -170,10 +158,7 @@ export class GpuEngine {
       this.advanceTo(end);
       const j = this.running[gpulet]!;
       this.running[gpulet] = undefined;
-      for (const a of j.arrivals) {
-        this.latencies[j.fn].push(end - a);
-        this.opts.onAnswer?.(j.fn, a, end - a);
-      }
+      for (const a of j.arrivals) this.opts.onAnswer?.(j.fn, a, end - a);
       this.busyMs[j.fn] += end - j.startedAt;
       this.rows[j.fn] += j.arrivals.length;
       this.batches[j.fn]++;
@@ -202,7 +187,7 @@ export class GpuEngine {
     for (const j of this.running) {
       if (!j) continue;
       const others = this.running.filter((o): o is Job => o !== undefined && o !== j);
-      j.speed = interference ? 1 / interference.concurrent(j, others, this.running.length - 1, this.kappa) : 1;
+      j.speed = interference ? 1 / interference.concurrent(j, others, this.running.length - 1) : 1;
     }
   }
 
@@ -218,7 +203,6 @@ export class GpuEngine {
       const size = this.sizes[i].find((s) => s >= take.length) ?? f.batch;
       const solo = this.latency.latency(f.model, f.part, size);
       this.running[gi] = {
-        gpulet: gi,
         fn: i,
         model: f.model,
         part: f.part,
@@ -245,10 +229,11 @@ export function replayGpu(
   const cv = opts.cv ?? 1;
   const scale = opts.rateScale ?? 1;
   const horizon = opts.seconds * 1000;
+  const latencies: number[][] = gpulets.flatMap((g) => g.functions.map(() => []));
   const engine = new GpuEngine(gpulets, latency, interference, {
     random,
     spread: opts.spread,
-    interferenceScale: opts.interferenceScale,
+    onAnswer: (fn, _arrival, ms) => latencies[fn].push(ms),
   });
   const fns = engine.fns;
   // Arrival times per function, generated up front, then fed in time order.
@@ -272,7 +257,7 @@ export function replayGpu(
   }
   engine.drain();
   return fns.map((f, i) => {
-    const l = engine.latencies[i].sort((a, b) => a - b);
+    const l = latencies[i].sort((a, b) => a - b);
     return {
       name: f.name,
       model: f.model,

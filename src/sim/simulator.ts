@@ -167,8 +167,9 @@ export function simulate(
     const change = autoscaler.tick(now);
     const use = (plan: Plan) => {
       active = plan;
-      capacity = planCapacity(plan, config, functions);
-      live?.use(plan, now);
+      // Request by request the engines are the capacity; the fluid model needs it per function.
+      if (live) live.use(plan, now);
+      else capacity = planCapacity(plan, config, functions);
     };
     if (change) {
       if (!active) use(change.plan); // the first plan is in place before traffic (deploy-time warm-up)
