@@ -39,7 +39,7 @@ function compare(replay: Replay): Compared {
   scaled.forEach((g, gi) => {
     const classes = g.functions.map((f) => {
       const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference!, table);
-      return queueClass(table, { ...f, maxBatch: f.batch }, g.part, alpha, f.rate, f.batch);
+      return queueClass(table, f, g.part, alpha, f.rate, f.batch);
     });
     missShares(classes, DEFAULT_TAIL).forEach((m, i) => modelled.set(g.functions[i].name, 1 - m));
   });

@@ -33,19 +33,19 @@ import type { Observation } from "./pairs.ts";
 const WEIGHTS = 6;
 
 /** Exponent of the victim's demand in the formula above. */
-export const VICTIM_DEMAND_EXPONENT = 0.5;
+const VICTIM_DEMAND_EXPONENT = 0.5;
 
 /**
  * Time added to every batch by each other client of the device (ms), whether or not it runs at that moment:
  * LeNet's 0.04 ms batches ran 0.02–0.05 ms longer next to three to six idle gpu-lets on the H200, which no
  * share of bandwidth explains. Fitted on the H200 replays (0.004–0.006 leaving out one mix at a time).
  */
-export const CLIENT_OVERHEAD_MS = 0.005;
+const CLIENT_OVERHEAD_MS = 0.005;
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 /** Solo-profile features of one gpu-let. */
-export interface GpuletFeatures {
+interface GpuletFeatures {
   /** ln(L(50 %) / L(100 %)) at this batch: how little the model gains from more of the device. */
   logScaling: number;
   /** ln L(100 %) at this batch (ms). */
@@ -55,7 +55,7 @@ export interface GpuletFeatures {
 }
 
 /** Features of `model` at `part` and `batch`, from the latency model (throws outside the profile). */
-export function gpuletFeatures(latency: LatencyModel, model: string, part: number, batch: number): GpuletFeatures {
+function gpuletFeatures(latency: LatencyModel, model: string, part: number, batch: number): GpuletFeatures {
   const full = latency.latency(model, 100, batch);
   return {
     logScaling: Math.log(latency.latency(model, 50, batch) / full),
@@ -76,7 +76,7 @@ function demandTerm(a: GpuletFeatures, b: GpuletFeatures): number {
 }
 
 /** The formula's slowdown (both sides busy), from features and weights. */
-export function predictSlowdown(w: readonly number[], a: GpuletFeatures, b: GpuletFeatures): number {
+function predictSlowdown(w: readonly number[], a: GpuletFeatures, b: GpuletFeatures): number {
   return 1 + pairFactor(w, a, b) * demandTerm(a, b);
 }
 

@@ -150,15 +150,19 @@ function loadOf(ctx: SizingContext, g: GpuletState): NeighbourLoad {
 /** Slowdowns are rounded up to this step: passes then settle exactly, and sizings are memoised across layouts. */
 const ALPHA_STEP = 1 / 256;
 
+/** Loads of the other gpu-lets of the GPU that serve something: `self`'s neighbours. */
+function neighboursOf(ctx: SizingContext, gpu: GpuState, self: GpuletState): NeighbourLoad[] {
+  return gpu.gpulets.filter((o) => o !== self && o.demands.length > 0).map((o) => loadOf(ctx, o));
+}
+
 /**
- * Slowdown of `fn` on gpu-let `self` from every other gpu-let of the GPU: each neighbour's functions add
- * their pairwise slowdown weighted by the share of time they keep it busy (`InterferenceModel.alongside`);
- * 1 without an interference model.
+ * Slowdown of `fn` on gpu-let `self` next to `neighbours`: each neighbour's functions add their pairwise
+ * slowdown weighted by the share of time they keep it busy (`InterferenceModel.alongside`); 1 without an
+ * interference model.
  */
-export function slowdownOn(ctx: SizingContext, gpu: GpuState, self: GpuletState, fn: PlannedFunction): number {
+function slowdownOn(ctx: SizingContext, neighbours: readonly NeighbourLoad[], self: GpuletState, fn: PlannedFunction) {
   const model = ctx.interference;
   if (!model) return 1;
-  const neighbours = gpu.gpulets.filter((o) => o !== self && o.demands.length > 0).map((o) => loadOf(ctx, o));
   const alpha = model.alongside({ model: fn.model, part: self.part, batch: batchOf(self, fn) }, neighbours, (s, o) => {
     const key = pairKey(s.model, s.part, s.batch, o.model, o.part, o.batch);
     let x = ctx.slowdowns.get(key);
@@ -188,11 +192,10 @@ export function resizeGpu(ctx: SizingContext, gpu: GpuState): Demand[] {
       const before = g.sized;
       let alphas = seen.get(g);
       if (!alphas) seen.set(g, alphas = new Map());
-      const grown = [...alphas.values()].reduce((s, a) => s + a, 0);
-      const sized = sizeWithin(ctx, gpu, g, shed, alphas);
+      const { sized, grew } = sizeWithin(ctx, gpu, g, shed, alphas);
       g.sized = sized;
       // A neighbour's busy share follows its slowdown: settled when neither batches nor slowdowns move.
-      if (!sameBatches(before, sized) || [...alphas.values()].reduce((s, a) => s + a, 0) > grown) changed = true;
+      if (!sameBatches(before, sized) || grew) changed = true;
     }
     if (!changed) break;
   }
@@ -205,23 +208,30 @@ function sameBatches(a: SizedGpulet | undefined, b: SizedGpulet | undefined): bo
   return a.assignments.every((x, i) => x.batch === b.assignments[i].batch);
 }
 
-/** Sizes one gpu-let, shedding rate or functions until it is feasible. */
+/**
+ * Sizes one gpu-let, shedding rate or functions until it is feasible; `grew`: some function's slowdown in
+ * `alphas` (the largest seen, per function) is new or rose.
+ */
 function sizeWithin(
   ctx: SizingContext,
   gpu: GpuState,
   g: GpuletState,
   shed: Demand[],
   alphas: Map<PlannedFunction, number>,
-): SizedGpulet | undefined {
+): { sized: SizedGpulet | undefined; grew: boolean } {
+  const neighbours = ctx.interference ? neighboursOf(ctx, gpu, g) : [];
+  let grew = false;
   for (;;) {
-    if (g.demands.length === 0) return undefined;
+    if (g.demands.length === 0) return { sized: undefined, grew };
     const demands = g.demands.map((d) => {
-      const alpha = Math.max(slowdownOn(ctx, gpu, g, d.fn), alphas.get(d.fn) ?? 1);
+      const before = alphas.get(d.fn);
+      const alpha = Math.max(slowdownOn(ctx, neighbours, g, d.fn), before ?? 1);
+      if (before === undefined || alpha > before) grew = true;
       alphas.set(d.fn, alpha);
       return { ...d, alpha };
     });
     const sized = sizeMemo(ctx, g.part, demands);
-    if (sized) return sized;
+    if (sized) return { sized, grew };
     if (g.demands.length === 1) {
       // Alone: keep what the gpu-let still carries saturated, shed the rest.
       const d = demands[0];
@@ -229,7 +239,7 @@ function sizeWithin(
       if (can <= EPS * d.rate || can >= d.rate) {
         shed.push({ fn: d.fn, rate: d.rate });
         g.demands = [];
-        return undefined;
+        return { sized: undefined, grew };
       }
       shed.push({ fn: d.fn, rate: d.rate - can });
       g.demands = [{ fn: d.fn, rate: can }];

@@ -39,7 +39,7 @@ export function peakScale(feasible: (scale: number) => boolean, start = 1, upper
 }
 
 /** Fractions of a claimed peak that must plan too. */
-export const PEAK_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+const PEAK_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
 /**
  * The largest scale ≤ `scale` whose every fraction in {@link PEAK_FRACTIONS} is feasible too: a claimed peak

@@ -87,8 +87,6 @@ export interface Strategy {
   timeShare: boolean;
   /** Cap on gpu-lets per GPU below the option's (fewer neighbours, less interference). */
   gpuletsPerGpu?: number;
-  /** Larger parts before losing rate to interference (`SizingContext.growOnLoss`). */
-  growOnLoss?: boolean;
 }
 
 /** The context a policy plans in. */
@@ -378,10 +376,11 @@ function engine(problem: PlanProblem, policy: Policy, options: PlannerOptions, s
     policy === "greedy" ? 1 : options.maxFunctionsPerGpulet,
   );
   let best: Plan | undefined;
-  const run = (strategy: Strategy) => {
+  /** Plans with `strategy`; `growOnLoss`: larger parts before losing rate to interference. */
+  const run = (strategy: Strategy, growOnLoss = false) => {
     const cap = Math.min(ctx.maxGpuletsPerGpu, strategy.gpuletsPerGpu ?? Infinity);
     const layout = planLayout(
-      { ...ctx, maxGpuletsPerGpu: cap, growOnLoss: strategy.growOnLoss },
+      { ...ctx, maxGpuletsPerGpu: cap, growOnLoss },
       problem.functions,
       problem.gpus,
       parts,
@@ -399,7 +398,7 @@ function engine(problem: PlanProblem, policy: Policy, options: PlannerOptions, s
   // On the shipped H100 workloads it changes no peak; on the H200 profile it serves low loads that were left
   // unserved on a mostly free GPU (a property test holds every fraction of the claimed peak).
   if (interference && !best!.feasible && roomFor(best!, problem, ctx.table, parts)) {
-    for (const strategy of strategies) run({ ...strategy, growOnLoss: true });
+    for (const strategy of strategies) run(strategy, true);
   }
   // Still short with room to spare: a plan for somewhat more demand, run at this demand, serves it (a lower
   // rate on the same batches and neighbours only shortens every queue). Packing is not monotone in the

@@ -142,7 +142,7 @@ export function saturated(
 /** A function of a gpu-let as the tail model sees it: its rate, batch and latencies there. */
 export function queueClass(
   table: LatencyTable,
-  fn: PlannedFunction,
+  fn: Pick<PlannedFunction, "model" | "sloMs">,
   part: number,
   alpha: number,
   rate: number,
@@ -165,11 +165,7 @@ export function neighbourLoad(
     functions: functions.map((f) => {
       const alpha = f.latencyMs / table.latency(f.model, part, f.batch);
       const latencyMs = (k: number) => table.latency(f.model, part, k) * alpha;
-      return {
-        model: f.model,
-        batch: f.batch,
-        busy: functionBusy({ rate: f.rate, batch: f.batch, latencyMs, sloMs: 1 }),
-      };
+      return { model: f.model, batch: f.batch, busy: functionBusy({ rate: f.rate, batch: f.batch, latencyMs }) };
     }),
   };
 }

@@ -71,13 +71,16 @@ function factors(spread: number): { f: number; w: number }[] {
 }
 
 /** S(b) for a fractional batch b ∈ [1, B]: linear between the integer batches around it. */
-function latencyAt(c: QueueClass, b: number): number {
+/** What a function's batching depends on: its rate, largest batch and latencies (not its SLO). */
+type Batching = Pick<QueueClass, "rate" | "batch" | "latencyMs">;
+
+function latencyAt(c: Batching, b: number): number {
   const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
   return c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
 }
 
 /** A function's mean batch when alone and busy: the fixed point of b = λ·S(b), within [1, B]. */
-function meanBatch(c: QueueClass): number {
+function meanBatch(c: Batching): number {
   const lambda = c.rate / 1000;
   let b = 1;
   for (let i = 0; i < 40; i++) {
@@ -89,14 +92,14 @@ function meanBatch(c: QueueClass): number {
 }
 
 /** Share of time one function keeps its gpu-let busy (may exceed 1 when overloaded), by its mean batch. */
-export function functionBusy(c: QueueClass): number {
+export function functionBusy(c: Batching): number {
   if (c.rate <= 0) return 0;
   const b = meanBatch(c);
   return (c.rate / 1000) * latencyAt(c, b) / b;
 }
 
 /** Share of time the gpu-let is busy (≤ 1), by each function's own mean batch. */
-export function busyShare(classes: readonly QueueClass[]): number {
+function busyShare(classes: readonly QueueClass[]): number {
   let u = 0;
   for (const c of classes) u += functionBusy(c);
   return Math.min(1, u);
@@ -219,7 +222,7 @@ function logGamma(x: number): number {
 }
 
 /** P(gap < x) for Gamma gaps of mean 1/λ and CV `cv` (the regularized lower incomplete gamma, by series). */
-export function gapBelow(lambdaPerMs: number, cv: number, x: number): number {
+function gapBelow(lambdaPerMs: number, cv: number, x: number): number {
   const k = 1 / (cv * cv), z = k * lambdaPerMs * x;
   if (z <= 0) return 0;
   if (z > k + 40 + 10 * Math.sqrt(k)) return 1;

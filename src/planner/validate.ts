@@ -5,7 +5,7 @@
  */
 import type { InterferenceModel } from "./interference.ts";
 import type { Plan } from "./plan.ts";
-import { LatencyTable, neighbourLoad, type PlannedFunction } from "./sizing.ts";
+import { LatencyTable, neighbourLoad, type PlannedFunction, queueClass } from "./sizing.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import { missShares, percentileLatencies, type QueueClass, type TailTarget } from "./tail.ts";
 
@@ -118,12 +118,7 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
         }
         const l = Math.max(latency, f.latencyMs);
         latencies.push(l);
-        classes.push({
-          rate: f.rate,
-          batch: f.batch,
-          sloMs: fn.sloMs,
-          latencyMs: (k) => table.latency(fn.model, g.part, k) * alpha,
-        });
+        classes.push(queueClass(table, fn, g.part, alpha, f.rate, f.batch));
         work += l;
         if (f.rate > (1000 * f.batch / f.dutyMs) * (1 + TOL)) {
           errors.push(`${where}: ${f.name} rate ${f.rate}/s exceeds batch ${f.batch} per ${f.dutyMs} ms`);
@@ -135,11 +130,11 @@ export function validatePlan(plan: Plan, ctx: ValidationContext): string[] {
       }
       if (tail && classes.length === g.functions.length) {
         const misses = missShares(classes, tail);
-        const missing = misses.some((m) => m > 1 - tail.percentile + TOL);
+        const allowed = 1 - tail.percentile + TOL;
         // The percentile latencies (a search each) only say by how much: only a gpu-let that misses needs them.
-        const at = missing ? percentileLatencies(classes, tail) : [];
+        const at = misses.some((m) => m > allowed) ? percentileLatencies(classes, tail) : [];
         g.functions.forEach((f, i) => {
-          if (misses[i] <= 1 - tail.percentile + TOL) return;
+          if (misses[i] <= allowed) return;
           errors.push(
             `${where}: ${f.name} misses ${percentileName(tail.percentile)}: ${at[i].toFixed(3)} ms > SLO ${
               classes[i].sloMs
