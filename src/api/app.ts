@@ -91,7 +91,7 @@ async function readBody(c: Context, limit: number): Promise<Uint8Array> {
     if (total > limit) throw tooLarge();
     chunks.push(chunk);
   }
-  return chunks.length ? concatBytes(chunks) : new Uint8Array(0);
+  return concatBytes(chunks);
 }
 
 /**

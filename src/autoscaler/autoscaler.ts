@@ -4,13 +4,10 @@
  * a re-plan runs the planner (incrementally from the running plan for `gpulet`; `plan_demand.ts`) and is
  * recorded. The simulator plans on its own thread (`tick`); the live controller in a worker (`tickAsync`).
  */
-import type { InterferenceModel } from "../planner/interference.ts";
-import type { LatencyModel } from "../planner/latency_model.ts";
-import type { Plan, Policy } from "../planner/plan.ts";
+import type { Plan } from "../planner/plan.ts";
 import { gpuletChanges } from "../planner/plan_diff.ts";
-import type { PlannerOptions } from "../planner/planner.ts";
 import type { PlannedFunction } from "../planner/sizing.ts";
-import { planDemand, type PlanRequest } from "./plan_demand.ts";
+import { type PlanContext, planDemand, type PlanRequest } from "./plan_demand.ts";
 import {
   committed,
   decide,
@@ -24,18 +21,10 @@ import { DEFAULT_RATE_OPTIONS, RateMonitor, type RateMonitorOptions } from "./ra
 /** A function as the autoscaler sees it (its rate is measured, not given). */
 export type ScaledFunction = Omit<PlannedFunction, "rate">;
 
-/** What the autoscaler plans on. */
-export interface AutoscalerConfig {
-  device: string;
-  /** GPUs available: plans never use more. */
-  gpus: number;
-  latency: LatencyModel;
-  interference?: InterferenceModel;
-  /** Planner policy: `gpulet` re-plans incrementally; the others plan from scratch each time. */
-  policy: Exclude<Policy, "ideal" | "bound">;
+/** What the autoscaler plans on: the planning context and how it measures and scales. */
+export interface AutoscalerConfig extends PlanContext {
   scale?: ScalePolicyOptions;
   rates?: RateMonitorOptions;
-  planner?: PlannerOptions;
   /**
    * Measured rates × this = the rates planned on the profile (simulated devices with dilated time serve
    * `rateScale` times fewer requests per real second than the profile says). Default 1.
@@ -138,14 +127,15 @@ export class Autoscaler {
       const e = this.state.planned.has(n) ? 0 : this.expected.get(n) ?? 0;
       return [n, { ...r, short: Math.max(r.short, e), smoothed: Math.max(r.smoothed, e) }];
     }));
-    const decision = decide(this.state, rates, now, this.config.scale ?? DEFAULT_SCALE_POLICY);
+    const policy = this.config.scale ?? DEFAULT_SCALE_POLICY;
+    const decision = decide(this.state, rates, now, policy);
     if (decision.kind === "hold") return undefined;
     const scale = this.config.rateScale ?? 1;
     const functions = [...decision.demand].map(([name, rate]) => ({
       ...this.functions.get(name)!,
       rate: rate * scale,
     }));
-    const headroom = (this.config.scale ?? DEFAULT_SCALE_POLICY).headroom;
+    const headroom = policy.headroom;
     return {
       decision,
       request: { functions, current: this.current, compact: decision.direction === "down", headroom },

@@ -15,9 +15,11 @@ import type { PlannedFunction } from "../planner/sizing.ts";
 /** What a re-plan is made on. */
 export interface PlanContext {
   device: string;
+  /** GPUs available: plans never use more. */
   gpus: number;
   latency: LatencyModel;
   interference?: InterferenceModel;
+  /** Planner policy: `gpulet` re-plans incrementally; the others plan from scratch each time. */
   policy: Exclude<Policy, "ideal" | "bound">;
   planner?: PlannerOptions;
 }

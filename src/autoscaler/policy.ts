@@ -79,9 +79,14 @@ export type ScaleDecision =
 /** Length (ms) of the rate monitor's "recent" window (DEFAULT_RATE_OPTIONS.recentMs). */
 const RECENT_MS = 300;
 
+/** One standard deviation of a rate measured over `windowMs` (its Poisson count's). */
+function poissonSd(rate: number, windowMs: number): number {
+  return Math.sqrt((rate * 1000) / windowMs);
+}
+
 /** A rate measured over `windowMs`, less one standard deviation of its Poisson count. */
 function lowerBound(rate: number, windowMs: number): number {
-  return Math.max(0, rate - Math.sqrt((rate * 1000) / windowMs));
+  return Math.max(0, rate - poissonSd(rate, windowMs));
 }
 
 /**
@@ -135,7 +140,7 @@ export function decide(
     }
     // A drop far below the plan is read from the short window (its count plus one standard deviation): the
     // smoothed rate takes seconds to follow it down, GPUs held all the while.
-    const shortHigh = r.short + Math.sqrt((r.short * 1000) / opts.shortMs);
+    const shortHigh = r.short + poissonSd(r.short, opts.shortMs);
     const far = opts.fastDownThreshold !== undefined && planned > opts.minRate &&
       Math.min(r.smoothed, shortHigh) * (1 + opts.headroom) < planned * opts.fastDownThreshold;
     const low = far || (r.smoothed * (1 + opts.headroom) < planned * opts.downThreshold && planned > opts.minRate);

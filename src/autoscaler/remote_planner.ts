@@ -19,14 +19,14 @@ export class RemotePlanner {
 
   /** Plans `request` in the worker (on this thread if the worker fails). */
   async plan(request: PlanRequest): Promise<Plan> {
-    if (this.closed) return planDemand(this.context, request);
-    try {
-      return await this.inWorker(request);
-    } catch (e) {
-      if (this.closed) return planDemand(this.context, request);
-      this.log(`planner worker failed (${(e as Error).message}); planning on the serving thread`);
-      return planDemand(this.context, request);
+    if (!this.closed) {
+      try {
+        return await this.inWorker(request);
+      } catch (e) {
+        if (!this.closed) this.log(`planner worker failed (${(e as Error).message}); planning on the serving thread`);
+      }
     }
+    return planDemand(this.context, request);
   }
 
   /** Stops the worker; re-plans still waiting are made on this thread by `plan`. */

@@ -22,7 +22,14 @@ import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
 import { checkedTail, percentileName, validatePlan } from "../planner/validate.ts";
-import { parseWorkload, plannedFunctions, poissonHeadroom, tailTarget, WorkloadError } from "../planner/workload.ts";
+import {
+  parseJsonText,
+  parseWorkload,
+  plannedFunctions,
+  poissonHeadroom,
+  tailTarget,
+  WorkloadError,
+} from "../planner/workload.ts";
 
 const USAGE = "usage: deno task plan --profile P.csv [--pairs P-pairs.csv] --workload W.json " +
   `--policy ${POLICIES.join("|")} [--gpus N] [--json] [--peak]\n` +
@@ -65,13 +72,7 @@ function positiveNumber(name: string, v: string | boolean | undefined): number |
 
 /** A plan JSON file, checked against the schema. */
 function readPlan(text: string, source: string): Plan {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new WorkloadError(`${source}: not JSON: ${(e as Error).message}`);
-  }
-  const parsed = PlanSchema.safeParse(json);
+  const parsed = PlanSchema.safeParse(parseJsonText(text, source));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new WorkloadError(`${source}: not a plan: ${issue.path.join(".") || "(root)"}: ${issue.message}`);

@@ -15,7 +15,7 @@ import { CsvError } from "../planner/csv.ts";
 import { InterferenceModel } from "../planner/interference.ts";
 import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
 import { loadPairs, observations } from "../planner/pairs.ts";
-import { parseWorkload, plannedFunctions, WorkloadError } from "../planner/workload.ts";
+import { parseJsonText, parseWorkload, plannedFunctions, WorkloadError } from "../planner/workload.ts";
 import { Schedule } from "../loadgen/schedule.ts";
 import { DEFAULT_SIM_OPTIONS, type SimReport, simulate } from "../sim/simulator.ts";
 import { formatReplay, replayGpus } from "../sim/plan_replay.ts";
@@ -79,8 +79,7 @@ export async function main(args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const latency = await loadLatencyModel(profile);
-  const interference = InterferenceModel.fit(latency, observations(await loadPairs(pairs)));
+  const { latency, interference } = await loadModels(profile, pairs);
   const workload = parseWorkload(await Deno.readTextFile(workloadFile), workloadFile);
   const functions = plannedFunctions(workload, latency, workloadFile).map(({ rate: _rate, ...f }) => f);
   const schedule = Schedule.parse(await Deno.readTextFile(scheduleFile), scheduleFile);
@@ -108,6 +107,12 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The latency model of a profile file and the interference model fitted on a pairs file. */
+async function loadModels(profile: string, pairs: string) {
+  const latency = await loadLatencyModel(profile);
+  return { latency, interference: InterferenceModel.fit(latency, observations(await loadPairs(pairs))) };
+}
+
 /** `--plan`: one fixed plan, request by request. */
 async function replayPlan(values: Record<string, string | boolean | undefined>): Promise<number> {
   const [profile, pairs, planFile] = [values.profile, values.pairs, values.plan].map((v) => v as string | undefined);
@@ -115,29 +120,16 @@ async function replayPlan(values: Record<string, string | boolean | undefined>):
     console.error(USAGE);
     return 2;
   }
-  const latency = await loadLatencyModel(profile);
-  const interference = InterferenceModel.fit(latency, observations(await loadPairs(pairs)));
+  const { latency, interference } = await loadModels(profile, pairs);
   const workloadFile = values.workload as string | undefined;
   const workload = workloadFile ? parseWorkload(await Deno.readTextFile(workloadFile), workloadFile) : undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(await Deno.readTextFile(planFile));
-  } catch (e) {
-    if (e instanceof SyntaxError) throw new WorkloadError(`${planFile}: not JSON: ${e.message}`);
-    throw e;
-  }
-  const gpus = replayGpus(json, workload, planFile);
+  const gpus = replayGpus(parseJsonText(await Deno.readTextFile(planFile), planFile), workload, planFile);
   const opts = {
     seconds: count("seconds", values.seconds, 15),
     seed: count("seed", values.seed, 1),
     rateScale: count("rate-scale", values["rate-scale"], 1),
     cv: count("cv", values.cv, 1),
   };
-  for (const g of gpus) {
-    for (const l of g) {
-      for (const f of l.functions) latency.latency(f.model, l.part, f.batch); // a precise error before replaying
-    }
-  }
   const results = gpus.map((g) => replayGpu(g, latency, interference, opts));
   console.log(values.json ? JSON.stringify({ ...opts, gpus: results }, null, 2) : formatReplay(results));
   return 0;

@@ -35,14 +35,18 @@ export type Workload = z.infer<typeof Workload>;
 /** A workload that does not fit the profile or the schema. */
 export class WorkloadError extends Error {}
 
-/** Parses workload JSON text; `source` names it in errors. */
-export function parseWorkload(text: string, source = "workload"): Workload {
-  let json: unknown;
+/** JSON text of a file the user gave (`source` names it): a `WorkloadError` saying so if it is not JSON. */
+export function parseJsonText(text: string, source: string): unknown {
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
     throw new WorkloadError(`${source}: not JSON: ${(e as Error).message}`);
   }
+}
+
+/** Parses workload JSON text; `source` names it in errors. */
+export function parseWorkload(text: string, source = "workload"): Workload {
+  const json = parseJsonText(text, source);
   const parsed = Workload.safeParse(json);
   if (!parsed.success) throw new WorkloadError(`${source}: ${describeZodError(parsed.error)}`);
   return parsed.data;

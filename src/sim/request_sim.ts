@@ -126,6 +126,8 @@ export class GpuEngine {
     private readonly opts: EngineOptions,
   ) {
     this.fns = gpulets.flatMap((g, gi) => g.functions.map((f) => ({ ...f, gpulet: gi, part: g.part })));
+    // A model, part or batch outside the profile is an error now, not at its first batch.
+    for (const f of this.fns) latency.latency(f.model, f.part, f.batch);
     this.spread = opts.spread ?? DEFAULT_SPREAD;
     this.sizes = this.fns.map((f) => preparedSizes(f.batch));
     this.queues = this.fns.map(() => []);

@@ -16,7 +16,7 @@
  * its SLO, late otherwise, shed only when no gpu-let of the plan serves its function.
  */
 import { Autoscaler, type AutoscalerConfig, type ScaledFunction } from "../autoscaler/autoscaler.ts";
-import { seededRandom } from "../loadgen/arrivals.ts";
+import { normal, seededRandom } from "../loadgen/arrivals.ts";
 import type { Schedule } from "../loadgen/schedule.ts";
 import type { Plan } from "../planner/plan.ts";
 import { makePlan } from "../planner/policies.ts";
@@ -118,11 +118,7 @@ export function planCapacity(plan: Plan, config: AutoscalerConfig, functions: re
 /** A Poisson sample (inversion for small means, a rounded normal for large ones). */
 function poisson(mean: number, random: () => number): number {
   if (mean <= 0) return 0;
-  if (mean > 50) {
-    const u = 1 - random();
-    const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
-    return Math.max(0, Math.round(mean + Math.sqrt(mean) * z));
-  }
+  if (mean > 50) return Math.max(0, Math.round(mean + Math.sqrt(mean) * normal(random)));
   const l = Math.exp(-mean);
   let k = 0;
   let p = random();

@@ -1,6 +1,7 @@
 /**
  * Planning off the serving loop: a re-plan made in the planner's worker gives the plan the same re-plan gives
- * on this thread, the work is not done on this thread, and a timer here keeps firing while the worker plans.
+ * on this thread, and the work is not done on this thread (its tail answers stay empty). How long the loop
+ * stays free is a speed question, measured in `bench planner`, not here.
  */
 import assert from "node:assert/strict";
 import { planDemand } from "../../src/autoscaler/plan_demand.ts";
@@ -11,7 +12,7 @@ import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workl
 import { ROOT } from "../helpers.ts";
 import { loadProfile } from "../../src/planner/profiles.ts";
 
-Deno.test("planner worker: the same plan as on this thread, planned elsewhere, and the serving loop keeps its timers", async () => {
+Deno.test("planner worker: the same plan as on this thread, planned elsewhere", async () => {
   const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h100");
   const file = `${ROOT}/resource/workloads/game.json`;
   const functions = scaled(plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file), 40);
@@ -19,19 +20,13 @@ Deno.test("planner worker: the same plan as on this thread, planned elsewhere, a
   const request = { functions, compact: false, headroom: 0.1 };
   const planner = new RemotePlanner(context);
   try {
-    // A timer every 5 ms on this thread keeps firing while the worker plans.
-    let fired = 0;
-    const timer = setInterval(() => fired++, 5);
     const remote = await planner.plan(request);
-    clearInterval(timer);
     // The planning happened elsewhere: this thread's tail answers for the profile are still empty.
     assert.equal(LatencyTable.shared(latency, 1, DEFAULT_TAIL).saturations.size, 0);
     const local = planDemand(context, request);
     assert.ok(LatencyTable.shared(latency, 1, DEFAULT_TAIL).saturations.size > 0);
     assert.deepEqual(remote, local);
     assert.ok(remote.feasible && remote.gpusUsed > 1, JSON.stringify(remote.unserved));
-    // A cold plan takes far longer than a tick; the loop went on serving its timers meanwhile.
-    assert.ok(fired >= 3, `${fired} ticks while planning`);
     // A second re-plan reuses the worker (and what it remembered).
     assert.deepEqual(
       await planner.plan({ ...request, functions: scaled(functions, 0.9) }),
