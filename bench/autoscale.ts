@@ -4,7 +4,7 @@
  * time to recover ≥ 99 % attainment, GPU-seconds against the best static plan of each phase, re-plans, and
  * requests lost. Capacity is the planner's peak for the mix on 8 GPUs (gpulet policy, interference on).
  */
-import { bundleFolder } from "../src/functions/bundle.ts";
+import { deployFolder } from "../src/api/admin_client.ts";
 import { type LoadReport, runOpenLoop } from "../src/loadgen/open_loop.ts";
 import { timelineSvg } from "../src/loadgen/report.ts";
 import { Schedule } from "../src/loadgen/schedule.ts";
@@ -97,13 +97,7 @@ async function runCase(c: AutoscaleCase, log: (line: string) => void): Promise<A
           JSON.stringify({ model: m.model, sloMs: m.sloMs, maxBatch: m.maxBatch })
         });\n`,
       );
-      const res = await fetch(`${server.url}/admin/functions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(await bundleFolder(dir)),
-      });
-      if (!res.ok) throw new Error(`deploy ${m.name}: ${res.status} ${await res.text()}`);
-      await res.body?.cancel();
+      await deployFolder(server.url, dir);
     }
     log(`${c.name}: capacity ${capacity.toFixed(1)} req/s real (${peak.aggregateRate.toFixed(0)}/s simulated)`);
     const report = await runOpenLoop({

@@ -4,16 +4,14 @@
  * (`FRACS=…` to change), as `../shared/tools/gpu_replay/` jobs, with what the request-level simulator predicts.
  * Also writes the two random mixes (seed 2026) to `resource/fidelity/h200/workloads/`.
  */
-import { InterferenceModel } from "../src/planner/interference.ts";
-import { loadLatencyModel } from "../src/planner/latency_model.ts";
-import { loadPairs, observations } from "../src/planner/pairs.ts";
+import { loadProfile } from "../src/planner/profiles.ts";
 import { DEFAULT_OPTIONS } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
 import { seededRandom } from "../src/planner/least_squares.ts";
 import { replayGpu } from "../src/sim/request_sim.ts";
-const latency = await loadLatencyModel("profiles/h200.csv");
-const interference = InterferenceModel.fit(latency, observations(await loadPairs("profiles/h200-pairs.csv")));
+import { planGpulets } from "../src/sim/plan_replay.ts";
+const { latency, interference } = await loadProfile("profiles", "h200");
 const out = Deno.args[0] ?? "bench/results/gpu_replay_tail2";
 Deno.mkdirSync(out, { recursive: true });
 // Two random mixes of the zoo models, seeded, written beside the fidelity workloads.
@@ -54,23 +52,16 @@ for (const file of files) {
   const functions = plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file);
   const problem = { device: "h200", gpus: 1, functions, latency, interference };
   const peak = peakFor(problem, "gpulet", DEFAULT_OPTIONS);
-  const agg1 = functions.reduce((s, f) => s + f.rate, 0);
   for (const frac of (Deno.env.get("FRACS") ?? "0.5,0.9,1").split(",").map(Number)) {
     const plan = makePlan({ ...problem, functions: scaled(functions, frac * peak.scale) }, "gpulet", DEFAULT_OPTIONS);
-    const gpulets = (plan.gpus[0]?.gpulets ?? []).map((g) => ({
-      part: g.part,
-      functions: g.functions.map((f) => {
-        const fn = functions.find((x) => x.name === f.name)!;
-        return {
-          name: f.name,
-          model: fn.model,
-          batch: f.batch,
-          rate: f.rate,
-          sloMs: fn.sloMs,
-          plannedLatencyMs: f.latencyMs,
-        };
-      }),
-    }));
+    // The harness's job: the replayable gpu-lets, each function with the batch latency the plan expects.
+    const gpu = plan.gpus[0];
+    const gpulets = gpu
+      ? planGpulets(gpu, new Map(functions.map((f) => [f.name, f]))).map((g, gi) => ({
+        ...g,
+        functions: g.functions.map((f, fi) => ({ ...f, plannedLatencyMs: gpu.gpulets[gi].functions[fi].latencyMs })),
+      }))
+      : [];
     const job = {
       workload: wname,
       policy: "gpulet",
@@ -85,7 +76,7 @@ for (const file of files) {
     const sim = gpulets.length ? replayGpu(gpulets, latency, interference, { seconds: 15, seed: 1 }) : [];
     const worst = sim.reduce((w, f) => Math.min(w, f.within), 1);
     console.log(
-      `${jname}: peak ${peak.aggregateRate.toFixed(0)} (old agg1 ${agg1}), at ${
+      `${jname}: peak ${peak.aggregateRate.toFixed(0)}, at ${
         (frac * peak.aggregateRate).toFixed(0)
       }/s, unserved ${plan.unserved.length}, sim worst ${(100 * worst).toFixed(2)} % | ` +
         gpulets.map((g) =>

@@ -30,16 +30,12 @@ function compare(replay: Replay): Compared {
   const { plan, scale } = replay;
   const sim = replayGpu(plan.gpulets, latency, interference!, { seconds: 20, seed: 1, rateScale: scale });
   // The tail model sees each gpu-let with the slowdown its neighbours cause (as the planner sized it).
-  const scaled = plan.gpulets.map((g) => ({
-    ...g,
-    functions: g.functions.map((f) => ({ ...f, rate: f.rate * scale })),
-  }));
-  const { gpu, models } = jobAsPlanGpu(scaled, table);
+  const { gpu, models } = jobAsPlanGpu(plan.gpulets, table, scale);
   const modelled = new Map<string, number>();
-  scaled.forEach((g, gi) => {
-    const classes = g.functions.map((f) => {
+  plan.gpulets.forEach((g, gi) => {
+    const classes = g.functions.map((f, fi) => {
       const alpha = slowdownIn(gpu, gpu.gpulets[gi], f.model, f.batch, models, interference!, table);
-      return queueClass(table, f, g.part, alpha, f.rate, f.batch);
+      return queueClass(table, f, g.part, alpha, gpu.gpulets[gi].functions[fi].rate, f.batch);
     });
     missShares(classes, DEFAULT_TAIL).forEach((m, i) => modelled.set(g.functions[i].name, 1 - m));
   });

@@ -76,7 +76,7 @@ export interface FidelityResult {
 }
 
 /** A predictor that always answers the training mean slowdown. */
-function flatMargin(train: Observation[]) {
+function flatMargin(train: readonly Observation[]) {
   const mean = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
   return { slowdown: () => mean };
 }
@@ -141,7 +141,7 @@ function splitTransfers(
     const train = obs.filter((o) => (splitOf(o) === split) === (fitOn === "alone"));
     const test = obs.filter((o) => (splitOf(o) === split) !== (fitOn === "alone"));
     const model = InterferenceModel.fit(latency, train);
-    const flat = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
+    const flat = flatMargin(train).slowdown();
     const pairs = test.map((o) => ({
       predicted: model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch),
       measured: o.slowdown,
@@ -205,7 +205,7 @@ export async function measureFidelity(): Promise<FidelityResult> {
   const table = new LatencyTable(latency);
   const obs = observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`));
   const model = InterferenceModel.fit(latency, obs);
-  const flat = obs.reduce((s, o) => s + o.slowdown, 0) / obs.length;
+  const flat = flatMargin(obs).slowdown();
   const fidelity = `${PROJECT_ROOT}/resource/fidelity/h200`;
   const replays = [
     ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
@@ -214,10 +214,7 @@ export async function measureFidelity(): Promise<FidelityResult> {
   const cases: FidelityCase[] = [];
   for (const { run, plan, scale } of replays) {
     if (run.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
-    const { gpu, models } = jobAsPlanGpu(
-      plan.gpulets.map((g) => ({ ...g, functions: g.functions.map((f) => ({ ...f, rate: f.rate * scale })) })),
-      table,
-    );
+    const { gpu, models } = jobAsPlanGpu(plan.gpulets, table, scale);
     const modelled = plannedGpu(gpu, models, model, table);
     const measuredBusy = (part: number, name: string) =>
       run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;

@@ -7,7 +7,7 @@
  * under `taskset -c 1`). The direct arm runs before and after the platform arm and the two are averaged,
  * because this VM's speed drifts by ±15 % over minutes.
  */
-import { bundleFolder } from "../src/functions/bundle.ts";
+import { deployFolder } from "../src/api/admin_client.ts";
 import { DEFAULT_MODELS_DIR, ensureModels } from "../src/models/zoo.ts";
 import { findTaskset, PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { closedLoop } from "../src/loadgen/closed_loop.ts";
@@ -153,10 +153,7 @@ export async function measureOverhead(
   ]);
   let low, sat, batches;
   try {
-    const bundle = await bundleFolder(c.folder);
-    const dep = await fetch(`${url}/admin/functions`, { method: "POST", body: JSON.stringify(bundle) });
-    if (!dep.ok) throw new Error(`deploy: ${await dep.text()}`);
-    await dep.body?.cancel();
+    await deployFolder(url, c.folder);
     const target = new URL(`${url}${c.path}`);
     const req: PreparedRequest = prepareRequest(target, c.body, c.headers);
     const fn = c.folder.split("/").pop()!;

@@ -15,7 +15,7 @@ import { type LoadStats, runOpenLoop } from "../src/loadgen/open_loop.ts";
 import { Schedule } from "../src/loadgen/schedule.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { type BurstPoint, burstsMarkdown, measureBursts } from "./bursts.ts";
-import { deployFolder, metric, server } from "./live_server.ts";
+import { deployFolder, metric, server, workerPids } from "./live_server.ts";
 
 const FIXTURES = `${PROJECT_ROOT}/tests/fixtures/functions`;
 const SLEEPY_SLO_MS = 300;
@@ -55,11 +55,6 @@ export interface ReliabilityResult {
   hang: { boundMs: number; answeredAfterMs: number; status: number; recoveryMs: number }[];
   controllerCrash: { workersGoneMs: number; restartReadyMs: number; firstRequestMs: number }[];
   bursts: BurstPoint[];
-}
-
-async function pids(url: string): Promise<number[]> {
-  const plan = await (await fetch(`${url}/admin/plan`)).json();
-  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
 }
 
 /** Polls every 10 ms until `cond` holds; resolves with the time since `since` (ms). */
@@ -132,7 +127,7 @@ async function killRun(gpulets: number): Promise<FaultRun> {
   const s = await server({ gpuletsPerFunction: gpulets });
   try {
     await deployFolder(s.url, `${FIXTURES}/slow`);
-    const before = await pids(s.url);
+    const before = await workerPids(s.url);
     const answers: Promise<{ status: number; ms: number } | null>[] = [];
     const start = performance.now();
     let recovery: Promise<number> | undefined;
@@ -140,7 +135,7 @@ async function killRun(gpulets: number): Promise<FaultRun> {
       if (!recovery && performance.now() - start > 1500) {
         Deno.kill(before[0], "SIGKILL");
         recovery = until(async () => {
-          const now = await pids(s.url);
+          const now = await workerPids(s.url);
           return now.length === gpulets && !now.includes(before[0]);
         }, performance.now());
       }
@@ -177,7 +172,7 @@ async function hangRun(boundMs: number) {
   const s = await server({ hangTimeoutMs: boundMs });
   try {
     await deployFolder(s.url, `${FIXTURES}/sleepy`);
-    const [pid] = await pids(s.url);
+    const [pid] = await workerPids(s.url);
     const t0 = performance.now();
     const res = await fetch(`${s.url}/functions/sleepy/invoke`, {
       method: "POST",
@@ -186,7 +181,7 @@ async function hangRun(boundMs: number) {
     await res.body?.cancel();
     const answeredAfterMs = performance.now() - t0;
     const recoveryMs = await until(async () => {
-      const now = await pids(s.url);
+      const now = await workerPids(s.url);
       return now.length === 1 && now[0] !== pid;
     }, t0);
     return { boundMs, answeredAfterMs, status: res.status, recoveryMs };
@@ -224,7 +219,7 @@ async function controllerCrashRun() {
   const first = await startProcess(state, port);
   await deployFolder(base, `${PROJECT_ROOT}/functions/lenet`);
   await deployFolder(base, `${FIXTURES}/slow`);
-  const workers = await pids(base);
+  const workers = await workerPids(base);
   first.kill("SIGKILL");
   await first.status;
   const killedAt = performance.now();

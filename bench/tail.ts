@@ -9,7 +9,7 @@
  *    for CV 1) and Gamma CV 2 (plans sized for CV 2). Target: every function ≥ 99 % within SLO. Beside it,
  *    the plan of the duty-cycle rule alone (averages) at 0.9× its own peak: what the planner promised before.
  */
-import { type LatencyModel, loadLatencyModel } from "../src/planner/latency_model.ts";
+import type { LatencyModel } from "../src/planner/latency_model.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
@@ -80,8 +80,11 @@ function modelChecks(latency: LatencyModel, progress: (s: string) => void): Mode
   return out;
 }
 
-async function mixChecks(device: string, progress: (s: string) => void): Promise<MixCheck[]> {
-  const { latency, interference } = await loadProfile(`${PROJECT_ROOT}/profiles`, device);
+async function mixChecks(
+  device: string,
+  { latency, interference }: Awaited<ReturnType<typeof loadProfile>>,
+  progress: (s: string) => void,
+): Promise<MixCheck[]> {
   const names = [...Deno.readDirSync(`${PROJECT_ROOT}/resource/workloads`)].map((e) => e.name)
     .filter((n) => n.endsWith(".json")).sort();
   const out: MixCheck[] = [];
@@ -153,9 +156,13 @@ async function mixChecks(device: string, progress: (s: string) => void): Promise
 
 /** Runs the benchmark. */
 export async function measureTail(progress: (s: string) => void): Promise<TailResult> {
-  const h200 = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
-  const model = modelChecks(h200, progress);
-  const mixes = [...await mixChecks("h100", progress), ...await mixChecks("h200", progress)];
+  const profile = (name: string) => loadProfile(`${PROJECT_ROOT}/profiles`, name);
+  const h200 = await profile("h200");
+  const model = modelChecks(h200.latency, progress);
+  const mixes = [
+    ...await mixChecks("h100", await profile("h100"), progress),
+    ...await mixChecks("h200", h200, progress),
+  ];
   return { model, mixes };
 }
 

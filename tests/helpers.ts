@@ -1,6 +1,9 @@
 /** Shared helpers for integration tests: a real server on a free loopback port, with its own state. */
-import { bundleFolder, encodeBase64 } from "../src/functions/bundle.ts";
+import { deployFolder } from "../src/api/admin_client.ts";
+import { encodeBase64 } from "../src/functions/bundle.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
+
+export { metric, workerPids } from "../src/api/admin_client.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -14,16 +17,8 @@ export async function startTestServer(
 }
 
 /** Bundles and deploys a function folder; returns the response body (throws on a non-2xx answer). */
-export async function deploy(server: RunningServer, folder: string, token?: string): Promise<Record<string, unknown>> {
-  const bundle = await bundleFolder(folder);
-  const res = await fetch(`${server.url}/admin/functions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(bundle),
-  });
-  const body = await res.json();
-  if (!res.ok) throw new Error(`deploy ${folder}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
+export function deploy(server: RunningServer, folder: string, token?: string): Promise<Record<string, unknown>> {
+  return deployFolder(server.url, folder, token);
 }
 
 /** A parsed JSON answer; tests read fields they assert on. */
@@ -91,20 +86,6 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-/** Pids of the gpu-let workers in the live layout (`GET /admin/plan`, static mode). */
-export async function workerPids(url: string, token?: string): Promise<number[]> {
-  const res = await fetch(`${url}/admin/plan`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-  const plan = await res.json();
-  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
-}
-
-/** The value of one Prometheus sample from `/metrics` (0 when absent), e.g. `gpulet_requests_total{function="x",code="200"}`. */
-export async function metric(url: string, sample: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
 }
 
 /** A `deno task start` child process on a free loopback port (or `host`), with its URL and output so far. */

@@ -59,11 +59,13 @@ export function planGpulets(
 
 /**
  * One GPU's gpu-lets as a plan's GPU (and each function's model), so the validator's rules can be applied
- * to a replay job: its batches and rates, each batch's solo latency from `table`, a placeholder cycle.
+ * to a replay job: its batches and rates (× `rateScale`), each batch's solo latency from `table`, a
+ * placeholder cycle.
  */
 export function jobAsPlanGpu(
   gpulets: readonly ReplayGpulet[],
   table: LatencyTable,
+  rateScale = 1,
 ): { gpu: PlanGpu; models: Map<string, string> } {
   const gpu: PlanGpu = {
     id: 0,
@@ -73,7 +75,7 @@ export function jobAsPlanGpu(
         name: f.name,
         batch: f.batch,
         dutyMs: 1,
-        rate: f.rate,
+        rate: f.rate * rateScale,
         latencyMs: table.latency(f.model, g.part, f.batch),
       })),
     })),

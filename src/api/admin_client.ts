@@ -1,0 +1,32 @@
+/**
+ * Calls on a running platform from outside it (tests, benchmarks, tools): deploy a function folder, read one
+ * Prometheus sample, list the live gpu-let workers.
+ */
+import { bundleFolder } from "../functions/bundle.ts";
+
+const auth = (token?: string): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+
+/** Bundles and deploys a function folder; returns the answer's body (throws on a non-2xx answer). */
+export async function deployFolder(url: string, folder: string, token?: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/admin/functions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...auth(token) },
+    body: JSON.stringify(await bundleFolder(folder)),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`deploy ${folder}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** The value of one Prometheus sample from `/metrics` (0 when absent), e.g. `gpulet_requests_total{function="x",code="200"}`. */
+export async function metric(url: string, sample: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+/** Pids of the gpu-let workers in the live layout (`GET /admin/plan`). */
+export async function workerPids(url: string, token?: string): Promise<number[]> {
+  const plan = await (await fetch(`${url}/admin/plan`, { headers: auth(token) })).json();
+  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
+}
