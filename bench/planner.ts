@@ -10,7 +10,7 @@ import { planDemand } from "../src/autoscaler/plan_demand.ts";
 import { RemotePlanner } from "../src/autoscaler/remote_planner.ts";
 import { loadPairs, observations } from "../src/planner/pairs.ts";
 import type { Policy } from "../src/planner/plan.ts";
-import { DEFAULT_OPTIONS, type PlanProblem } from "../src/planner/planner.ts";
+import { AVERAGES_OPTIONS, DEFAULT_OPTIONS, type PlanProblem } from "../src/planner/planner.ts";
 import { LatencyTable, type PlannedFunction, saturated } from "../src/planner/sizing.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { validatePlan } from "../src/planner/validate.ts";
@@ -99,11 +99,10 @@ export async function measurePlanner(progress: (s: string) => void): Promise<Pla
       peaks[policy] = entry;
     }
     // The same two policies on averages only (the duty-cycle rule without a tail target), for comparison.
-    const averages = { ...DEFAULT_OPTIONS, tail: undefined };
     progress(`planner: ${name}: peaks on averages`);
     const onAverages = {
-      gpulet: peakFor(problem, "gpulet", averages).aggregateRate,
-      timeshare: peakFor(problem, "timeshare", averages).aggregateRate,
+      gpulet: peakFor(problem, "gpulet", AVERAGES_OPTIONS).aggregateRate,
+      timeshare: peakFor(problem, "timeshare", AVERAGES_OPTIONS).aggregateRate,
     };
     const boundScale = peaks.bound.scale;
     const gpusNeeded = FIXED.map((fraction) => {

@@ -10,7 +10,7 @@
  *    the plan of the duty-cycle rule alone (averages) at 0.9× its own peak: what the planner promised before.
  */
 import type { LatencyModel } from "../src/planner/latency_model.ts";
-import { DEFAULT_OPTIONS, type PlannerOptions } from "../src/planner/planner.ts";
+import { AVERAGES_OPTIONS, DEFAULT_OPTIONS, type PlannerOptions } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
@@ -96,7 +96,7 @@ async function mixChecks(
     const arms: { cv: number; sizing: "p99" | "averages"; options: PlannerOptions }[] = [
       { cv: 1, sizing: "p99", options: DEFAULT_OPTIONS },
       { cv: 2, sizing: "p99", options: { ...DEFAULT_OPTIONS, tail: { ...DEFAULT_TAIL, cv: 2 } } },
-      { cv: 1, sizing: "averages", options: { ...DEFAULT_OPTIONS, tail: undefined } },
+      { cv: 1, sizing: "averages", options: AVERAGES_OPTIONS },
     ];
     for (const arm of arms) {
       const arrivals = arm.cv === 1 ? "Poisson" : `Gamma CV ${arm.cv}`;

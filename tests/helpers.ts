@@ -1,11 +1,15 @@
 /** Shared helpers for integration tests: a real server on a free loopback port, with its own state. */
 import { deployFolder } from "../src/api/admin_client.ts";
 import { encodeBase64 } from "../src/functions/bundle.ts";
+import { loadProfile } from "../src/planner/profiles.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 
 export { metric, workerPids } from "../src/api/admin_client.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** A shipped device's profiles (`profiles/<name>.csv` and its pairs), as the planner loads them. */
+export const profile = (name: string) => loadProfile(`${ROOT}/profiles`, name);
 
 /** Starts the platform on 127.0.0.1:<free port> with a temporary state directory (unless given). */
 export async function startTestServer(

@@ -73,6 +73,9 @@ export const DEFAULT_OPTIONS: PlannerOptions = {
   tail: DEFAULT_TAIL,
 };
 
+/** The defaults on averages alone: the duty-cycle rules, no tail target (`plan --averages`). */
+export const AVERAGES_OPTIONS: PlannerOptions = { ...DEFAULT_OPTIONS, tail: undefined };
+
 /** Whether the GPU left free by `plan` could hold its unserved demand, by the fractional bound. */
 function roomFor(plan: Plan, problem: PlanProblem, table: LatencyTable, parts: readonly number[]): boolean {
   const byName = new Map(problem.functions.map((f) => [f.name, f]));

@@ -9,11 +9,10 @@ import { RemotePlanner } from "../../src/autoscaler/remote_planner.ts";
 import { LatencyTable } from "../../src/planner/sizing.ts";
 import { DEFAULT_TAIL } from "../../src/planner/tail.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workload.ts";
-import { ROOT } from "../helpers.ts";
-import { loadProfile } from "../../src/planner/profiles.ts";
+import { profile, ROOT } from "../helpers.ts";
 
 Deno.test("planner worker: the same plan as on this thread, planned elsewhere", async () => {
-  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h100");
+  const { latency, interference } = await profile("h100");
   const file = `${ROOT}/resource/workloads/game.json`;
   const functions = scaled(plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file), 40);
   const context = { device: "h100", gpus: 8, latency, interference, policy: "gpulet" as const };

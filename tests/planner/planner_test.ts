@@ -7,7 +7,7 @@ import { InterferenceModel } from "../../src/planner/interference.ts";
 import { LatencyModel, loadLatencyModel } from "../../src/planner/latency_model.ts";
 import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import type { Plan, Policy } from "../../src/planner/plan.ts";
-import { DEFAULT_OPTIONS, type PlannerOptions } from "../../src/planner/planner.ts";
+import { AVERAGES_OPTIONS } from "../../src/planner/planner.ts";
 import { makePlan, peakFor } from "../../src/planner/policies.ts";
 import { LatencyTable, saturated, sizeGpulet } from "../../src/planner/sizing.ts";
 import { validatePlan } from "../../src/planner/validate.ts";
@@ -24,7 +24,7 @@ function toyProfile(): LatencyModel {
 }
 
 /** The duty-cycle rule alone (no tail target): the arithmetic these toy cases check by hand. */
-const DUTY: PlannerOptions = { ...DEFAULT_OPTIONS, tail: undefined };
+const DUTY = AVERAGES_OPTIONS;
 
 const toyFn = (name: string, rate: number, sloMs = 20) => ({ name, model: "toy", rate, sloMs, maxBatch: 32 });
 

@@ -3,15 +3,14 @@
  * request by request, the validator naming the percentile a plan misses, and the workload's tail fields.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_OPTIONS } from "../../src/planner/planner.ts";
+import { AVERAGES_OPTIONS } from "../../src/planner/planner.ts";
 import { makePlan, peakFor } from "../../src/planner/policies.ts";
 import { DEFAULT_TAIL, missShares, percentileLatencies, type QueueClass } from "../../src/planner/tail.ts";
 import { validatePlan } from "../../src/planner/validate.ts";
 import { parseWorkload, plannedFunctions, scaled, tailTarget, WorkloadError } from "../../src/planner/workload.ts";
 import { replayGpus } from "../../src/sim/plan_replay.ts";
 import { replayGpu } from "../../src/sim/request_sim.ts";
-import { ROOT, runTask } from "../helpers.ts";
-import { loadProfile } from "../../src/planner/profiles.ts";
+import { profile, ROOT, runTask } from "../helpers.ts";
 
 /** `deno task plan` on scen2 for one H100, with its profile and pairs. */
 const SCEN2_ON_ONE_H100 = [
@@ -25,9 +24,7 @@ const SCEN2_ON_ONE_H100 = [
   "1",
 ];
 
-const device = (name: string) => loadProfile(`${ROOT}/profiles`, name);
-
-const h200 = await device("h200");
+const h200 = await profile("h200");
 
 function alone(model: string, part: number, batch: number, rate: number, sloMs: number): QueueClass {
   return { rate, batch, sloMs, latencyMs: (k) => h200.latency.latency(model, part, k) };
@@ -77,7 +74,7 @@ Deno.test("tail model: burstier arrivals and spread service times cost more; a l
 
 Deno.test("planner: p99 plans at 0.9x the claimed peak keep every function >= 99 % within SLO, request by request", async () => {
   for (const name of ["h100", "h200"]) {
-    const { latency, interference } = name === "h200" ? h200 : await device(name);
+    const { latency, interference } = name === "h200" ? h200 : await profile(name);
     const file = `${ROOT}/resource/workloads/scen2.json`;
     const workload = parseWorkload(await Deno.readTextFile(file), file);
     const functions = plannedFunctions(workload, latency, file);
@@ -97,14 +94,13 @@ Deno.test("planner: p99 plans at 0.9x the claimed peak keep every function >= 99
 });
 
 Deno.test("validator: a plan sized on averages is told which function misses p99, and by how much", async () => {
-  const { latency, interference } = await device("h100");
+  const { latency, interference } = await profile("h100");
   const file = `${ROOT}/resource/workloads/scen2.json`;
   const functions = plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file);
-  const averages = { ...DEFAULT_OPTIONS, tail: undefined };
   const problem = { device: "h100", gpus: 2, functions, latency, interference };
-  const peak = peakFor(problem, "gpulet", averages);
+  const peak = peakFor(problem, "gpulet", AVERAGES_OPTIONS);
   const at = scaled(functions, 0.9 * peak.scale);
-  const plan = makePlan({ ...problem, functions: at }, "gpulet", averages);
+  const plan = makePlan({ ...problem, functions: at }, "gpulet", AVERAGES_OPTIONS);
   assert.equal(plan.tail, undefined);
   const ctx = { functions: at, latency, interference };
   assert.deepEqual(validatePlan(plan, ctx), [], "valid on averages");

@@ -6,11 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { calibrate, loadReplays } from "../../src/sim/calibration.ts";
-import { ROOT } from "../helpers.ts";
-import { loadProfile } from "../../src/planner/profiles.ts";
+import { profile, ROOT } from "../helpers.ts";
 
 Deno.test("request sim vs the H200 replays: at least 11 of 13 runs at <= 0.85x peak have 3 of 4 gpu-lets within 10 points", async () => {
-  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
+  const { latency, interference } = await profile("h200");
   const data = `${ROOT}/resource/fidelity/h200`;
   const c = calibrate(await loadReplays(`${data}/turn3`, `${data}/plans`), latency, interference);
   const misses = c.rows.filter((r) => r.load <= 0.85 && !r.near).map((r) =>

@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { loadReplays } from "../../src/sim/calibration.ts";
 import { replayGpu } from "../../src/sim/request_sim.ts";
-import { ROOT } from "../helpers.ts";
-import { loadProfile } from "../../src/planner/profiles.ts";
+import { profile, ROOT } from "../helpers.ts";
 
 /** Every function of the replays in `dir`, its measured share within SLO beside the simulated one. */
 async function simulatedBesideReal(dir: string) {
-  const { latency, interference } = await loadProfile(`${ROOT}/profiles`, "h200");
+  const { latency, interference } = await profile("h200");
   const replays = await loadReplays(`${ROOT}/${dir}`);
   const functions = replays.flatMap(({ run, plan, scale }) => {
     const sim = replayGpu(plan.gpulets, latency, interference, { seconds: 20, seed: 1, rateScale: scale });

@@ -9,8 +9,12 @@ import { ROOT, runTask as cli } from "../helpers.ts";
 const MODELS = ["--profile", `${ROOT}/profiles/h100.csv`, "--pairs", `${ROOT}/profiles/h100-pairs.csv`];
 const WORKLOAD = `${ROOT}/resource/workloads/scen1.json`;
 
+/** scen1's plan on two H100s (`plan --json`), made once for the tests that replay it. */
+let scen1Plan: ReturnType<typeof cli> | undefined;
+const planScen1 = () => scen1Plan ??= cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "2", "--json"]);
+
 Deno.test("simulate --plan replays the planner's plan: every function served, with its tail", async () => {
-  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "2", "--json"]);
+  const plan = await planScen1();
   assert.equal(plan.code, 0, plan.err);
   const file = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(file, plan.out);
@@ -64,7 +68,7 @@ Deno.test("simulate --plan takes the GPU replay harness's job format; a plan wit
   assert.match(sim.out, /^ +0 +50 +r +4 /m);
   assert.match(sim.out, /^ +0 +50 +g +2 /m);
 
-  const plan = await cli("plan", [...MODELS, "--workload", WORKLOAD, "--gpus", "2", "--json"]);
+  const plan = await planScen1();
   await Deno.writeTextFile(file, plan.out);
   const noWorkload = await cli("simulate", [...MODELS, "--plan", file]);
   assert.equal(noWorkload.code, 1);
