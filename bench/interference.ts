@@ -10,8 +10,11 @@ import {
   type CrossValidation,
   InterferenceModel,
   leaveOneModelOut,
+  meanSlowdown,
   type NeighbourLoad,
   type RunningBatch,
+  type SplitTransfer,
+  splitTransfers,
 } from "../src/planner/interference.ts";
 import type { Plan } from "../src/planner/plan.ts";
 import { LatencyTable, neighbourLoad } from "../src/planner/sizing.ts";
@@ -21,7 +24,6 @@ import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { slowdownIn } from "../src/planner/validate.ts";
 import { loadReplays } from "../src/sim/calibration.ts";
 import { jobAsPlanGpu } from "../src/sim/plan_replay.ts";
-import type { LatencyModel } from "../src/planner/latency_model.ts";
 
 type PlanGpu = Plan["gpus"][number];
 
@@ -77,7 +79,7 @@ export interface FidelityResult {
 
 /** A predictor that always answers the training mean slowdown. */
 function flatMargin(train: readonly Observation[]) {
-  const mean = train.reduce((s, o) => s + o.slowdown, 0) / train.length;
+  const mean = meanSlowdown(train);
   return { slowdown: () => mean };
 }
 
@@ -112,48 +114,6 @@ export async function measureInterference(progress: (s: string) => void): Promis
     });
   }
   return results.sort((a, b) => a.device.localeCompare(b.device));
-}
-
-const splitOf = (o: Observation) => [o.part, o.otherPart].sort((a, b) => a - b).join("/");
-
-/** Errors of one split transfer: fitted on `split` or on every other split, the rest predicted. */
-export interface SplitTransfer {
-  split: string;
-  n: number;
-  meanPct: number;
-  biasPct: number;
-  maxPct: number;
-  flatMeanPct: number;
-}
-
-/**
- * For each split of a pairs file with more than one: fit on every other split and predict it (`heldOut`), or
- * fit on it alone and predict every other (`alone`).
- */
-function splitTransfers(
-  latency: LatencyModel,
-  obs: readonly Observation[],
-  fitOn: "heldOut" | "alone",
-): SplitTransfer[] {
-  const splits = [...new Set(obs.map(splitOf))].sort();
-  if (splits.length < 2) return [];
-  return splits.map((split) => {
-    const train = obs.filter((o) => (splitOf(o) === split) === (fitOn === "alone"));
-    const test = obs.filter((o) => (splitOf(o) === split) !== (fitOn === "alone"));
-    const model = InterferenceModel.fit(latency, train);
-    const flat = flatMargin(train).slowdown();
-    const pairs = test.map((o) => ({
-      predicted: model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch),
-      measured: o.slowdown,
-    }));
-    return {
-      split,
-      n: test.length,
-      ...errorsPct(pairs),
-      maxPct: 100 * Math.max(...pairs.map((p) => Math.abs(p.predicted - p.measured) / p.measured)),
-      flatMeanPct: errorsPct(pairs.map((p) => ({ predicted: flat, measured: p.measured }))).meanPct,
-    };
-  });
 }
 
 /** Mean |predicted − measured| / measured and mean signed error, both %. */

@@ -258,3 +258,55 @@ export function leaveOneModelOut(
   });
   return { perModel, overall: summarise(all) };
 }
+
+/** Mean measured slowdown of some observations (what a flat margin assumes). */
+export function meanSlowdown(obs: readonly Observation[]): number {
+  return obs.reduce((s, o) => s + o.slowdown, 0) / obs.length;
+}
+
+/** "30/70": the split of an observation's pair, smaller part first. */
+const splitOf = (o: Observation) => [o.part, o.otherPart].sort((a, b) => a - b).join("/");
+
+/** Errors of one split transfer (% of the co-located latency): fitted on `split` or on every other split. */
+export interface SplitTransfer {
+  split: string;
+  /** Observations predicted. */
+  n: number;
+  meanPct: number;
+  /** Mean signed error: > 0 pessimistic. */
+  biasPct: number;
+  maxPct: number;
+  /** The training mean slowdown (a flat margin) on the same observations. */
+  flatMeanPct: number;
+}
+
+/**
+ * For each split of the observations, when there is more than one: fit on every other split and predict it
+ * (`heldOut`), or fit on it alone and predict every other (`alone`: what a device measured at one split gets).
+ */
+export function splitTransfers(
+  latency: LatencyModel,
+  obs: readonly Observation[],
+  fitOn: "heldOut" | "alone",
+): SplitTransfer[] {
+  const splits = [...new Set(obs.map(splitOf))].sort();
+  if (splits.length < 2) return [];
+  return splits.map((split) => {
+    const train = obs.filter((o) => (splitOf(o) === split) === (fitOn === "alone"));
+    const test = obs.filter((o) => (splitOf(o) === split) !== (fitOn === "alone"));
+    const model = InterferenceModel.fit(latency, train);
+    const flat = meanSlowdown(train);
+    const rel = test.map((o) =>
+      (model.slowdown(o.model, o.part, o.other, o.otherPart, o.batch) - o.slowdown) / o.slowdown
+    );
+    const mean = (xs: number[]) => (100 * xs.reduce((a, b) => a + b, 0)) / xs.length;
+    return {
+      split,
+      n: test.length,
+      meanPct: mean(rel.map(Math.abs)),
+      biasPct: mean(rel),
+      maxPct: 100 * Math.max(...rel.map(Math.abs)),
+      flatMeanPct: mean(test.map((o) => Math.abs(flat - o.slowdown) / o.slowdown)),
+    };
+  });
+}

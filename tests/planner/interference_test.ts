@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { predictCsv } from "../../src/cli/interference.ts";
 import { CsvError } from "../../src/planner/csv.ts";
-import { InterferenceModel, leaveOneModelOut } from "../../src/planner/interference.ts";
+import { InterferenceModel, leaveOneModelOut, splitTransfers } from "../../src/planner/interference.ts";
 import { loadLatencyModel, ProfileError } from "../../src/planner/latency_model.ts";
 import { loadPairs, observations } from "../../src/planner/pairs.ts";
 import { ROOT } from "../helpers.ts";
@@ -59,16 +59,10 @@ Deno.test("interference predict CSV: five query columns in, slowdowns out; bad r
 Deno.test("interference: fitted on the H200's 50/50 pairs alone, it predicts the measured 30/70 and 10/90 pairs within 5 %", async () => {
   const h200 = await loadLatencyModel(`${ROOT}/profiles/h200.csv`);
   const all = observations(await loadPairs(`${ROOT}/profiles/h200-pairs.csv`));
-  const half = all.filter((o) => o.part === 50 && o.otherPart === 50);
-  const others = all.filter((o) => o.part !== 50);
-  assert.ok(half.length === 128 && others.length === 256, `${half.length} + ${others.length}`);
-  const fitted = InterferenceModel.fit(h200, half);
-  const flat = half.reduce((s, o) => s + o.slowdown, 0) / half.length;
-  const rel = (p: number, o: (typeof all)[number]) => Math.abs(p - o.slowdown) / o.slowdown;
-  const mean = others.reduce((s, o) => s + rel(fitted.slowdown(o.model, o.part, o.other, o.otherPart, o.batch), o), 0) /
-    others.length;
-  const flatMean = others.reduce((s, o) => s + rel(flat, o), 0) / others.length;
-  assert.ok(mean < 0.05 && mean < flatMean / 2, `model ${mean}, flat margin ${flatMean}`);
+  assert.equal(all.filter((o) => o.part === 50 && o.otherPart === 50).length, 128);
+  const fromHalf = splitTransfers(h200, all, "alone").find((t) => t.split === "50/50")!;
+  assert.equal(fromHalf.n, 256);
+  assert.ok(fromHalf.meanPct < 5 && fromHalf.meanPct < fromHalf.flatMeanPct / 2, JSON.stringify(fromHalf));
 });
 
 Deno.test("interference: neighbours count by the share of time they are busy, and every client adds a launch overhead", () => {
