@@ -130,28 +130,12 @@ function trialsOn(
   gpu: GpuState,
   item: Item,
   parts: readonly number[],
-  larger = false,
 ): { trial: GpuState; shed: Demand[] }[] {
   const out: { trial: GpuState; shed: Demand[] }[] = [];
   if (fits(ctx, gpu, item.gpulet)) {
     const trial = cloneGpu(gpu);
     trial.gpulets.push({ part: item.gpulet.part, demands: item.gpulet.demands.map((d) => ({ ...d })) });
-    const shed = resizeGpu(ctx, trial);
-    out.push({ trial, shed });
-    // `larger`: sized before its neighbours were known, the gpu-let (or a neighbour) loses rate to
-    // interference here; the smallest larger part that loses none buys the slack a small one lacks.
-    for (const part of larger && shed.length > 0 ? parts : []) {
-      if (part <= item.gpulet.part) continue;
-      const grown = { part, demands: item.gpulet.demands.map((d) => ({ ...d })) };
-      if (!fits(ctx, gpu, grown)) break;
-      const bigger = cloneGpu(gpu);
-      bigger.gpulets.push(grown);
-      const lost = resizeGpu(ctx, bigger);
-      if (lost.length === 0) {
-        out.push({ trial: bigger, shed: lost });
-        break;
-      }
-    }
+    out.push({ trial, shed: resizeGpu(ctx, trial) });
   }
   if (item.gpulet.demands.length !== 1) return out;
   const [demand] = item.gpulet.demands;
@@ -182,6 +166,38 @@ function trialsOn(
 }
 
 /**
+ * `item` as a gpu-let of the smallest part above its own that `gpu` takes without anyone losing rate, for when
+ * its own part loses rate there: sized before its neighbours were known, the gpu-let (or a neighbour) loses
+ * rate to interference, and a larger part buys the slack a small one lacks.
+ */
+function largerTrial(ctx: SizingContext, gpu: GpuState, item: Item, parts: readonly number[]): GpuState | undefined {
+  if (!fits(ctx, gpu, item.gpulet)) return undefined;
+  for (const part of parts) {
+    if (part <= item.gpulet.part) continue;
+    const grown = { part, demands: item.gpulet.demands.map((d) => ({ ...d })) };
+    if (!fits(ctx, gpu, grown)) return undefined;
+    const bigger = cloneGpu(gpu);
+    bigger.gpulets.push(grown);
+    if (resizeGpu(ctx, bigger).length === 0) return bigger;
+  }
+  return undefined;
+}
+
+/** A lossless placement: the GPU, its trial layout, the % it takes and the % left free. */
+interface Lossless {
+  index: number;
+  trial: GpuState;
+  taken: number;
+  free: number;
+}
+
+/** The better of two lossless placements: fewer % taken, then (on ties) the fuller GPU. */
+function betterPlacement(best: Lossless | undefined, next: Lossless): Lossless {
+  if (!best || next.taken < best.taken - EPS || (next.taken <= best.taken + EPS && next.free < best.free)) return next;
+  return best;
+}
+
+/**
  * Places one gpu-let: where it takes the fewest % without anyone losing rate to interference (on ties the
  * fullest GPU: best fit); else on a new GPU; else where the least rate is lost. Returns the demand shed by
  * interference (to re-place), or the gpu-let's own demand when it fits nowhere.
@@ -193,33 +209,26 @@ export function placeItem(
   item: Item,
   parts: readonly number[] = [item.gpulet.part],
 ): Demand[] {
-  let lossless: { index: number; trial: GpuState; taken: number; free: number } | undefined;
+  let lossless: Lossless | undefined;
   let lossy: { index: number; trial: GpuState; shed: Demand[]; lost: number } | undefined;
-  const tryOn = (larger: boolean) =>
-    gpus.forEach((gpu, index) => {
-      if (gpu.gpulets.length === 0) return;
-      const before = usedPart(gpu);
-      for (const { trial, shed } of trialsOn(ctx, gpu, item, parts, larger)) {
-        const after = usedPart(trial);
-        if (shed.length === 0) {
-          const [taken, free] = [after - before, 100 - after];
-          const better = !lossless || taken < lossless.taken - EPS ||
-            (taken <= lossless.taken + EPS && free < lossless.free);
-          if (better) lossless = { index, trial, taken, free };
-        } else {
-          const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
-          if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
-        }
-      }
-    });
-  // A function, not `if (lossless)`: the compiler would narrow it for good, not seeing `tryOn` assign it.
-  const placedLossless = (): boolean => {
-    const found = lossless as typeof lossless;
-    if (found) gpus[found.index] = found.trial;
-    return found !== undefined;
+  const placement = (index: number, trial: GpuState): Lossless => {
+    const after = usedPart(trial);
+    return { index, trial, taken: after - usedPart(gpus[index]), free: 100 - after };
   };
-  tryOn(false);
-  if (placedLossless()) return [];
+  for (const [index, gpu] of gpus.entries()) {
+    if (gpu.gpulets.length === 0) continue;
+    for (const { trial, shed } of trialsOn(ctx, gpu, item, parts)) {
+      if (shed.length === 0) lossless = betterPlacement(lossless, placement(index, trial));
+      else {
+        const lost = shed.reduce((s, d) => s + d.rate / d.fn.rate, 0);
+        if (!lossy || lost < lossy.lost) lossy = { index, trial, shed, lost };
+      }
+    }
+  }
+  if (lossless) {
+    gpus[lossless.index] = lossless.trial;
+    return [];
+  }
   const empty = gpus.findIndex((g) => g.gpulets.length === 0);
   // A gpu-let that needs more memory than a whole GPU has cannot be placed anywhere.
   const tooBig = ctx.memory !== undefined && gpuletMemory(item.gpulet, ctx.memory) > ctx.memory.deviceMb;
@@ -227,8 +236,14 @@ export function placeItem(
   if (!newGpu && ctx.growOnLoss) {
     // No GPU left to open, and every place loses rate at this part: try larger parts before losing any
     // (without this, demand the GPUs had room for was left unserved at low load).
-    tryOn(true);
-    if (placedLossless()) return [];
+    for (const [index, gpu] of gpus.entries()) {
+      const trial = gpu.gpulets.length > 0 ? largerTrial(ctx, gpu, item, parts) : undefined;
+      if (trial) lossless = betterPlacement(lossless, placement(index, trial));
+    }
+    if (lossless) {
+      gpus[lossless.index] = lossless.trial;
+      return [];
+    }
   }
   if (newGpu) {
     const gpu: GpuState = {
