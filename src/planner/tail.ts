@@ -28,6 +28,8 @@
  * request-level simulator.
  */
 
+import { type BatchChain, chainExceeds, solveBatchChain } from "./batch_chain.ts";
+
 /** What a plan promises about latency, and what it assumes of arrivals and service times. */
 export interface TailTarget {
   /** Share of requests within the SLO, e.g. 0.99 (p99). */
@@ -240,6 +242,8 @@ interface Prepared {
   clumped: number[];
   fs: { f: number; w: number }[];
   thetas: number[];
+  /** One function alone with Poisson arrivals: its queue solved exactly (`batch_chain.ts`), by index. */
+  chain?: { index: number; solved: BatchChain };
 }
 
 function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
@@ -251,7 +255,15 @@ function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
   // only just begun (for Poisson arrivals this never exceeds the busy share).
   const clumped = classes.map((c) => Math.max(0, Math.min(1, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1))) - busy));
   const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
-  return { cycleMs, busy, clumped, fs, thetas };
+  const active = classes.flatMap((c, i) => (c.rate > 0 ? [i] : []));
+  let chain: Prepared["chain"];
+  if (active.length === 1 && tail.cv <= 1 && thetas[active[0]] > 0) {
+    const c = classes[active[0]];
+    // Enough backlog states that the chain's last one holds less than e^-25 of it (Kingman's bound).
+    const solved = solveBatchChain(c, fs, c.sloMs, 2 * c.batch + 25 / thetas[active[0]]);
+    if (solved) chain = { index: active[0], solved };
+  }
+  return { cycleMs, busy, clumped, fs, thetas, chain };
 }
 
 /** P(a request of class i takes longer than `thresholdMs`). */
@@ -266,6 +278,7 @@ function exceeds(
   const theta = pre.thetas[i];
   if (theta <= 0) return 1;
   const idle = lognormalExceeds(c.latencyMs(1), thresholdMs, tail.spread);
+  if (pre.chain?.index === i) return chainExceeds(pre.chain.solved, thresholdMs, idle);
   // Arriving at phase φ of a busy cycle, it waits out the rest of it, then 1 + ⌊X/B⌋ more.
   const late = (phase: number, cycle: number, slack: number) => {
     const x = slack + phase;

@@ -16,6 +16,7 @@
 import { meanOneLognormal, nextGapMs, seededRandom } from "../loadgen/arrivals.ts";
 import { percentile } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
+import { preparedSizes } from "../planner/batch_chain.ts";
 import { SERVICE_SPREAD } from "../planner/tail.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 
@@ -85,13 +86,6 @@ interface Job {
   speed: number;
   arrivals: number[];
   startedAt: number;
-}
-
-/** Batch sizes the executor prepares for a planned batch: powers of two below it, and the batch itself. */
-export function preparedSizes(batch: number): number[] {
-  const sizes = new Set<number>([batch]);
-  for (let s = 1; s < batch; s *= 2) sizes.add(s);
-  return [...sizes].sort((a, b) => a - b);
 }
 
 /** What the engine needs besides the gpu-lets. */

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { LatencyModel } from "../../src/planner/latency_model.ts";
-import { preparedSizes, replayGpu } from "../../src/sim/request_sim.ts";
+import { preparedSizes } from "../../src/planner/batch_chain.ts";
+import { replayGpu } from "../../src/sim/request_sim.ts";
 
 /** A profile where model `m` takes 1 ms per batch at any size (deterministic service) and `n` 2 ms + 1 ms/row. */
 const profile = LatencyModel.parse(

@@ -1,0 +1,233 @@
+/**
+ * One function alone on a gpu-let with Poisson arrivals, solved as the queue it is (pure): the backlog left
+ * at the end of each batch is a Markov chain, so the batch sizes the gpu-let really runs follow from its
+ * rate instead of being bounded by full batches. At light load a batch of 16 mostly runs 2–4 rows, and the
+ * full-batch bound overstates the wait behind it several times over (`tail.ts` uses this chain for such
+ * gpu-lets and keeps its bound for time-shared ones and burstier arrivals).
+ *
+ * The gpu-let is work-conserving: after a batch it takes `min(n, B)` of the `n` waiting, or waits for the
+ * next arrival and runs it alone. Arrivals during a batch of `b` rows are Poisson with mean `λ·f·S(b)`, the
+ * batch's service factor `f` drawn afresh for every batch (as the request-level simulator draws it). The
+ * stationary backlog comes from GTH state reduction (no pivoting, stable), which keeps to the chain's band:
+ * a step lowers the backlog by at most `B` and raises it by at most what one batch's arrivals can be.
+ *
+ * A request then sees the gpu-let idle (it rides alone) or a batch of `b` at a uniform phase φ: it waits
+ * out the batch, `⌊k/B⌋` full batches for the `k` ahead of it, and its own batch, which holds the ones
+ * behind it that arrived meanwhile (up to `B`). Its own service factor is held for its whole stay, which
+ * makes its latency's spread the widest it can be.
+ */
+
+/** One function's batching: its rate (requests/s), largest batch and batch latency (ms, by rows). */
+export interface ChainClass {
+  rate: number;
+  batch: number;
+  latencyMs: (k: number) => number;
+}
+
+/** A service factor (mean 1 over all of them) and its weight. */
+export interface Factor {
+  f: number;
+  w: number;
+}
+
+/** The solved chain: how a request's latency is distributed follows from it for any threshold. */
+export interface BatchChain {
+  /** Share of requests that find the gpu-let idle. */
+  idle: number;
+  /** Per backlog n after a batch: the share of requests that arrive during the batch it starts. */
+  during: Float64Array;
+  /** Per backlog n: rows of the batch it starts. */
+  rows: Int32Array;
+  /** Batch latency by rows (index 1..B). */
+  serviceMs: Float64Array;
+  lambdaPerMs: number;
+  batch: number;
+  factors: readonly Factor[];
+  /** Share of requests beyond the chain's last state: counted as misses. */
+  beyond: number;
+}
+
+/**
+ * Batch sizes the executor prepares for a planned batch (CUDA graphs, as `plan_exec.py` captures them):
+ * powers of two below it, and the batch itself. A batch of n rows runs at the smallest one ≥ n.
+ */
+export function preparedSizes(batch: number): number[] {
+  const sizes = new Set<number>([batch]);
+  for (let s = 1; s < batch; s *= 2) sizes.add(s);
+  return [...sizes].sort((a, b) => a - b);
+}
+
+/** At most this many backlogs: beyond, the gpu-let is so close to saturation that it misses anyway. */
+const MAX_STATES = 20_000;
+
+/** Phases of a batch a request may arrive at (midpoint rule). */
+const PHASES = 12;
+
+/** Poisson pmf 0..n−1 of mean `mu`, as a new array (the rest is 1 − its sum). */
+function poissonPmf(mu: number, n: number): Float64Array {
+  const out = new Float64Array(n);
+  let p = Math.exp(-mu);
+  for (let k = 0; k < n; k++) {
+    out[k] = p;
+    p *= mu / (k + 1);
+  }
+  return out;
+}
+
+/**
+ * Solves the chain for requests that may wait up to `horizonMs`: backlogs past what such a request could
+ * ever wait out (with the smallest service factor) are lumped into one last state, all of whose requests
+ * miss; `minStates` asks for more when the backlog decays slowly. Undefined when the gpu-let cannot keep up even with full batches.
+ */
+export function solveBatchChain(
+  c: ChainClass,
+  factors: readonly Factor[],
+  horizonMs: number,
+  minStates: number,
+): BatchChain | undefined {
+  const B = c.batch, lambda = c.rate / 1000;
+  const serviceMs = new Float64Array(B + 1);
+  const sizes = preparedSizes(B);
+  for (let k = 1; k <= B; k++) serviceMs[k] = c.latencyMs(sizes.find((s) => s >= k) ?? B);
+  if (!(lambda > 0) || lambda * serviceMs[B] >= B) return undefined;
+  const fMin = Math.min(...factors.map((x) => x.f));
+  // Enough states that what lies beyond is negligible (`minStates`, from the backlog's decay rate) and
+  // that a request there misses whatever its factor.
+  const N = Math.max(
+    B * (Math.ceil(horizonMs / (fMin * serviceMs[B])) + 2) + 1,
+    Math.min(MAX_STATES, Math.ceil(minStates)),
+  );
+  // Arrivals during a batch of b rows: a mixture over the service factors, support cut at 1e-13.
+  const fMax = Math.max(...factors.map((x) => x.f));
+  const muMax = lambda * fMax * serviceMs[B];
+  const support = Math.min(N, Math.ceil(muMax + 10 * Math.sqrt(muMax) + 12));
+  const arrivals: Float64Array[] = [];
+  for (let b = 1; b <= B; b++) {
+    const mix = new Float64Array(support);
+    for (const { f, w } of factors) {
+      const pmf = poissonPmf(lambda * f * serviceMs[b], support);
+      for (let k = 0; k < support; k++) mix[k] += w * pmf[k];
+    }
+    arrivals[b] = mix;
+  }
+  const rows = new Int32Array(N);
+  for (let n = 0; n < N; n++) rows[n] = n === 0 ? 1 : Math.min(n, B);
+  // Transition matrix in band storage: row i keeps columns i − B … i + support + B, where GTH's fill-in
+  // stays. The last state takes what would go beyond it (rows too far below it send it nothing measurable).
+  const W = support + 2 * B + 1;
+  const P = new Float64Array(N * W);
+  const at = (i: number, j: number) => i * W + j - i + B;
+  for (let n = 0; n < N; n++) {
+    const b = rows[n], base = n === 0 ? 0 : n - b, a = arrivals[b];
+    let mass = 0;
+    for (let k = 0; k < support && base + k < N - 1; k++) {
+      P[at(n, base + k)] = a[k];
+      mass += a[k];
+    }
+    if (N - 1 - n <= support + B) P[at(n, N - 1)] += Math.max(0, 1 - mass);
+  }
+  // GTH: eliminate states from the last down; S[k] is the rate out of k into states below it.
+  const S = new Float64Array(N);
+  for (let k = N - 1; k >= 1; k--) {
+    let s = 0;
+    const lo = Math.max(0, k - B);
+    for (let j = lo; j < k; j++) s += P[at(k, j)];
+    S[k] = s;
+    if (s <= 0) continue;
+    for (let i = Math.max(0, k - support - B); i < k; i++) {
+      const pik = P[at(i, k)];
+      if (pik === 0) continue;
+      const scale = pik / s;
+      for (let j = lo; j < k; j++) P[at(i, j)] += scale * P[at(k, j)];
+    }
+  }
+  const pi = new Float64Array(N);
+  pi[0] = 1;
+  let total = 1;
+  for (let k = 1; k < N; k++) {
+    if (S[k] <= 0) continue;
+    let v = 0;
+    for (let i = Math.max(0, k - support - B); i < k; i++) v += pi[i] * P[at(i, k)];
+    pi[k] = v / S[k];
+    total += pi[k];
+  }
+  // From backlogs after batches to what an arrival sees: time idle (mean 1/λ) or in a batch (mean S(b)).
+  let time = pi[0] / total / lambda;
+  for (let n = 0; n < N; n++) time += (pi[n] / total) * serviceMs[rows[n]];
+  const during = new Float64Array(N);
+  for (let n = 0; n < N; n++) during[n] = (pi[n] / total) * serviceMs[rows[n]] / time;
+  const beyond = during[N - 1];
+  during[N - 1] = 0;
+  return {
+    idle: pi[0] / total / lambda / time,
+    during,
+    rows,
+    serviceMs,
+    lambdaPerMs: lambda,
+    batch: B,
+    factors,
+    beyond,
+  };
+}
+
+/** P(a request's latency > `thresholdMs`), given P(one alone exceeds it) as `aloneExceeds`. */
+export function chainExceeds(chain: BatchChain, thresholdMs: number, aloneExceeds: number): number {
+  const { during, rows, serviceMs, lambdaPerMs: lambda, batch: B } = chain;
+  const N = during.length;
+  let miss = chain.idle * aloneExceeds + chain.beyond;
+  let fTotal = 0;
+  for (const { f, w } of chain.factors) fTotal += w * f;
+  for (const { f, w } of chain.factors) {
+    // Length bias: a request lands in a slow batch more often, by its factor.
+    const weight = (w * f) / fTotal;
+    const h = thresholdMs / f;
+    for (let j = 0; j < PHASES; j++) {
+      const phi = (j + 0.5) / PHASES;
+      // The batches n ≥ B all run B rows and leave n − B ahead: one smallest k that misses serves them all.
+      let full = -1;
+      for (let n = 0; n < N - 1; n++) {
+        const share = during[n];
+        if (share === 0) continue;
+        const b = rows[n], ahead = n === 0 ? 0 : n - b;
+        let kMiss: number;
+        if (b === B && full >= 0) kMiss = full;
+        else {
+          kMiss = firstMiss(serviceMs, B, (1 - phi) * serviceMs[b], h, lambda * f);
+          if (b === B) full = kMiss;
+        }
+        // k = ahead + arrivals earlier in this batch (Poisson of mean λ·φ·f·S(b)).
+        miss += (weight * share * poissonAtLeast(lambda * phi * f * serviceMs[b], kMiss - ahead)) / PHASES;
+      }
+    }
+  }
+  return Math.min(1, miss);
+}
+
+/**
+ * The smallest count k ahead of a request whose latency (in units of its service factor) exceeds `h`:
+ * `rest + ⌊k/B⌋·S(B) + S(own)`, own = its share of the batch it rides in, joined by those arriving behind
+ * it meanwhile (`λf` per ms, rounded up).
+ */
+function firstMiss(serviceMs: Float64Array, B: number, rest: number, h: number, lambdaF: number): number {
+  const full = serviceMs[B];
+  const m = Math.max(0, Math.floor((h - rest - full) / full)); // latencies below m full batches all fit
+  for (let k = m * B;; k++) {
+    const wait = rest + Math.floor(k / B) * full;
+    const own = Math.min(B, (k % B) + 1 + Math.ceil(lambdaF * wait));
+    if (wait + serviceMs[own] > h) return k;
+    if (k > m * B + 4 * B) return k; // past every fitting count (wait alone grows by S(B) per B)
+  }
+}
+
+/** P(Poisson(mu) ≥ k). */
+function poissonAtLeast(mu: number, k: number): number {
+  if (k <= 0) return 1;
+  if (mu <= 0) return 0;
+  let p = Math.exp(-mu), below = 0;
+  for (let i = 0; i < k; i++) {
+    below += p;
+    p *= mu / (i + 1);
+    if (p < 1e-16 && i > mu) break;
+  }
+  return Math.max(0, 1 - below);
+}
