@@ -57,8 +57,11 @@ export function preparedSizes(batch: number): number[] {
   return [...sizes].sort((a, b) => a - b);
 }
 
-/** At most this many backlogs: beyond, the gpu-let is so close to saturation that it misses anyway. */
-const MAX_STATES = 20_000;
+/**
+ * Most work (states × band × batch) one chain may take, about 2 ms: a gpu-let that close to saturation
+ * needs a long chain, and the planner asks about it many times; it is left to the full-batch bound.
+ */
+const MAX_WORK = 1.5e6;
 
 /** Phases of a batch a request may arrive at (midpoint rule). */
 const PHASES = 12;
@@ -75,14 +78,14 @@ function poissonPmf(mu: number, n: number): Float64Array {
 }
 
 /**
- * Solves the chain for requests that may wait up to `horizonMs`: backlogs past what such a request could
- * ever wait out (with the smallest service factor) are lumped into one last state, all of whose requests
- * miss; `minStates` asks for more when the backlog decays slowly. Undefined when the gpu-let cannot keep up even with full batches.
+ * Solves the chain with `minStates` backlog states at least (past them the backlog's tail must be
+ * negligible): backlogs from the last state on are lumped into it, and its requests count as misses.
+ * Undefined when the gpu-let cannot keep up even with full batches, or is so close to it that the chain
+ * would be too long to solve here.
  */
 export function solveBatchChain(
   c: ChainClass,
   factors: readonly Factor[],
-  horizonMs: number,
   minStates: number,
 ): BatchChain | undefined {
   const B = c.batch, lambda = c.rate / 1000;
@@ -90,19 +93,20 @@ export function solveBatchChain(
   const sizes = preparedSizes(B);
   for (let k = 1; k <= B; k++) serviceMs[k] = c.latencyMs(sizes.find((s) => s >= k) ?? B);
   if (!(lambda > 0) || lambda * serviceMs[B] >= B) return undefined;
-  const fMin = Math.min(...factors.map((x) => x.f));
-  // Enough states that what lies beyond is negligible (`minStates`, from the backlog's decay rate) and
-  // that a request there misses whatever its factor.
-  const N = Math.max(
-    B * (Math.ceil(horizonMs / (fMin * serviceMs[B])) + 2) + 1,
-    Math.min(MAX_STATES, Math.ceil(minStates)),
-  );
-  // Arrivals during a batch of b rows: a mixture over the service factors, support cut at 1e-13.
+  // Enough states that what lies beyond is negligible (`minStates`, from the backlog's decay rate): the
+  // last state keeps what would go beyond it, which would otherwise distort the states below.
+  const N = Math.max(2 * B + 2, Math.ceil(minStates));
+  // Arrivals during a batch of b rows: a mixture over the service factors, support cut where the tail is < 1e-14.
   const fMax = Math.max(...factors.map((x) => x.f));
   const muMax = lambda * fMax * serviceMs[B];
-  const support = Math.min(N, Math.ceil(muMax + 10 * Math.sqrt(muMax) + 12));
+  const support = Math.min(N, Math.ceil(muMax + 8 * Math.sqrt(muMax) + 10));
+  if (N * (support + B) * B > MAX_WORK) return undefined;
   const arrivals: Float64Array[] = [];
   for (let b = 1; b <= B; b++) {
+    if (b > 1 && serviceMs[b] === serviceMs[b - 1]) { // the same prepared size: the same arrivals
+      arrivals[b] = arrivals[b - 1];
+      continue;
+    }
     const mix = new Float64Array(support);
     for (const { f, w } of factors) {
       const pmf = poissonPmf(lambda * f * serviceMs[b], support);
@@ -116,29 +120,30 @@ export function solveBatchChain(
   // stays. The last state takes what would go beyond it (rows too far below it send it nothing measurable).
   const W = support + 2 * B + 1;
   const P = new Float64Array(N * W);
-  const at = (i: number, j: number) => i * W + j - i + B;
+  const row = (i: number) => i * (W - 1) + B; // row i's column j lives at row(i) + j
   for (let n = 0; n < N; n++) {
     const b = rows[n], base = n === 0 ? 0 : n - b, a = arrivals[b];
     let mass = 0;
     for (let k = 0; k < support && base + k < N - 1; k++) {
-      P[at(n, base + k)] = a[k];
+      P[row(n) + base + k] = a[k];
       mass += a[k];
     }
-    if (N - 1 - n <= support + B) P[at(n, N - 1)] += Math.max(0, 1 - mass);
+    if (N - 1 - n <= support + B) P[row(n) + N - 1] += Math.max(0, 1 - mass);
   }
-  // GTH: eliminate states from the last down; S[k] is the rate out of k into states below it.
+  // GTH: eliminate states from the last down; S[k] is the rate out of k into states below it. Entries
+  // below 1e-16 are arrivals' far tails and carry nothing.
   const S = new Float64Array(N);
   for (let k = N - 1; k >= 1; k--) {
+    const lo = Math.max(0, k - B), rk = row(k);
     let s = 0;
-    const lo = Math.max(0, k - B);
-    for (let j = lo; j < k; j++) s += P[at(k, j)];
+    for (let j = lo; j < k; j++) s += P[rk + j];
     S[k] = s;
     if (s <= 0) continue;
     for (let i = Math.max(0, k - support - B); i < k; i++) {
-      const pik = P[at(i, k)];
-      if (pik === 0) continue;
+      const ri = row(i), pik = P[ri + k];
+      if (pik < 1e-16) continue;
       const scale = pik / s;
-      for (let j = lo; j < k; j++) P[at(i, j)] += scale * P[at(k, j)];
+      for (let j = lo; j < k; j++) P[ri + j] += scale * P[rk + j];
     }
   }
   const pi = new Float64Array(N);
@@ -147,7 +152,7 @@ export function solveBatchChain(
   for (let k = 1; k < N; k++) {
     if (S[k] <= 0) continue;
     let v = 0;
-    for (let i = Math.max(0, k - support - B); i < k; i++) v += pi[i] * P[at(i, k)];
+    for (let i = Math.max(0, k - support - B); i < k; i++) v += pi[i] * P[row(i) + k];
     pi[k] = v / S[k];
     total += pi[k];
   }
@@ -183,21 +188,23 @@ export function chainExceeds(chain: BatchChain, thresholdMs: number, aloneExceed
     const h = thresholdMs / f;
     for (let j = 0; j < PHASES; j++) {
       const phi = (j + 0.5) / PHASES;
-      // The batches n ≥ B all run B rows and leave n − B ahead: one smallest k that misses serves them all.
-      let full = -1;
-      for (let n = 0; n < N - 1; n++) {
-        const share = during[n];
-        if (share === 0) continue;
-        const b = rows[n], ahead = n === 0 ? 0 : n - b;
-        let kMiss: number;
-        if (b === B && full >= 0) kMiss = full;
-        else {
-          kMiss = firstMiss(serviceMs, B, (1 - phi) * serviceMs[b], h, lambda * f);
-          if (b === B) full = kMiss;
-        }
-        // k = ahead + arrivals earlier in this batch (Poisson of mean λ·φ·f·S(b)).
-        miss += (weight * share * poissonAtLeast(lambda * phi * f * serviceMs[b], kMiss - ahead)) / PHASES;
+      // k ahead = what the batch left waiting + arrivals earlier in it (Poisson of mean λ·φ·f·S(b)).
+      let sum = 0;
+      for (let n = 0; n < Math.min(B, N - 1); n++) {
+        const b = rows[n]; // nothing left waiting: n < B all ride in the batch
+        const kMiss = firstMiss(serviceMs, B, (1 - phi) * serviceMs[b], h, lambda * f);
+        sum += during[n] * poissonAtLeast(lambda * phi * f * serviceMs[b], kMiss);
       }
+      // The batches n ≥ B all run B rows and leave n − B waiting: one smallest k that misses, one tail.
+      const kFull = firstMiss(serviceMs, B, (1 - phi) * serviceMs[B], h, lambda * f);
+      const mu = lambda * phi * f * serviceMs[B];
+      const cut = Math.min(kFull, Math.ceil(mu + 8 * Math.sqrt(mu) + 12)); // P(arrivals ≥ cut) < 1e-14
+      const upper = poissonUpper(mu, cut);
+      for (let n = Math.max(B, B + kFull - cut); n < N - 1; n++) {
+        const need = kFull - (n - B);
+        sum += during[n] * (need <= 0 ? 1 : upper[need]);
+      }
+      miss += (weight * sum) / PHASES;
     }
   }
   return Math.min(1, miss);
@@ -210,13 +217,32 @@ export function chainExceeds(chain: BatchChain, thresholdMs: number, aloneExceed
  */
 function firstMiss(serviceMs: Float64Array, B: number, rest: number, h: number, lambdaF: number): number {
   const full = serviceMs[B];
-  const m = Math.max(0, Math.floor((h - rest - full) / full)); // latencies below m full batches all fit
-  for (let k = m * B;; k++) {
-    const wait = rest + Math.floor(k / B) * full;
-    const own = Math.min(B, (k % B) + 1 + Math.ceil(lambdaF * wait));
-    if (wait + serviceMs[own] > h) return k;
-    if (k > m * B + 4 * B) return k; // past every fitting count (wait alone grows by S(B) per B)
+  // Counts below m full batches all fit; within a block of B counts the wait is the same and the own batch
+  // grows with the count, so the first miss of a block is found by bisection.
+  for (let q = Math.max(0, Math.floor((h - rest - full) / full));; q++) {
+    const wait = rest + q * full, room = h - wait;
+    if (full <= room) continue; // even a full own batch fits: the whole block does
+    const behind = Math.ceil(lambdaF * wait);
+    let lo = 0, hi = B - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (serviceMs[Math.min(B, mid + 1 + behind)] > room) hi = mid;
+      else lo = mid + 1;
+    }
+    return q * B + lo;
   }
+}
+
+/** P(Poisson(mu) ≥ m) for m = 0 … cut. */
+function poissonUpper(mu: number, cut: number): Float64Array {
+  const upper = new Float64Array(cut + 1);
+  let p = Math.exp(-mu), below = 0;
+  for (let m = 0; m <= cut; m++) {
+    upper[m] = Math.max(0, 1 - below);
+    below += p;
+    p *= mu / (m + 1);
+  }
+  return upper;
 }
 
 /** P(Poisson(mu) ≥ k). */

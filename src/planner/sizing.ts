@@ -12,7 +12,7 @@
  */
 import type { LatencyModel } from "./latency_model.ts";
 import type { NeighbourLoad } from "./interference.ts";
-import { functionBusy, meetsTail, missShares, type QueueClass, type TailTarget } from "./tail.ts";
+import { functionBusy, largestRateWithin, meetsTail, type QueueClass, type TailTarget } from "./tail.ts";
 
 /** A function as the planner sees it. */
 export interface PlannedFunction {
@@ -113,26 +113,28 @@ export function saturated(
   const known = table.saturations.get(key);
   if (known) return known;
   let best = { rate: 0, batch: 0, latencyMs: 0 };
+  const candidates: { rate: number; batch: number; latencyMs: number }[] = [];
   for (let b = 1; b <= cap; b++) {
     const l = table.latency(fn.model, part, b) * alpha;
     if (2 * l > fn.sloMs) break; // latency grows with the batch
-    const rate = (1000 * b) / l;
-    if (rate <= best.rate) continue;
-    if (!table.tail) {
-      best = { rate, batch: b, latencyMs: l };
-      continue;
-    }
+    candidates.push({ rate: (1000 * b) / l, batch: b, latencyMs: l });
+  }
+  if (!table.tail) {
+    for (const c of candidates) if (c.rate > best.rate) best = c;
+  } else {
     const tail = table.tail;
-    const ok = (r: number) => meetsTail([queueClass(table, fn, part, alpha, r, b)], tail);
-    // The tail-feasible rate falls as the rate rises (more queueing): bisect above the best so far.
-    let lo = best.rate, hi = rate;
-    if (!ok(lo > 0 ? lo : hi * 1e-6)) continue;
-    for (let i = 0; i < 12; i++) {
-      const mid = (lo + hi) / 2;
-      if (ok(mid)) lo = mid;
-      else hi = mid;
+    // Branch and bound: the duty-cycle rate bounds each batch's tail-feasible rate, so batches are tried
+    // from the highest bound down, and the search ends where the bound drops below the best found.
+    candidates.sort((x, y) => y.rate - x.rate);
+    for (const { rate, batch: b, latencyMs: l } of candidates) {
+      if (rate <= best.rate) break;
+      const at = (r: number) => queueClass(table, fn, part, alpha, r, b);
+      // The tail-feasible rate falls as the rate rises (more queueing): searched above the best so far.
+      const lo = best.rate > 0 ? best.rate : rate * 1e-6;
+      if (!meetsTail([at(lo)], tail)) continue;
+      const found = largestRateWithin(at, lo, rate, tail);
+      if (found > best.rate) best = { rate: found, batch: b, latencyMs: l };
     }
-    if (lo > best.rate) best = { rate: lo, batch: b, latencyMs: l };
   }
   if (table.saturations.size >= 100_000) table.saturations.clear(); // a bound on a long-lived table
   table.saturations.set(key, best);
@@ -203,37 +205,40 @@ export function sizeGpulet(
       ends.add(at);
     }
   }
-  let best: SizedGpulet | undefined;
-  const misses = new Map<string, number>();
+  // Every cycle that fits on averages, in order of its end; then the longest whose batches keep the tail.
+  const candidates: SizedGpulet[] = [];
   for (const end of [...ends].sort((a, b) => a - b)) {
     const assignments: Assignment[] = [];
-    let work = 0;
+    let work = 0, tooLarge = false;
     for (const d of demands) {
       const b = Math.max(1, Math.ceil((d.rate * end) / 1000 - EPS));
-      if (b > batchCap(table, d.fn)) return best; // longer cycles only need larger batches
+      if (b > batchCap(table, d.fn)) tooLarge = true; // longer cycles only need larger batches
       const l = table.latency(d.fn.model, part, b) * d.alpha;
       work += l;
       assignments.push({ fn: d.fn, rate: d.rate, batch: b, latencyMs: l });
     }
+    if (tooLarge) break;
     // Any d ≤ end works with these batches (1000·b/d ≥ r); the longest one that fits the SLO is best.
     const duty = Math.min(end, slo - work);
     if (2 * work > slo * (1 + EPS)) break; // larger batches only take longer
     if (duty < work * (1 - EPS) || duty <= 0) continue;
-    const sized = { dutyMs: Math.max(duty, work), assignments };
-    if (!tail) {
-      if (!best || duty > best.dutyMs) best = sized;
-      continue;
-    }
-    const batches = assignments.map((a) => a.batch).join(",");
-    let miss = misses.get(batches);
-    if (miss === undefined) {
-      const classes = demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, assignments[i].batch));
-      misses.set(batches, miss = Math.max(...missShares(classes, tail)));
-    }
-    if (miss > 1 - tail.percentile + 1e-12) continue;
-    if (!best || sized.dutyMs > best.dutyMs) best = sized;
+    candidates.push({ dutyMs: Math.max(duty, work), assignments });
   }
-  return best;
+  // The longest cycle wins, the earliest among equals; with a tail target, the longest that keeps it, so
+  // the cycles are checked from the longest down (a stable sort keeps the earliest first among equals).
+  const byDuty = candidates.map((c, i) => ({ c, i })).sort((x, y) => y.c.dutyMs - x.c.dutyMs || x.i - y.i);
+  if (!tail) return byDuty[0]?.c;
+  const checked = new Map<string, boolean>();
+  for (const { c } of byDuty) {
+    const batches = c.assignments.map((a) => a.batch).join(",");
+    let fits = checked.get(batches);
+    if (fits === undefined) {
+      const classes = demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, c.assignments[i].batch));
+      checked.set(batches, fits = meetsTail(classes, tail));
+    }
+    if (fits) return c;
+  }
+  return undefined;
 }
 
 /** Occupancy of a sized gpu-let: the fraction of its cycle spent computing. */

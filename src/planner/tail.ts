@@ -246,7 +246,7 @@ interface Prepared {
   chain?: { index: number; solved: BatchChain };
 }
 
-function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
+function prepare(classes: readonly QueueClass[], tail: TailTarget, exact = true): Prepared {
   const fs = factors(tail.spread);
   const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
   const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2));
@@ -257,10 +257,10 @@ function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
   const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
   const active = classes.flatMap((c, i) => (c.rate > 0 ? [i] : []));
   let chain: Prepared["chain"];
-  if (active.length === 1 && tail.cv <= 1 && thetas[active[0]] > 0) {
+  if (exact && active.length === 1 && tail.cv <= 1 && thetas[active[0]] > 0) {
     const c = classes[active[0]];
-    // Enough backlog states that the chain's last one holds less than e^-25 of it (Kingman's bound).
-    const solved = solveBatchChain(c, fs, c.sloMs, 2 * c.batch + 25 / thetas[active[0]]);
+    // Enough backlog states that the chain's last one holds less than e^-16 of it (Kingman's bound).
+    const solved = solveBatchChain(c, fs, 2 * c.batch + 16 / thetas[active[0]]);
     if (solved) chain = { index: active[0], solved };
   }
   return { cycleMs, busy, clumped, fs, thetas, chain };
@@ -278,7 +278,7 @@ function exceeds(
   const theta = pre.thetas[i];
   if (theta <= 0) return 1;
   const idle = lognormalExceeds(c.latencyMs(1), thresholdMs, tail.spread);
-  if (pre.chain?.index === i) return chainExceeds(pre.chain.solved, thresholdMs, idle);
+  const exact = pre.chain?.index === i ? chainExceeds(pre.chain.solved, thresholdMs, idle) : 1;
   // Arriving at phase φ of a busy cycle, it waits out the rest of it, then 1 + ⌊X/B⌋ more.
   const late = (phase: number, cycle: number, slack: number) => {
     const x = slack + phase;
@@ -294,7 +294,7 @@ function exceeds(
     begun += w * late(0, cycle, slack);
   }
   const clumped = pre.clumped[i];
-  return (1 - pre.busy - clumped) * idle + pre.busy * uniform + clumped * begun;
+  return Math.min(exact, (1 - pre.busy - clumped) * idle + pre.busy * uniform + clumped * begun);
 }
 
 /** Per function, the modelled share of requests that miss its SLO. */
@@ -303,10 +303,55 @@ export function missShares(classes: readonly QueueClass[], tail: TailTarget): nu
   return classes.map((c, i) => (c.rate > 0 ? exceeds(classes, i, pre, tail, c.sloMs) : 0));
 }
 
-/** True when every function's modelled miss share is within the target's (1 − percentile). */
+/**
+ * True when every function's modelled miss share is within the target's (1 − percentile). The full-batch
+ * bound is tried first: it is cheap, and when it holds the exact chain (never above it) holds too.
+ */
 export function meetsTail(classes: readonly QueueClass[], tail: TailTarget): boolean {
+  const within = (pre: Prepared) =>
+    classes.every((c, i) => c.rate <= 0 || exceeds(classes, i, pre, tail, c.sloMs) <= 1 - tail.percentile + 1e-12);
+  return within(prepare(classes, tail, false)) || within(prepare(classes, tail));
+}
+
+/**
+ * The largest rate in [lo, hi] at which one function alone keeps the target, within `relTol` of it (the
+ * caller knows `lo` keeps it; `hi` is returned when it does too). The miss share rises steeply and smoothly
+ * with the rate, so its logarithm is solved for by regula falsi (Illinois): a few models instead of a
+ * bisection's dozen.
+ */
+export function largestRateWithin(
+  classAt: (rate: number) => QueueClass,
+  lo: number,
+  hi: number,
+  tail: TailTarget,
+  relTol = 2e-3,
+): number {
   const allowed = 1 - tail.percentile;
-  return missShares(classes, tail).every((m) => m <= allowed + 1e-12);
+  // log(miss / allowed), from the cheap bound where that already keeps the target (the exact one is lower).
+  const gap = (rate: number) => {
+    const c = [classAt(rate)];
+    let miss = exceeds(c, 0, prepare(c, tail, false), tail, c[0].sloMs);
+    if (miss > allowed + 1e-12) miss = exceeds(c, 0, prepare(c, tail), tail, c[0].sloMs);
+    return Math.log(Math.max(miss, 1e-15) / (allowed + 1e-12));
+  };
+  let fb = gap(hi);
+  if (fb <= 0) return hi;
+  let a = lo, b = hi, fa = Math.min(-1e-9, gap(lo)), side = 0;
+  for (let i = 0; i < 30 && b - a > relTol * b; i++) {
+    // The secant's root, kept off the ends so that each step shrinks the bracket.
+    const c = Math.min(b - 0.02 * (b - a), Math.max(a + 0.02 * (b - a), (a * fb - b * fa) / (fb - fa)));
+    const fc = gap(c);
+    if (fc <= 0) {
+      a = c, fa = fc;
+      if (side === -1) fb /= 2;
+      side = -1;
+    } else {
+      b = c, fb = fc;
+      if (side === 1) fa /= 2;
+      side = 1;
+    }
+  }
+  return a;
 }
 
 /** Per function, the modelled latency at the target's percentile (ms; Infinity when a queue cannot keep up). */
