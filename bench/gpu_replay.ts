@@ -1,6 +1,6 @@
 /**
- * `deno run -A bench/gpu_replay.ts`: the report of the real-GPU replays in `bench/results/gpu_replay_tail2/`
- * (issue 21: jobs from `bench/gpu_jobs.ts`) and `bench/results/gpu_replay/` (the first tail-aware plans, jobs
+ * `deno run -A bench/gpu_replay.ts`: the report of the real-GPU replays in `bench/results/gpu_replay_tail3/`
+ * and `gpu_replay_tail2/` (issue 21: jobs from `bench/gpu_jobs.ts`) and `bench/results/gpu_replay/` (the first tail-aware plans, jobs
  * from `../shared/tools/gpu_replay/make_jobs.py`), run by `../shared/tools/gpu_replay/replay.sh` on an H200
  * under MPS: each function beside what the request-level simulator and the planner's tail model predict for
  * the same gpu-lets at the same rates. Writes `bench/results/gpu_replay.md`.
@@ -75,42 +75,62 @@ function near(rows: Compared[]): { near: number; all: number } {
   return { near: n, all };
 }
 
+/** One round of the issue-21 verification: worst function per mix and multiple of its claimed peak, then every function. */
+function round(rows: Compared[], columns: { frac: number; scale: number }[]): string[] {
+  const mixes = [...new Set(rows.map((c) => c.replay.run.job.split("__")[0]))];
+  const cell = (mix: string, { frac, scale }: { frac: number; scale: number }) => {
+    const c = rows.find((x) =>
+      replayName(x.replay.run.job).base === `${mix}__gpulet_f${frac}` && x.replay.scale === scale
+    );
+    if (!c) return "–";
+    const worst = c.replay.run.functions.reduce((w, f) => (f.within < w.within ? f : w));
+    const simWorst = Math.min(...c.sim.map((s) => s.within));
+    return `${pct(worst.within)} (${worst.name}) · sim ${pct(simWorst)}`;
+  };
+  const peakOf = (mix: string) => rows.find((x) => x.replay.run.job.startsWith(`${mix}__`))?.replay.plan.peak ?? 0;
+  const label = ({ frac, scale }: { frac: number; scale: number }) =>
+    scale === 1 ? `${frac}×` : `${frac}× plan at ${scale}× its rates`;
+  const { near: n, all } = near(rows);
+  return [
+    `| mix | claimed peak req/s | ${columns.map(label).join(" | ")} |`,
+    `|---|---|${columns.map(() => "---|").join("")}`,
+    ...mixes.map((m) => `| ${m} | ${peakOf(m).toFixed(0)} | ${columns.map((c) => cell(m, c)).join(" | ")} |`),
+    "",
+    `The simulator's share within SLO is within 10 points of the GPU's for ${n} of ${all} functions.`,
+    "",
+    ...detail(rows),
+  ];
+}
+
 // Issue 21: every shipped one-GPU mix, the three mixes of the fidelity runs and two random ones, at 0.5×, 0.9×
-// and 1.0× the claimed peak.
+// and 1.0× the claimed peak; the third round also the 1.0× plans at 1.2× and 1.4× their rates.
+const tail3 = (await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay_tail3`)).map(compare);
 const tail2 = (await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay_tail2`)).map(compare);
-const mixes = [...new Set(tail2.map((c) => c.replay.run.job.split("__")[0]))];
-const fracs = [0.5, 0.9, 1];
-const cell = (mix: string, frac: number) => {
-  const c = tail2.find((x) => x.replay.run.job === `${mix}__gpulet_f${frac}`);
-  if (!c) return "–";
-  const worst = c.replay.run.functions.reduce((w, f) => (f.within < w.within ? f : w));
-  const simWorst = Math.min(...c.sim.map((s) => s.within));
-  return `${pct(worst.within)} (${worst.name}) · sim ${pct(simWorst)}`;
-};
-const peakOf = (mix: string) => tail2.find((x) => x.replay.run.job.startsWith(`${mix}__`))?.replay.plan.peak ?? 0;
-const n2 = near(tail2);
+const plain = [0.5, 0.9, 1].map((frac) => ({ frac, scale: 1 }));
 const lines = [
   "# Tail-aware plans on a real H200 (MPS, Poisson arrivals)",
   "",
-  "## Plans with the demand-based interference model (issue 21)",
+  "## One function's queue solved as a chain (issue 21, third round)",
   "",
-  "Jobs: `deno run -A bench/gpu_jobs.ts bench/results/gpu_replay_tail2` (for each mix, the gpulet plan for one",
+  "Jobs: `deno run -A bench/gpu_jobs.ts bench/results/gpu_replay_tail3` (for each mix, the gpulet plan for one",
   "H200 at 0.5×, 0.9× and 1.0× the peak that `plan --peak --gpus 1` claims, p99 sizing under Poisson arrivals,",
-  "15 s per job); run on the device with `bash bench/gpu_replay_batch.sh TAG JOB…` beside",
-  "`../shared/tools/gpu_replay/{replay.sh,plan_exec.py}` (two calls of 14 and 16 jobs, 27–33 s each). Raw",
-  "results: `gpu_replay_tail2/`. The mixes: the shipped one-GPU workloads (`resource/workloads/`: scen1 and all8",
-  "need more than one H200 at p99), the three mixes of the H200 fidelity runs and two random mixes of the zoo",
-  "models (`resource/fidelity/h200/workloads/`).",
+  "15 s per job, the tail model with `batch_chain.ts`); run on the device with",
+  "`bash bench/gpu_replay_batch.sh TAG JOB…` beside `../shared/tools/gpu_replay/{replay.sh,plan_exec.py}` (two",
+  "calls of 15 jobs, 28–36 s each), then the 1.0× plans of six mixes with `RATE_SCALE=1.2` and three with",
+  "`RATE_SCALE=1.4` (one call). Raw results: `gpu_replay_tail3/`. The mixes: the shipped one-GPU workloads",
+  "(`resource/workloads/`: scen1 and all8 need more than one H200 at p99), the three mixes of the H200 fidelity",
+  "runs and two random mixes of the zoo models (`resource/fidelity/h200/workloads/`).",
   "",
   "Worst function's share within SLO on the GPU, and the request-level simulator's worst for the same plan:",
   "",
-  "| mix | claimed peak req/s | 0.5× | 0.9× | 1.0× |",
-  "|---|---|---|---|---|",
-  ...mixes.map((m) => `| ${m} | ${peakOf(m).toFixed(0)} | ${fracs.map((f) => cell(m, f)).join(" | ")} |`),
+  ...round(tail3, [...plain, { frac: 1, scale: 1.2 }, { frac: 1, scale: 1.4 }]),
   "",
-  `The simulator's share within SLO is within 10 points of the GPU's for ${n2.near} of ${n2.all} functions.`,
+  "## Plans with the demand-based interference model (issue 21, second round)",
   "",
-  ...detail(tail2),
+  "Jobs: `deno run -A bench/gpu_jobs.ts bench/results/gpu_replay_tail2` at the time (the tail model bounded every",
+  "busy gpu-let by full batches), run as above in two calls of 14 and 16 jobs. Raw results: `gpu_replay_tail2/`.",
+  "",
+  ...round(tail2, plain),
   "",
   "## The first tail-aware plans (issue 19)",
   "",

@@ -24,8 +24,9 @@
  *   for other functions' turns, so it does not understate it), `u = Σ λ_i·S_i(b_i)/b_i`.
  *
  * It is an upper bound for most of the range (full turns, Kingman's constant 1): at light load it overstates
- * a time-shared gpu-let's cycle, near saturation it is close. `bench/tail.ts` sets it beside the
- * request-level simulator.
+ * a time-shared gpu-let's cycle, near saturation it is close. One function alone with Poisson arrivals is
+ * also solved as the queue it is (`batch_chain.ts`: the batch sizes it really runs), and the lower of the two
+ * answers is the model's. `bench/tail.ts` sets it beside the request-level simulator.
  */
 
 import { type BatchChain, chainExceeds, solveBatchChain } from "./batch_chain.ts";
