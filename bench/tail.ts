@@ -69,7 +69,8 @@ function modelChecks(latency: LatencyModel, progress: (s: string) => void): Mode
               [{ part, functions: [{ name: model, model, batch, rate, sloMs }] }],
               latency,
               undefined,
-              { seconds: Math.max(5, (4 * MIN_REQUESTS) / rate), seed: 1 },
+              // Near saturation the queue's memory is long and one sample noisy: 8× the requests there.
+              { seconds: Math.max(5, ((load >= 0.85 ? 32 : 4) * MIN_REQUESTS) / rate), seed: 1 },
             );
             out.push({ model, part, batch, sloMs, load, modelMiss, simMiss: 1 - sim.within });
           }

@@ -13,9 +13,8 @@
  */
 import { parseArgs } from "./args.ts";
 import { CsvError } from "../planner/csv.ts";
-import { InterferenceModel } from "../planner/interference.ts";
+import { loadInterference } from "../planner/profiles.ts";
 import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
-import { loadPairs, observations } from "../planner/pairs.ts";
 import { replan } from "../planner/incremental.ts";
 import { gpuletChanges } from "../planner/plan_diff.ts";
 import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner/plan.ts";
@@ -112,7 +111,7 @@ export async function main(args: string[]): Promise<number> {
   let functions = plannedFunctions(workload, latency, workloadFile);
   if (values.headroom) functions = functions.map((f) => ({ ...f, rate: poissonHeadroom(f.rate) }));
   const pairs = values.pairs as string | undefined;
-  const interference = pairs ? InterferenceModel.fit(latency, observations(await loadPairs(pairs))) : undefined;
+  const interference = pairs ? await loadInterference(latency, pairs) : undefined;
   const options: PlannerOptions = {
     ...DEFAULT_OPTIONS,
     maxGpuletsPerGpu: positiveNumber("max-gpulets", values["max-gpulets"]) ?? DEFAULT_OPTIONS.maxGpuletsPerGpu,

@@ -12,9 +12,8 @@
  */
 import { parseArgs } from "./args.ts";
 import { CsvError } from "../planner/csv.ts";
-import { InterferenceModel } from "../planner/interference.ts";
+import { loadInterference } from "../planner/profiles.ts";
 import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
-import { loadPairs, observations } from "../planner/pairs.ts";
 import { parseJsonText, parseWorkload, plannedFunctions, WorkloadError } from "../planner/workload.ts";
 import { Schedule } from "../loadgen/schedule.ts";
 import { DEFAULT_SIM_OPTIONS, type SimReport, simulate } from "../sim/simulator.ts";
@@ -110,7 +109,7 @@ export async function main(args: string[]): Promise<number> {
 /** The latency model of a profile file and the interference model fitted on a pairs file. */
 async function loadModels(profile: string, pairs: string) {
   const latency = await loadLatencyModel(profile);
-  return { latency, interference: InterferenceModel.fit(latency, observations(await loadPairs(pairs))) };
+  return { latency, interference: await loadInterference(latency, pairs) };
 }
 
 /** `--plan`: one fixed plan, request by request. */

@@ -25,6 +25,7 @@
  * other client on the device adds a fixed {@link CLIENT_OVERHEAD_MS} per batch (MPS launch contention,
  * visible on 0.04 ms LeNet batches). Fitted on the H200 replays, leave-one-mix-out.
  */
+import { type Residual, residualFactor } from "./colocated.ts";
 import type { LatencyModel } from "./latency_model.ts";
 import { fitWithRestarts } from "./least_squares.ts";
 import type { Observation } from "./pairs.ts";
@@ -93,6 +94,8 @@ export interface InterferenceParams {
   maxSlowdown: number;
   /** Per batch, per other client of the device (ms); default {@link CLIENT_OVERHEAD_MS}. */
   clientOverheadMs?: number;
+  /** Per model, what whole plans on the real GPU showed beyond the pairs (`colocated.ts`); none: 1. */
+  residuals?: Record<string, Residual>;
 }
 
 /** A batch running on a gpu-let: its model, the gpu-let's part and the batch's rows. */
@@ -164,6 +167,11 @@ export class InterferenceModel {
     return Math.min(this.params.maxSlowdown, 1 + Math.max(0, base * c));
   }
 
+  /** The same model with the residuals of whole plans measured on the device (`colocated.ts`). */
+  withResiduals(residuals: Record<string, Residual>): InterferenceModel {
+    return new InterferenceModel(this.latency, { ...this.params, residuals });
+  }
+
   /** The client overhead × `clients`, as a factor on `self`'s solo batch latency. */
   overheadFactor(self: RunningBatch, clients: number): number {
     if (clients <= 0) return 0;
@@ -174,7 +182,8 @@ export class InterferenceModel {
   /**
    * Expected slowdown of `self` next to neighbour gpu-lets that are busy part of the time: each function of
    * each neighbour adds its busy share × (pairwise slowdown − 1), each neighbour the client overhead. The
-   * planner's rule; `pairwise` may supply (memoised) pairwise slowdowns.
+   * planner's rule; `pairwise` may supply (memoised) pairwise slowdowns. With neighbours, the model's residual
+   * from whole plans on the device multiplies it.
    */
   alongside(
     self: RunningBatch,
@@ -189,7 +198,7 @@ export class InterferenceModel {
         alpha += Math.min(1, f.busy) * (pairwise(self, { model: f.model, part: n.part, batch: f.batch }) - 1);
       }
     }
-    return alpha;
+    return neighbours.length > 0 ? alpha * residualFactor(this.params.residuals, self.model, self.batch) : alpha;
   }
 
   /**
@@ -200,7 +209,7 @@ export class InterferenceModel {
   concurrent(self: RunningBatch, running: Iterable<RunningBatch>, clients: number): number {
     let alpha = 1 + this.overheadFactor(self, clients);
     for (const o of running) alpha += this.slowdownAt(self.model, self.part, self.batch, o.model, o.part, o.batch) - 1;
-    return alpha;
+    return clients > 0 ? alpha * residualFactor(this.params.residuals, self.model, self.batch) : alpha;
   }
 
   /** Both directions: [slowdown of a, slowdown of b]. */

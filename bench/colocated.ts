@@ -1,0 +1,117 @@
+/**
+ * `deno run -A bench/colocated.ts`: fits `profiles/h200-colocated.csv`, per model the residual of whole plans
+ * on the real H200 beyond what the pairs predict (`src/planner/colocated.ts`), from every replayed gpu-let with
+ * a measured full-batch latency (`resource/fidelity/h200/turn3/`, `bench/results/gpu_replay{,_tail2,_tail2b,_tail3}/`; padded runs
+ * left out), each predicted next to its neighbours at their measured busy shares. Reports in
+ * `bench/results/colocated.md` the error before and after, and leaving each mix out of the fit.
+ */
+import {
+  type ColocatedCase,
+  fitResiduals,
+  formatResiduals,
+  type Residual,
+  residualFactor,
+} from "../src/planner/colocated.ts";
+import { loadLatencyModel } from "../src/planner/latency_model.ts";
+import { loadInterference } from "../src/planner/profiles.ts";
+import { loadReplays } from "../src/sim/calibration.ts";
+import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+
+const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
+// The pairs alone: the residuals are fitted on what they leave.
+const base = await loadInterference(latency, `${PROJECT_ROOT}/profiles/h200-pairs.csv`);
+const pairsOnly = base.withResiduals({});
+const fidelity = `${PROJECT_ROOT}/resource/fidelity/h200`;
+const dirs = ["gpu_replay", "gpu_replay_tail2", "gpu_replay_tail2b", "gpu_replay_tail3"];
+const replays = [
+  ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
+  ...(await Promise.all(dirs.map((d) => loadReplays(`${PROJECT_ROOT}/bench/results/${d}`)))).flat(),
+];
+
+const cases: (ColocatedCase & { mix: string })[] = [];
+for (const { run, plan } of replays) {
+  if (run.pad_full) continue; // every batch ran at the full size: another regime
+  const busyOf = (part: number, name: string) =>
+    run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;
+  for (const f of run.functions) {
+    const gi = plan.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
+    if (gi < 0 || !f.svc_full_ms) continue;
+    const neighbours = plan.gpulets.filter((_, j) => j !== gi).map((g) => ({
+      part: g.part,
+      functions: g.functions.map((o) => ({ model: o.model, batch: o.batch, busy: busyOf(g.part, o.name) })),
+    }));
+    if (neighbours.length === 0) continue; // alone: nothing to correct
+    const self = { model: f.model, part: f.part, batch: f.batch };
+    cases.push({
+      mix: run.job.split("__")[0],
+      model: f.model,
+      batch: f.batch,
+      predictedMs: latency.latency(f.model, f.part, f.batch) * pairsOnly.alongside(self, neighbours),
+      measuredMs: f.svc_full_ms,
+    });
+  }
+}
+
+const fitted = fitResiduals(cases);
+await Deno.writeTextFile(`${PROJECT_ROOT}/profiles/h200-colocated.csv`, formatResiduals(fitted));
+
+/** Mean |error| and mean signed error (%) of predictions corrected by `residuals`. */
+function errors(of: readonly ColocatedCase[], residuals: Record<string, Residual>) {
+  let abs = 0, bias = 0;
+  for (const c of of) {
+    const e = (c.predictedMs * residualFactor(residuals, c.model, c.batch)) / c.measuredMs - 1;
+    abs += Math.abs(e), bias += e;
+  }
+  return { abs: (100 * abs) / of.length, bias: (100 * bias) / of.length };
+}
+const mixes = [...new Set(cases.map((c) => c.mix))].sort();
+const heldOut: { c: ColocatedCase; factor: number }[] = [];
+for (const mix of mixes) {
+  const residuals = fitResiduals(cases.filter((c) => c.mix !== mix));
+  for (const c of cases.filter((c) => c.mix === mix)) {
+    heldOut.push({ c, factor: residualFactor(residuals, c.model, c.batch) });
+  }
+}
+const heldOutErr = (of: typeof heldOut) => {
+  const e = of.map(({ c, factor }) => (c.predictedMs * factor) / c.measuredMs - 1);
+  return {
+    abs: (100 * e.reduce((s, x) => s + Math.abs(x), 0)) / e.length,
+    bias: (100 * e.reduce((s, x) => s + x, 0)) / e.length,
+  };
+};
+const f1 = (x: number) => x.toFixed(1);
+const models = [...new Set(cases.map((c) => c.model))].sort();
+const lines = [
+  "# Residuals of whole plans on the H200 beyond the pairs",
+  "",
+  `Command: \`deno run -A bench/colocated.ts\` (${new Date().toISOString()}). ${cases.length} replayed gpu-lets with`,
+  `neighbours and a measured full-batch latency (${replays.length} replays of ${mixes.length} mixes; padded runs left out),`,
+  "each predicted from the solo profile × the interference model of the pairs, next to its neighbours at their",
+  "measured busy shares. Fitted per model (≥ 6 gpu-lets): `ln(measured / predicted) ≈ intercept + slope · ln batch`,",
+  "ridge-shrunk toward no residual; written to `profiles/h200-colocated.csv`, which the planner and the",
+  "simulators apply to every gpu-let with neighbours.",
+  "",
+  "| model | gpu-lets | factor at b1 / b3 / b8 | error before: mean / bias % | after | each mix held out of the fit |",
+  "|---|---|---|---|---|---|",
+  ...models.map((m) => {
+    const of = cases.filter((c) => c.model === m);
+    const before = errors(of, {}),
+      after = errors(of, fitted),
+      held = heldOutErr(heldOut.filter((h) => h.c.model === m));
+    const factors = [1, 3, 8].map((b) => residualFactor(fitted, m, b).toFixed(2)).join(" / ");
+    return `| ${m} | ${of.length} | ${factors} | ${f1(before.abs)} / ${f1(before.bias)} | ${f1(after.abs)} / ${
+      f1(after.bias)
+    } | ${f1(held.abs)} / ${f1(held.bias)} |`;
+  }),
+  (() => {
+    const before = errors(cases, {}), after = errors(cases, fitted), held = heldOutErr(heldOut);
+    return `| all | ${cases.length} | | ${f1(before.abs)} / ${f1(before.bias)} | ${f1(after.abs)} / ${
+      f1(after.bias)
+    } | ${f1(held.abs)} / ${f1(held.bias)} |`;
+  })(),
+  "",
+  "Bias: mean of predicted/measured − 1 (negative: the model was optimistic).",
+  "",
+];
+await Deno.writeTextFile(`${PROJECT_ROOT}/bench/results/colocated.md`, lines.join("\n"));
+console.log(lines.join("\n"));
