@@ -305,8 +305,9 @@ export function missShares(classes: readonly QueueClass[], tail: TailTarget): nu
 }
 
 /**
- * True when every function's modelled miss share is within the target's (1 − percentile). The full-batch
- * bound is tried first: it is cheap, and when it holds the exact chain (never above it) holds too.
+ * True when every function's modelled miss share is within the target's (1 − percentile). The model is the
+ * lower of the full-batch bound and the chain, so the cheap bound is tried first: when it holds, so does the
+ * model.
  */
 export function meetsTail(classes: readonly QueueClass[], tail: TailTarget): boolean {
   const within = (pre: Prepared) =>

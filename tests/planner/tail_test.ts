@@ -5,7 +5,14 @@
 import assert from "node:assert/strict";
 import { AVERAGES_OPTIONS } from "../../src/planner/planner.ts";
 import { makePlan, peakFor } from "../../src/planner/policies.ts";
-import { DEFAULT_TAIL, missShares, percentileLatencies, type QueueClass } from "../../src/planner/tail.ts";
+import {
+  DEFAULT_TAIL,
+  largestRateWithin,
+  meetsTail,
+  missShares,
+  percentileLatencies,
+  type QueueClass,
+} from "../../src/planner/tail.ts";
 import { validatePlan } from "../../src/planner/validate.ts";
 import { parseWorkload, plannedFunctions, scaled, tailTarget, WorkloadError } from "../../src/planner/workload.ts";
 import { replayGpus } from "../../src/sim/plan_replay.ts";
@@ -70,6 +77,18 @@ Deno.test("tail model: burstier arrivals and spread service times cost more; a l
   assert.ok(Math.abs(at - 0.01) < 1e-3, `miss at p99: ${at}`);
   // A queue that cannot keep up misses everything.
   assert.deepEqual(missShares([{ ...c, rate: 1.01 * 1000 / full }], DEFAULT_TAIL), [1]);
+});
+
+Deno.test("tail model: the largest rate that keeps p99 is found within 0.2 %, and keeps it", () => {
+  for (const [model, batch] of [["resnet50", 1], ["bert", 8], ["lenet", 32]] as const) {
+    const full = h200.latency.latency(model, 50, batch);
+    const at = (rate: number) => alone(model, 50, batch, rate, 2.5 * full);
+    const capacity = (1000 * batch) / full;
+    const found = largestRateWithin(at, capacity * 1e-3, capacity, DEFAULT_TAIL);
+    assert.ok(meetsTail([at(found)], DEFAULT_TAIL), `${model} b${batch}: ${found}/s keeps p99`);
+    assert.ok(!meetsTail([at(found * 1.004)], DEFAULT_TAIL), `${model} b${batch}: ${found * 1.004}/s does not`);
+    assert.ok(found < capacity, `${model} b${batch}: below the capacity ${capacity}`);
+  }
 });
 
 Deno.test("planner: p99 plans at 0.9x the claimed peak keep every function >= 99 % within SLO, request by request", async () => {
