@@ -8,7 +8,7 @@ import { deployFolder } from "../src/api/admin_client.ts";
 import { type LoadReport, runOpenLoop } from "../src/loadgen/open_loop.ts";
 import { timelineSvg } from "../src/loadgen/report.ts";
 import { Schedule } from "../src/loadgen/schedule.ts";
-import { discoverTargets, gpuSampler } from "../src/loadgen/targets.ts";
+import { discoverTargets, gpuSampler } from "../src/api/load_targets.ts";
 import { InterferenceModel } from "../src/planner/interference.ts";
 import { loadLatencyModel } from "../src/planner/latency_model.ts";
 import { loadPairs, observations } from "../src/planner/pairs.ts";

@@ -1,5 +1,5 @@
 /** Requests as admission sees them, and the one answer each gets. */
-import type { OrtType } from "../runtime/tensor.ts";
+import type { OrtType } from "../functions/tensor.ts";
 import type { WireTensor } from "../runtime/protocol.ts";
 
 /**

@@ -17,7 +17,7 @@ import {
   MAX_JSON_DEPTH,
   parseJsonBody,
   tooDeepMessage,
-} from "./json_body.ts";
+} from "../runtime/json_body.ts";
 import { registerUi } from "./ui.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { traceRequest } from "../observability/tracing.ts";

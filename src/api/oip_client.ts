@@ -3,7 +3,7 @@
  * tensors travel as raw bytes, and reads responses whose outputs do. Used by the CLI, the benchmarks and
  * the tests; any HTTP client can do the same by hand.
  */
-import { type OipDatatype, ortTypeOf, type TensorData, TYPES } from "../runtime/tensor.ts";
+import { type OipDatatype, ortTypeOf, type TensorData, TYPES } from "../functions/tensor.ts";
 import { HEADER_LENGTH_HEADER } from "./oip_codec.ts";
 
 /** An input tensor with typed-array data. */

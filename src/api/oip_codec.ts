@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { OutputTensor } from "../admission/request.ts";
 import { padTo8 } from "../runtime/framing.ts";
 import type { ModelInfo, WireTensor } from "../runtime/protocol.ts";
-import { elementCount, type OrtType, ortTypeOf, TYPES } from "../runtime/tensor.ts";
+import { elementCount, type OrtType, ortTypeOf, TYPES } from "../functions/tensor.ts";
 
 /** A request that is well-formed JSON but says something the model cannot take. */
 export class BadTensorRequest extends Error {}

@@ -9,7 +9,7 @@ import { clientToken } from "./admin_token.ts";
 import { runOpenLoop } from "../loadgen/open_loop.ts";
 import { summarize, timelineSvg } from "../loadgen/report.ts";
 import { Schedule } from "../loadgen/schedule.ts";
-import { discoverTargets, gpuSampler } from "../loadgen/targets.ts";
+import { discoverTargets, gpuSampler } from "../api/load_targets.ts";
 
 const USAGE = "usage: deno task loadgen [--url U] (--schedule S.csv | --mix name=rate,… --seconds N) [--cv C]\n" +
   "       [--seed N] [--token T] [--out PREFIX] [--grace-s N] [--json]";

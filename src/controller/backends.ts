@@ -13,7 +13,7 @@
 import { loadProfile } from "../planner/profiles.ts";
 import type { CpuDevice } from "../runtime/cpu_device.ts";
 import type { Executor } from "../runtime/executor.ts";
-import { SimDevice, type SimGpulet } from "../runtime/sim_device.ts";
+import { SimDevice, type SimGpulet } from "../sim/sim_device.ts";
 import { zooSignature } from "../models/zoo.ts";
 import type { CudaSetup } from "../cuda/setup.ts";
 import { cudaWorkerEnv, modelMemoryMiB } from "../cuda/worker_env.ts";

@@ -2,7 +2,7 @@
  * The controller: deploys function bundles (registry in Deno KV, files under the state directory), keeps
  * one live {@link Deployment} per function, restores them at start-up, and shuts everything down cleanly.
  */
-import { Metrics } from "../admission/metrics.ts";
+import { Metrics } from "../observability/metrics.ts";
 import { type Bundle, writeBundle } from "../functions/bundle.ts";
 import { isBundledModel } from "../functions/manifest.ts";
 import { type FunctionRecord, Registry } from "../functions/registry.ts";

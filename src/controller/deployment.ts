@@ -4,7 +4,7 @@
  */
 import { Dispatcher, type Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
-import type { Metrics } from "../admission/metrics.ts";
+import type { Metrics } from "../observability/metrics.ts";
 import type { Answer, Payload } from "../admission/request.ts";
 import { isBundledModel } from "../functions/manifest.ts";
 import type { FunctionRecord } from "../functions/registry.ts";

@@ -7,7 +7,7 @@
  * sandboxed gpu-let worker, never in the controller.
  */
 import { z } from "zod";
-import type { OrtType, Tensor, TensorData } from "../runtime/tensor.ts";
+import type { OrtType, Tensor, TensorData } from "./tensor.ts";
 
 export { z };
 export type { OrtType, Tensor, TensorData };

@@ -3,7 +3,7 @@
  * serve traffic, running a tensors-only function over one zoo model, fed zero batches of any size.
  */
 import type { WireTensor } from "../runtime/protocol.ts";
-import { elementCount, TYPES } from "../runtime/tensor.ts";
+import { elementCount, TYPES } from "../functions/tensor.ts";
 import { GpuletWorker } from "../runtime/worker.ts";
 
 /** A running probe gpu-let. */

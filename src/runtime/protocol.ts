@@ -5,7 +5,7 @@
  * then one `result` per `run`. controller → worker: `run` (a batch), `stop`.
  */
 import type { Manifest } from "../functions/manifest.ts";
-import type { OrtType } from "./tensor.ts";
+import type { OrtType } from "../functions/tensor.ts";
 
 /** A model input or output as onnxruntime reports it; `-1` marks a symbolic dimension. */
 export interface TensorSpec {

@@ -13,7 +13,7 @@ import "../functions/vision.ts";
 import { type FunctionDefinition, isDefinedFunction, type ModelRunner, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { FrameReader, FrameWriter, padTo8 } from "./framing.ts";
-import { BadJsonBody, parseJsonBytes } from "../api/json_body.ts";
+import { BadJsonBody, parseJsonBytes } from "./json_body.ts";
 import type {
   ByteRange,
   FatalMessage,
@@ -27,7 +27,7 @@ import type {
   WireTensor,
   WorkerConfig,
 } from "./protocol.ts";
-import { elementCount, isOrtType, type Tensor, type TensorData, TYPES } from "./tensor.ts";
+import { elementCount, isOrtType, type Tensor, type TensorData, TYPES } from "../functions/tensor.ts";
 
 /** A failure that belongs to one request (bad input), not to the worker. */
 class ItemError extends Error {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
-import { type OrtType, TYPES } from "../../src/runtime/tensor.ts";
+import { type OrtType, TYPES } from "../../src/functions/tensor.ts";
 import { ALL_TYPES, identityModel, makeFunctionFolder, tensorFunctionSource } from "../fixtures/function_folders.ts";
 import { deploy, postJson, startTestServer } from "../helpers.ts";
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { runOpenLoop } from "../../src/loadgen/open_loop.ts";
 import { Schedule } from "../../src/loadgen/schedule.ts";
-import { discoverTargets, gpuSampler } from "../../src/loadgen/targets.ts";
+import { discoverTargets, gpuSampler } from "../../src/api/load_targets.ts";
 import { DEFAULT_SCALE_POLICY } from "../../src/autoscaler/policy.ts";
 import { deploy, modelFunctionFolder, processAlive, startTestServer } from "../helpers.ts";
 

@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { BadJsonBody, parseJsonBody } from "../../src/api/json_body.ts";
+import { BadJsonBody, parseJsonBody } from "../../src/runtime/json_body.ts";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
 import { BadTensorRequest, decodeInferRequest, InferRequest } from "../../src/api/oip_codec.ts";
 import type { ModelInfo } from "../../src/runtime/protocol.ts";
-import { type OrtType, TYPES } from "../../src/runtime/tensor.ts";
+import { type OrtType, TYPES } from "../../src/functions/tensor.ts";
 import { ALL_TYPES, identityModel, makeFunctionFolder, tensorFunctionSource } from "../fixtures/function_folders.ts";
 import { deploy, startTestServer } from "../helpers.ts";
 

@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../../src/models/onnx_builder.ts";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
-import type { OipDatatype, OrtType, TensorData } from "../../src/runtime/tensor.ts";
-import { TYPES } from "../../src/runtime/tensor.ts";
+import type { OipDatatype, OrtType, TensorData } from "../../src/functions/tensor.ts";
+import { TYPES } from "../../src/functions/tensor.ts";
 import { makeFunctionFolder } from "../fixtures/function_folders.ts";
 import { deploy, startTestServer } from "../helpers.ts";
 

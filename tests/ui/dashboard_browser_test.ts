@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { runOpenLoop } from "../../src/loadgen/open_loop.ts";
 import { Schedule } from "../../src/loadgen/schedule.ts";
-import { discoverTargets } from "../../src/loadgen/targets.ts";
+import { discoverTargets } from "../../src/api/load_targets.ts";
 import { deploy, modelFunctionFolder, startTestServer, waitFor } from "../helpers.ts";
 
 const CHROMIUM = Deno.env.get("GPULET_CHROMIUM") ?? "/usr/bin/chromium";

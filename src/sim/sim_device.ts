@@ -14,11 +14,11 @@ import type { InterferenceModel } from "../planner/interference.ts";
 import { SERVICE_SPREAD } from "../planner/tail.ts";
 import { meanOneLognormal } from "../loadgen/arrivals.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
-import type { BatchResult, Executor } from "./executor.ts";
-import type { ItemResult, ModelInfo, RunItem } from "./protocol.ts";
-import { TYPES } from "./tensor.ts";
-import { parseJsonBytes } from "../api/json_body.ts";
-import { concatBytes } from "./bytes.ts";
+import type { BatchResult, Executor } from "../runtime/executor.ts";
+import type { ItemResult, ModelInfo, RunItem } from "../runtime/protocol.ts";
+import { TYPES } from "../functions/tensor.ts";
+import { parseJsonBytes } from "../runtime/json_body.ts";
+import { concatBytes } from "../runtime/bytes.ts";
 
 /** A batch running on a simulated GPU. */
 interface Job {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BadJsonBody, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonBody } from "../../src/api/json_body.ts";
+import { BadJsonBody, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonBody } from "../../src/runtime/json_body.ts";
 
 Deno.test("nestsDeeperThan counts arrays and objects, not brackets inside strings", () => {
   const nest = (n: number) => '{"a":'.repeat(n) + "0" + "}".repeat(n);

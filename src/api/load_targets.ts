@@ -2,10 +2,10 @@
  * Builds load targets from a running controller: each function's input signature (OIP model metadata), its
  * SLO and the devices' time scale (admin API), and one pre-encoded binary infer request of zeros, batch 1.
  */
-import { binaryInferRequest } from "../api/oip_client.ts";
-import { type OipDatatype, ortTypeOf, TYPES } from "../runtime/tensor.ts";
-import { prepareRequest } from "./http.ts";
-import type { LoadTarget } from "./open_loop.ts";
+import { binaryInferRequest } from "./oip_client.ts";
+import { type OipDatatype, ortTypeOf, TYPES } from "../functions/tensor.ts";
+import { prepareRequest } from "../loadgen/http.ts";
+import type { LoadTarget } from "../loadgen/open_loop.ts";
 
 async function getJson(url: string, token?: string): Promise<Record<string, unknown>> {
   const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });

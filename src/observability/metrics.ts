@@ -5,8 +5,8 @@
  * planned and measured rates, GPUs and gpu-lets, re-plans. Also feeds the dashboard's {@link LiveStats}.
  */
 import client from "prom-client";
-import { LiveStats } from "../observability/live_stats.ts";
-import type { AnswerEvent, BatchEvent, DispatchObserver } from "./dispatcher.ts";
+import { LiveStats } from "./live_stats.ts";
+import type { AnswerEvent, BatchEvent, DispatchObserver } from "../admission/dispatcher.ts";
 
 /** What the scrape-time gauges read from the controller. */
 export interface MetricsSource {
