@@ -8,7 +8,7 @@ import { loadProfile } from "../src/planner/profiles.ts";
 import { DEFAULT_OPTIONS } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
-import { seededRandom } from "../src/planner/least_squares.ts";
+import { seededRandom } from "../src/planner/random.ts";
 import { replayGpu } from "../src/sim/request_sim.ts";
 import { planGpulets } from "../src/sim/plan_replay.ts";
 const { latency, interference } = await loadProfile("profiles", "h200");

@@ -1,19 +1,9 @@
 /**
  * Arrival processes for the load generator and the simulator (pure, seeded): Poisson, and Gamma renewal
- * arrivals with a chosen coefficient of variation (CV > 1 gives bursts, CV = 1 is Poisson).
+ * arrivals with a chosen coefficient of variation (CV > 1 gives bursts, CV = 1 is Poisson). The random source is
+ * the project's one seeded generator (`planner/random.ts`).
  */
-
-/** A seeded uniform random source in [0, 1) (mulberry32: small, fast, good enough for load). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../planner/random.ts";
 
 /** A standard normal sample (Box-Muller). */
 export function normal(random: () => number): number {

@@ -2,6 +2,7 @@
  * Small nonlinear least squares: Levenberg–Marquardt with a forward-difference Jacobian, for fitting a
  * handful of parameters to a few hundred residuals (the interference model). Pure and deterministic.
  */
+import { seededRandom } from "./random.ts";
 
 /** Solves A·x = b (A square, copied) by Gaussian elimination with partial pivoting; null if singular. */
 export function solveLinear(a: number[][], b: number[]): number[] | null {
@@ -87,18 +88,6 @@ export function levenbergMarquardt(
     if (!improved) break;
   }
   return { params: p, cost, iterations: it };
-}
-
-/** A seeded pseudo-random generator (mulberry32), for reproducible restarts. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Best of several LM runs from seeded random starts around `center` (± `spread`). */
