@@ -15,9 +15,11 @@
  * is queued again, once, at the head of the queue when another gpu-let of the function is serving; otherwise
  * its requests are answered 503. Either way every accepted request gets exactly one answer.
  */
-import type { ItemResult, RunItem, WireTensor } from "../runtime/protocol.ts";
-import { padTo8 } from "../runtime/framing.ts";
+import type { ItemResult } from "../runtime/protocol.ts";
 import type { BatchResult, Executor } from "../runtime/executor.ts";
+import { frameBatch } from "./batch_frame.ts";
+import { DrainRate } from "./drain_rate.ts";
+import { runBounded } from "./hang_guard.ts";
 import { LatencyEstimate } from "./latency.ts";
 import type { Answer, OutputTensor, Payload, Pending, Timing } from "./request.ts";
 
@@ -33,7 +35,6 @@ export interface Slot {
   latency: LatencyEstimate;
 }
 
-/** What the dispatcher reports (metrics). */
 /** One executed batch, as observers see it. */
 export interface BatchEvent {
   /** The gpu-let's executor id. */
@@ -77,19 +78,12 @@ export interface DispatcherOptions {
   admitAll?: boolean;
 }
 
-/** A gpu-let gave no answer within the hang bound (it is killed). */
-export class HungWorkerError extends Error {}
+export { HungWorkerError } from "./hang_guard.ts";
 
 /** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
 const DEADLINE_MARGIN_MS = 1;
 /** How long (ms) before a busy gpu-let should be free its next batch is sent (covers the hand-over). */
 const PIPELINE_LEAD_MS = 2;
-/**
- * The measured drain rate counts down to this share of the estimated one, no further. Hand-overs and a
- * neighbour on the core cost 10-20 %; a drain far below that was a stall (GC, the serving loop busy taking
- * in a burst, a CPU hog for a moment), and it must not shed the next burst the gpu-lets can serve.
- */
-const DRAIN_FLOOR = 0.5;
 /** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
 const ADMIT_FRACTION = 0.8;
 
@@ -103,13 +97,8 @@ export class Dispatcher {
   private idleWaiters: (() => void)[] = [];
   /** Per gpu-let, when its in-flight batches should all be done (performance.now() ms), from estimates. */
   private readonly busyUntil = new Map<Executor, number>();
-  /**
-   * Rows per ms the gpu-lets really drained while requests were waiting (EWMA), and when the last batch
-   * ended with requests waiting. Admission uses it when it is below the estimate: the hand-over between
-   * batches and a neighbour on the core cost time no single batch's latency shows.
-   */
-  private drainRowsPerMs?: number;
-  private lastBusyDoneAt = 0;
+  /** What the gpu-lets really drain while requests wait (`drain_rate.ts`). */
+  private readonly drainRate = new DrainRate();
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -126,7 +115,7 @@ export class Dispatcher {
   /** Replaces the gpu-lets this function routes to (atomically, for the next batch on). */
   setSlots(slots: Slot[]): void {
     const changed = slots.length !== this.slots.length || slots.some((s, i) => s.worker !== this.slots[i].worker);
-    if (changed) this.resetDrain();
+    if (changed) this.drainRate.reset();
     this.slots = slots;
     for (const w of this.busyUntil.keys()) if (!slots.some((s) => s.worker === w)) this.busyUntil.delete(w);
     this.pump();
@@ -220,27 +209,9 @@ export class Dispatcher {
       firstFree = Math.min(firstFree, Math.max(0, (this.busyUntil.get(s.worker) ?? now) - now));
     }
     if (rowsPerMs === 0) return 0;
-    if (this.drainRowsPerMs !== undefined) {
-      rowsPerMs = Math.min(rowsPerMs, Math.max(this.drainRowsPerMs, DRAIN_FLOOR * rowsPerMs));
-    }
+    rowsPerMs = this.drainRate.plannable(rowsPerMs);
     const ahead = this.queuedRows + rows;
     return firstFree + Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
-  }
-
-  /** Records a batch that ended at `doneAt`, for the measured drain rate. */
-  private noteDrain(rows: number, doneAt: number): void {
-    if (this.lastBusyDoneAt > 0) {
-      const sample = rows / Math.max(1e-3, doneAt - this.lastBusyDoneAt);
-      this.drainRowsPerMs = this.drainRowsPerMs === undefined ? sample : 0.9 * this.drainRowsPerMs + 0.1 * sample;
-    }
-    // Only an interval with requests waiting throughout measures what the gpu-lets can drain (with an empty
-    // queue, batches end at the arrival rate).
-    this.lastBusyDoneAt = this.queue.length > 0 ? doneAt : 0;
-  }
-
-  private resetDrain(): void {
-    this.drainRowsPerMs = undefined;
-    this.lastBusyDoneAt = 0;
   }
 
   private fastestEstimate(batch: number): number {
@@ -359,36 +330,17 @@ export class Dispatcher {
 
   private async send(slot: Slot, batch: Pending[]): Promise<void> {
     const sentAt = performance.now();
-    const items: RunItem[] = [];
-    const body: Uint8Array[] = [];
-    let offset = 0;
-    batch.forEach((p, id) => {
-      if (p.payload.kind === "json") {
-        body.push(p.payload.body);
-        items.push({ id, kind: "json", body: { offset, bytes: p.payload.body.byteLength } });
-        offset = padTo8(body, offset + p.payload.body.byteLength);
-        return;
-      }
-      const base = offset;
-      const inputs: WireTensor[] = p.payload.inputs.map((t) => ({ ...t, offset: t.offset + base }));
-      for (const b of p.payload.bytes) {
-        body.push(b);
-        offset += b.byteLength;
-      }
-      offset = padTo8(body, offset);
-      items.push({ id, kind: "tensors", inputs });
-    });
-    const rows = batch.reduce((n, p) => n + p.rows, 0);
+    const { items, body, rows } = frameBatch(batch);
     const w = slot.worker;
     this.busyUntil.set(w, Math.max(sentAt, this.busyUntil.get(w) ?? 0) + slot.latency.estimate(rows));
     try {
-      const result = await this.runBounded(slot, items, body);
+      const result = await runBounded(w, items, body, this.opts.hangTimeoutMs);
       const doneAt = performance.now();
       if (w.inflight === 0) this.busyUntil.delete(w); // free now
       // The gpu-let was busy for the whole batch, pre- and post-processing included.
       // (A batch whose every request was refused in preprocessing says nothing about the model.)
       if (result.rows > 0) slot.latency.observe(result.rows, result.workerMs);
-      this.noteDrain(rows, doneAt);
+      this.drainRate.note(rows, doneAt, this.queue.length > 0);
       this.opts.observer?.batch({
         executor: w.id,
         rows: result.rows,
@@ -409,25 +361,6 @@ export class Dispatcher {
     }
   }
 
-  /** Runs a batch, failing it with {@link HungWorkerError} (and killing the gpu-let) past the hang bound. */
-  private runBounded(slot: Slot, items: RunItem[], body: Uint8Array[]) {
-    const run = slot.worker.run(items, body);
-    const bound = this.opts.hangTimeoutMs;
-    if (bound === undefined) return run;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const hung = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // It fails once the process is gone (the batch was already handled); an answer that still comes
-        // gives its bytes back.
-        run.then((late) => late.release?.(), () => {});
-        // Settled before the kill, so the batch fails as hung even where killing fails it at once.
-        reject(new HungWorkerError(`gpu-let ${slot.worker.id} gave no answer in ${bound} ms and was killed`));
-        slot.worker.kill();
-      }, bound);
-    });
-    return Promise.race([run, hung]).finally(() => clearTimeout(timer));
-  }
-
   /**
    * A batch was lost with its gpu-let: stop routing to it, queue each request again at the head (once) if
    * another gpu-let serves this function, else answer 503.
@@ -435,7 +368,7 @@ export class Dispatcher {
   private lost(slot: Slot, batch: Pending[], error: Error): void {
     this.slots = this.slots.filter((s) => s.worker !== slot.worker);
     this.busyUntil.delete(slot.worker);
-    this.resetDrain();
+    this.drainRate.reset();
     const canRetry = this.slots.some((s) => !s.worker.stopping) && !this.closed;
     const again: Pending[] = [];
     for (const p of batch) {
