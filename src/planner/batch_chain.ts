@@ -58,10 +58,12 @@ export function preparedSizes(batch: number): number[] {
 }
 
 /**
- * Most work (states × band × batch) one chain may take, about 2 ms: a gpu-let that close to saturation
- * needs a long chain, and the planner asks about it many times; it is left to the full-batch bound.
+ * Most work (states × band × batch) one chain may take, about 0.2 ms: a large batch close to saturation
+ * needs a long, wide chain (the work grows with the cube of the batch), and the planner asks about many of
+ * them; those are left to the full-batch bound, which is close there. 4× this made the live autoscaler's
+ * first re-plans seconds slower under load.
  */
-const MAX_WORK = 1.5e6;
+const MAX_WORK = 1.5e5;
 
 /** Phases of a batch a request may arrive at (midpoint rule). */
 const PHASES = 12;

@@ -32,6 +32,8 @@ export class LatencyTable {
   private readonly cache = new Map<string, Map<number, Float64Array>>();
   /** Memo of {@link saturated} (tail-aware, it searches a rate per batch). */
   readonly saturations = new Map<string, { rate: number; batch: number; latencyMs: number }>();
+  /** Memo of {@link keepsTailAlone}: one function alone at a rate on the grid, at a batch, part and slowdown. */
+  readonly aloneChecks = new Map<string, boolean>();
 
   /**
    * @param model the profile
@@ -132,7 +134,8 @@ export function saturated(
       // The tail-feasible rate falls as the rate rises (more queueing): searched above the best so far.
       const lo = best.rate > 0 ? best.rate : rate * 1e-6;
       if (!meetsTail([at(lo)], tail)) continue;
-      const found = largestRateWithin(at, lo, rate, tail);
+      // On the grid of {@link keepsTailAlone}, so that sizing at this rate agrees with it.
+      const found = gridFloor(largestRateWithin(at, lo, rate, tail));
       if (found > best.rate) best = { rate: found, batch: b, latencyMs: l };
     }
   }
@@ -234,11 +237,48 @@ export function sizeGpulet(
     let fits = checked.get(batches);
     if (fits === undefined) {
       const classes = demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, c.assignments[i].batch));
-      checked.set(batches, fits = meetsTail(classes, tail));
+      fits = demands.length === 1
+        ? keepsTailAlone(table, demands[0].fn, part, demands[0].alpha, demands[0].rate, c.assignments[0].batch)
+        : meetsTail(classes, tail);
+      checked.set(batches, fits);
     }
     if (fits) return c;
   }
   return undefined;
+}
+
+/** Rates are checked alone on a grid of this ratio, each at the grid point above it (a higher rate only queues more). */
+const RATE_GRID = 1.002;
+
+/** The grid point at or below `rate`. */
+function gridFloor(rate: number): number {
+  return Math.pow(RATE_GRID, Math.floor(Math.log(rate) / Math.log(RATE_GRID) + EPS));
+}
+
+/**
+ * Whether one function alone on a gpu-let keeps the tail target at `rate`, checked at the grid point just
+ * above it and remembered per table: the planner and the autoscaler's re-plans ask about rates that differ by
+ * fractions of a percent, and a chain costs up to half a millisecond.
+ */
+export function keepsTailAlone(
+  table: LatencyTable,
+  fn: Pick<PlannedFunction, "model" | "sloMs">,
+  part: number,
+  alpha: number,
+  rate: number,
+  batch: number,
+): boolean {
+  const tail = table.tail;
+  if (!tail) return true;
+  const step = Math.ceil(Math.log(rate) / Math.log(RATE_GRID) - EPS);
+  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${batch}|${step}`;
+  let fits = table.aloneChecks.get(key);
+  if (fits === undefined) {
+    fits = meetsTail([queueClass(table, fn, part, alpha, Math.pow(RATE_GRID, step), batch)], tail);
+    if (table.aloneChecks.size >= 200_000) table.aloneChecks.clear(); // a bound on a long-lived table
+    table.aloneChecks.set(key, fits);
+  }
+  return fits;
 }
 
 /** Occupancy of a sized gpu-let: the fraction of its cycle spent computing. */
