@@ -39,7 +39,7 @@ Deno.test("batch chain: a batching gpu-let's miss share is close to the simulato
     const chain = solveBatchChain(
       { rate, batch, latencyMs: (k) => latency.latency(model, 50, k) },
       [{ f: 1, w: 1 }],
-      400,
+      120,
     );
     assert.ok(chain);
     const modelled = chainExceeds(chain, sloMs, 0);
