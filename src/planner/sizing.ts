@@ -236,10 +236,12 @@ export function sizeGpulet(
     const batches = c.assignments.map((a) => a.batch).join(",");
     let fits = checked.get(batches);
     if (fits === undefined) {
-      const classes = demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, c.assignments[i].batch));
       fits = demands.length === 1
         ? keepsTailAlone(table, demands[0].fn, part, demands[0].alpha, demands[0].rate, c.assignments[0].batch)
-        : meetsTail(classes, tail);
+        : meetsTail(
+          demands.map((d, i) => queueClass(table, d.fn, part, d.alpha, d.rate, c.assignments[i].batch)),
+          tail,
+        );
       checked.set(batches, fits);
     }
     if (fits) return c;

@@ -73,10 +73,10 @@ function factors(spread: number): { f: number; w: number }[] {
   return HERMITE.map(([z, w]) => ({ f: Math.exp(Math.sqrt(s2) * z - s2 / 2), w }));
 }
 
-/** S(b) for a fractional batch b ∈ [1, B]: linear between the integer batches around it. */
 /** What a function's batching depends on: its rate, largest batch and latencies (not its SLO). */
 type Batching = Pick<QueueClass, "rate" | "batch" | "latencyMs">;
 
+/** S(b) for a fractional batch b ∈ [1, B]: linear between the integer batches around it. */
 function latencyAt(c: Batching, b: number): number {
   const lo = Math.floor(b), hi = Math.min(c.batch, lo + 1);
   return c.latencyMs(lo) + (c.latencyMs(hi) - c.latencyMs(lo)) * (b - lo);
@@ -243,11 +243,14 @@ interface Prepared {
   clumped: number[];
   fs: { f: number; w: number }[];
   thetas: number[];
-  /** One function alone with Poisson arrivals: its queue solved exactly (`batch_chain.ts`), by index. */
-  chain?: { index: number; solved: BatchChain };
+  /**
+   * One function alone with Poisson arrivals: its queue solved exactly (`batch_chain.ts`), by index; solved
+   * on first use, since the bound alone often answers.
+   */
+  chain: () => { index: number; solved: BatchChain } | undefined;
 }
 
-function prepare(classes: readonly QueueClass[], tail: TailTarget, exact = true): Prepared {
+function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
   const fs = factors(tail.spread);
   const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
   const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2));
@@ -257,29 +260,39 @@ function prepare(classes: readonly QueueClass[], tail: TailTarget, exact = true)
   const clumped = classes.map((c) => Math.max(0, Math.min(1, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1))) - busy));
   const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
   const active = classes.flatMap((c, i) => (c.rate > 0 ? [i] : []));
-  let chain: Prepared["chain"];
-  if (exact && active.length === 1 && tail.cv <= 1 && thetas[active[0]] > 0) {
-    const c = classes[active[0]];
-    // Enough backlog states that the chain's last one holds less than e^-16 of it (Kingman's bound).
-    const solved = solveBatchChain(c, fs, 2 * c.batch + 16 / thetas[active[0]]);
-    if (solved) chain = { index: active[0], solved };
-  }
-  return { cycleMs, busy, clumped, fs, thetas, chain };
+  let chain: ReturnType<Prepared["chain"]> | null = null;
+  const solve = () => {
+    if (chain !== null) return chain;
+    chain = undefined;
+    const index = active[0];
+    if (active.length === 1 && tail.cv <= 1 && thetas[index] > 0) {
+      const c = classes[index];
+      // Enough backlog states that the chain's last one holds less than e^-16 of it (Kingman's bound).
+      const solved = solveBatchChain(c, fs, 2 * c.batch + 16 / thetas[index]);
+      if (solved) chain = { index, solved };
+    }
+    return chain;
+  };
+  return { cycleMs, busy, clumped, fs, thetas, chain: solve };
 }
 
-/** P(a request of class i takes longer than `thresholdMs`). */
+/**
+ * P(a request of class i takes longer than `thresholdMs`): the lower of the full-batch bound and the chain.
+ * Where the bound is at most `boundSuffices` (a caller that only compares with that share), the chain is not
+ * consulted: it could only be lower.
+ */
 function exceeds(
   classes: readonly QueueClass[],
   i: number,
   pre: Prepared,
   tail: TailTarget,
   thresholdMs: number,
+  boundSuffices = -Infinity,
 ): number {
   const c = classes[i];
   const theta = pre.thetas[i];
   if (theta <= 0) return 1;
   const idle = lognormalExceeds(c.latencyMs(1), thresholdMs, tail.spread);
-  const exact = pre.chain?.index === i ? chainExceeds(pre.chain.solved, thresholdMs, idle) : 1;
   // Arriving at phase φ of a busy cycle, it waits out the rest of it, then 1 + ⌊X/B⌋ more.
   const late = (phase: number, cycle: number, slack: number) => {
     const x = slack + phase;
@@ -295,7 +308,10 @@ function exceeds(
     begun += w * late(0, cycle, slack);
   }
   const clumped = pre.clumped[i];
-  return Math.min(exact, (1 - pre.busy - clumped) * idle + pre.busy * uniform + clumped * begun);
+  const bound = (1 - pre.busy - clumped) * idle + pre.busy * uniform + clumped * begun;
+  if (bound <= boundSuffices) return bound;
+  const chain = pre.chain();
+  return chain?.index === i ? Math.min(bound, chainExceeds(chain.solved, thresholdMs, idle)) : bound;
 }
 
 /** Per function, the modelled share of requests that miss its SLO. */
@@ -310,9 +326,9 @@ export function missShares(classes: readonly QueueClass[], tail: TailTarget): nu
  * model.
  */
 export function meetsTail(classes: readonly QueueClass[], tail: TailTarget): boolean {
-  const within = (pre: Prepared) =>
-    classes.every((c, i) => c.rate <= 0 || exceeds(classes, i, pre, tail, c.sloMs) <= 1 - tail.percentile + 1e-12);
-  return within(prepare(classes, tail, false)) || within(prepare(classes, tail));
+  const allowed = 1 - tail.percentile + 1e-12;
+  const pre = prepare(classes, tail);
+  return classes.every((c, i) => c.rate <= 0 || exceeds(classes, i, pre, tail, c.sloMs, allowed) <= allowed);
 }
 
 /**
@@ -332,8 +348,7 @@ export function largestRateWithin(
   // log(miss / allowed), from the cheap bound where that already keeps the target (the exact one is lower).
   const gap = (rate: number) => {
     const c = [classAt(rate)];
-    let miss = exceeds(c, 0, prepare(c, tail, false), tail, c[0].sloMs);
-    if (miss > allowed + 1e-12) miss = exceeds(c, 0, prepare(c, tail), tail, c[0].sloMs);
+    const miss = exceeds(c, 0, prepare(c, tail), tail, c[0].sloMs, allowed + 1e-12);
     return Math.log(Math.max(miss, 1e-15) / (allowed + 1e-12));
   };
   let fb = gap(hi);
