@@ -12,15 +12,18 @@ import {
   type Residual,
   residualFactor,
 } from "../src/planner/colocated.ts";
+import { InterferenceModel } from "../src/planner/interference.ts";
 import { loadLatencyModel } from "../src/planner/latency_model.ts";
-import { loadInterference } from "../src/planner/profiles.ts";
-import { loadReplays } from "../src/sim/calibration.ts";
+import { loadPairs, observations } from "../src/planner/pairs.ts";
+import { loadReplays, measuredGpulets } from "../src/sim/calibration.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 
 const latency = await loadLatencyModel(`${PROJECT_ROOT}/profiles/h200.csv`);
 // The pairs alone: the residuals are fitted on what they leave.
-const base = await loadInterference(latency, `${PROJECT_ROOT}/profiles/h200-pairs.csv`);
-const pairsOnly = base.withResiduals({});
+const pairsOnly = InterferenceModel.fit(
+  latency,
+  observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`)),
+);
 const fidelity = `${PROJECT_ROOT}/resource/fidelity/h200`;
 const dirs = ["gpu_replay", "gpu_replay_tail2", "gpu_replay_tail2b", "gpu_replay_tail3"];
 const replays = [
@@ -28,29 +31,17 @@ const replays = [
   ...(await Promise.all(dirs.map((d) => loadReplays(`${PROJECT_ROOT}/bench/results/${d}`)))).flat(),
 ];
 
-const cases: (ColocatedCase & { mix: string })[] = [];
-for (const { run, plan } of replays) {
-  if (run.pad_full) continue; // every batch ran at the full size: another regime
-  const busyOf = (part: number, name: string) =>
-    run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;
-  for (const f of run.functions) {
-    const gi = plan.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
-    if (gi < 0 || !f.svc_full_ms) continue;
-    const neighbours = plan.gpulets.filter((_, j) => j !== gi).map((g) => ({
-      part: g.part,
-      functions: g.functions.map((o) => ({ model: o.model, batch: o.batch, busy: busyOf(g.part, o.name) })),
-    }));
-    if (neighbours.length === 0) continue; // alone: nothing to correct
-    const self = { model: f.model, part: f.part, batch: f.batch };
-    cases.push({
-      mix: run.job.split("__")[0],
-      model: f.model,
-      batch: f.batch,
-      predictedMs: latency.latency(f.model, f.part, f.batch) * pairsOnly.alongside(self, neighbours),
-      measuredMs: f.svc_full_ms,
-    });
-  }
-}
+// Alone, a gpu-let has nothing to correct.
+const cases: (ColocatedCase & { mix: string })[] = measuredGpulets(replays)
+  .filter((g) => g.neighbours.length > 0)
+  .map(({ replay, fn, neighbours }) => ({
+    mix: replay.run.job.split("__")[0],
+    model: fn.model,
+    batch: fn.batch,
+    predictedMs: latency.latency(fn.model, fn.part, fn.batch) *
+      pairsOnly.alongside({ model: fn.model, part: fn.part, batch: fn.batch }, neighbours),
+    measuredMs: fn.svc_full_ms,
+  }));
 
 const fitted = fitResiduals(cases);
 await Deno.writeTextFile(`${PROJECT_ROOT}/profiles/h200-colocated.csv`, formatResiduals(fitted));

@@ -22,7 +22,7 @@ import { loadLatencyModel } from "../src/planner/latency_model.ts";
 import { loadPairs, type Observation, observations } from "../src/planner/pairs.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { slowdownIn } from "../src/planner/validate.ts";
-import { loadReplays } from "../src/sim/calibration.ts";
+import { loadReplays, measuredGpulets, type Replay } from "../src/sim/calibration.ts";
 import { jobAsPlanGpu } from "../src/sim/plan_replay.ts";
 
 type PlanGpu = Plan["gpus"][number];
@@ -171,38 +171,29 @@ export async function measureFidelity(): Promise<FidelityResult> {
     ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
     ...await loadReplays(`${PROJECT_ROOT}/bench/results/gpu_replay`),
   ];
-  const cases: FidelityCase[] = [];
-  for (const { run, plan, scale } of replays) {
-    if (run.pad_full) continue; // padded batches: every batch ran at the full size, a different regime
-    const { gpu, models } = jobAsPlanGpu(plan.gpulets, table, scale);
-    const modelled = plannedGpu(gpu, models, model, table);
-    const measuredBusy = (part: number, name: string) =>
-      run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;
-    for (const f of run.functions) {
-      const gi = plan.gpulets.findIndex((g) => g.part === f.part && g.functions.some((x) => x.name === f.name));
-      if (gi < 0 || !f.svc_full_ms) continue;
-      const others = plan.gpulets.map((g, j) => ({ g, j })).filter(({ j }) => j !== gi);
-      cases.push({
-        run: run.job,
-        mix: run.job.split("__")[0],
-        self: { model: f.model, part: f.part, batch: f.batch },
-        soloMs: latency.latency(f.model, f.part, f.batch),
-        measuredMs: f.svc_full_ms,
-        busy: f.busy,
-        measured: others.map(({ g }) => ({
-          part: g.part,
-          functions: g.functions.map((o) => ({ model: o.model, batch: o.batch, busy: measuredBusy(g.part, o.name) })),
-        })),
-        planned: others.map(({ j }) =>
-          neighbourLoad(
-            table,
-            modelled.gpulets[j].part,
-            modelled.gpulets[j].functions.map((o) => ({ ...o, model: models.get(o.name)! })),
-          )
-        ),
-      });
+  // Per replay, every gpu-let's load as the planner sizes it (computed once, for each of its gpu-lets).
+  const plannedLoads = new Map<Replay, NeighbourLoad[]>();
+  const loadsOf = (replay: Replay) => {
+    let loads = plannedLoads.get(replay);
+    if (!loads) {
+      const { gpu, models } = jobAsPlanGpu(replay.plan.gpulets, table, replay.scale);
+      loads = plannedGpu(gpu, models, model, table).gpulets.map((g) =>
+        neighbourLoad(table, g.part, g.functions.map((o) => ({ ...o, model: models.get(o.name)! })))
+      );
+      plannedLoads.set(replay, loads);
     }
-  }
+    return loads;
+  };
+  const cases: FidelityCase[] = measuredGpulets(replays).map(({ replay, index, fn, neighbours }) => ({
+    run: replay.run.job,
+    mix: replay.run.job.split("__")[0],
+    self: { model: fn.model, part: fn.part, batch: fn.batch },
+    soloMs: latency.latency(fn.model, fn.part, fn.batch),
+    measuredMs: fn.svc_full_ms,
+    busy: fn.busy,
+    measured: neighbours,
+    planned: loadsOf(replay).filter((_, j) => j !== index),
+  }));
   const withOverhead = (ms: number) => new InterferenceModel(latency, { ...model.params, clientOverheadMs: ms });
   const predict = (m: InterferenceModel, c: FidelityCase, loads: NeighbourLoad[]) =>
     c.soloMs * m.alongside(c.self, loads);

@@ -4,7 +4,7 @@
  * beside the measured one. The data: `resource/fidelity/h200/` (a copy of `../shared/data/h200/fidelity/`:
  * `turn3/exec_*.json` results, `plans/*.json` jobs) and `bench/results/gpu_replay/` (results beside jobs).
  */
-import type { InterferenceModel } from "../planner/interference.ts";
+import type { InterferenceModel, NeighbourLoad } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import { ReplayJob } from "./plan_replay.ts";
 import { type FunctionReplay, replayGpu, type ReplayGpulet } from "./request_sim.ts";
@@ -44,6 +44,39 @@ export interface Replay {
 export function replayName(job: string): { base: string; scale: number } {
   const [, base, x] = job.match(/^(.*?)(?:_x([0-9.]+))?$/)!;
   return { base, scale: x ? Number(x) : 1 };
+}
+
+/** One replayed gpu-let with a measured full-batch latency, and its neighbours at their measured busy shares. */
+export interface MeasuredGpulet {
+  replay: Replay;
+  /** Its index in the replay's job. */
+  index: number;
+  fn: MeasuredFunction & { svc_full_ms: number };
+  neighbours: NeighbourLoad[];
+}
+
+/**
+ * Every gpu-let of `replays` whose full-batch latency was measured, beside the neighbours it had (runs that
+ * padded every batch left out: a different regime).
+ */
+export function measuredGpulets(replays: readonly Replay[]): MeasuredGpulet[] {
+  const out: MeasuredGpulet[] = [];
+  for (const replay of replays) {
+    const { run, plan } = replay;
+    if (run.pad_full) continue;
+    const busyOf = (part: number, name: string) =>
+      run.functions.find((x) => x.part === part && x.name === name)?.busy ?? 0;
+    for (const fn of run.functions) {
+      const index = plan.gpulets.findIndex((g) => g.part === fn.part && g.functions.some((x) => x.name === fn.name));
+      if (index < 0 || !fn.svc_full_ms) continue;
+      const neighbours = plan.gpulets.filter((_, j) => j !== index).map((g) => ({
+        part: g.part,
+        functions: g.functions.map((o) => ({ model: o.model, batch: o.batch, busy: busyOf(g.part, o.name) })),
+      }));
+      out.push({ replay, index, fn: { ...fn, svc_full_ms: fn.svc_full_ms }, neighbours });
+    }
+  }
+  return out;
 }
 
 /** The replays in `runsDir` (`exec_*.json`), each with its job from `jobsDir` (`<job>.json`), by name. */
