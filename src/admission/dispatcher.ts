@@ -78,8 +78,6 @@ export interface DispatcherOptions {
   admitAll?: boolean;
 }
 
-export { HungWorkerError } from "./hang_guard.ts";
-
 /** Safety margin (ms) kept between the predicted finish of a batch and the oldest deadline. */
 const DEADLINE_MARGIN_MS = 1;
 /** How long (ms) before a busy gpu-let should be free its next batch is sent (covers the hand-over). */

@@ -1,9 +1,8 @@
 /**
  * Arrival processes for the load generator and the simulator (pure, seeded): Poisson, and Gamma renewal
- * arrivals with a chosen coefficient of variation (CV > 1 gives bursts, CV = 1 is Poisson). The random source is
- * the project's one seeded generator (`planner/random.ts`).
+ * arrivals with a chosen coefficient of variation (CV > 1 gives bursts, CV = 1 is Poisson). Each takes its random
+ * source, the project's one seeded generator (`planner/random.ts`).
  */
-export { seededRandom } from "../planner/random.ts";
 
 /** A standard normal sample (Box-Muller). */
 export function normal(random: () => number): number {

@@ -3,7 +3,8 @@
  * {@link Schedule}) whether or not earlier ones were answered, as real clients do. Latency is measured from
  * the moment a request was due, so a slow server cannot hide its queueing (no coordinated omission).
  */
-import { nextGapMs, seededRandom } from "./arrivals.ts";
+import { seededRandom } from "../planner/random.ts";
+import { nextGapMs } from "./arrivals.ts";
 import { Connection, type PreparedRequest } from "./http.ts";
 import type { Schedule } from "./schedule.ts";
 import { percentile } from "./stats.ts";

@@ -13,7 +13,8 @@
  * - Service times vary: each batch's work is the solo latency times a lognormal factor (mean 1, CV `spread`),
  *   because on a real GPU a batch's time depends on more than the neighbours' model (clocks, memory, launch).
  */
-import { meanOneLognormal, nextGapMs, seededRandom } from "../loadgen/arrivals.ts";
+import { meanOneLognormal, nextGapMs } from "../loadgen/arrivals.ts";
+import { seededRandom } from "../planner/random.ts";
 import { percentile } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import { preparedSizes } from "../planner/batch_chain.ts";

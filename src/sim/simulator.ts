@@ -16,7 +16,8 @@
  * its SLO, late otherwise, shed only when no gpu-let of the plan serves its function.
  */
 import { Autoscaler, type AutoscalerConfig, type ScaledFunction } from "../autoscaler/autoscaler.ts";
-import { normal, seededRandom } from "../loadgen/arrivals.ts";
+import { normal } from "../loadgen/arrivals.ts";
+import { seededRandom } from "../planner/random.ts";
 import type { Schedule } from "../loadgen/schedule.ts";
 import type { Plan } from "../planner/plan.ts";
 import { makePlan } from "../planner/policies.ts";

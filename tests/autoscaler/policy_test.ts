@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { committed, decide, DEFAULT_SCALE_POLICY, scaleState } from "../../src/autoscaler/policy.ts";
 import { RateMonitor } from "../../src/autoscaler/rate_monitor.ts";
-import { nextGapMs, seededRandom } from "../../src/loadgen/arrivals.ts";
+import { nextGapMs } from "../../src/loadgen/arrivals.ts";
+import { seededRandom } from "../../src/planner/random.ts";
 
 /** Feeds Poisson arrivals of `rate(t)` into a monitor from `from` to `to` ms, deciding every 100 ms. */
 function run(
