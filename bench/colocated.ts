@@ -1,7 +1,7 @@
 /**
  * `deno run -A bench/colocated.ts`: fits `profiles/h200-colocated.csv`, per model the residual of whole plans
  * on the real H200 beyond what the pairs predict (`src/planner/colocated.ts`), from every replayed gpu-let with
- * a measured full-batch latency (`resource/fidelity/h200/turn3/`, `bench/results/gpu_replay{,_tail2,_tail2b,_tail3}/`; padded runs
+ * a measured full-batch latency (`resource/fidelity/h200/turn3/`, `bench/results/gpu_replay{,_tail2,_tail2b,_tail3,_tail4}/`; padded runs
  * left out), each predicted next to its neighbours at their measured busy shares. Reports in
  * `bench/results/colocated.md` the error before and after, and leaving each mix out of the fit.
  */
@@ -25,7 +25,7 @@ const pairsOnly = InterferenceModel.fit(
   observations(await loadPairs(`${PROJECT_ROOT}/profiles/h200-pairs.csv`)),
 );
 const fidelity = `${PROJECT_ROOT}/resource/fidelity/h200`;
-const dirs = ["gpu_replay", "gpu_replay_tail2", "gpu_replay_tail2b", "gpu_replay_tail3"];
+const dirs = ["gpu_replay", "gpu_replay_tail2", "gpu_replay_tail2b", "gpu_replay_tail3", "gpu_replay_tail4"];
 const replays = [
   ...await loadReplays(`${fidelity}/turn3`, `${fidelity}/plans`),
   ...(await Promise.all(dirs.map((d) => loadReplays(`${PROJECT_ROOT}/bench/results/${d}`)))).flat(),

@@ -12,10 +12,10 @@
 import type { LatencyModel } from "../src/planner/latency_model.ts";
 import { AVERAGES_OPTIONS, DEFAULT_OPTIONS, type PlannerOptions } from "../src/planner/planner.ts";
 import { makePlan, peakFor } from "../src/planner/policies.ts";
-import { DEFAULT_TAIL, missShares } from "../src/planner/tail.ts";
+import { DEFAULT_TAIL, missShares, SERVICE_SPREAD } from "../src/planner/tail.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
 import { replayGpus } from "../src/sim/plan_replay.ts";
-import { replayGpu } from "../src/sim/request_sim.ts";
+import { DEFAULT_SPREAD, replayGpu } from "../src/sim/request_sim.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 import { loadProfile } from "../src/planner/profiles.ts";
 
@@ -178,7 +178,7 @@ export function tailMarkdown(r: TailResult, command: string): string {
     "",
     `Command: \`${command}\` (${new Date().toISOString()}). Request-level simulator (\`src/sim/request_sim.ts\`):`,
     "work-conserving batching, turns between time-shared functions, interference from what the neighbours run",
-    "at that moment, service-time spread 0.2.",
+    `at that moment, service-time spread ${DEFAULT_SPREAD} (the planner's tail model assumes ${SERVICE_SPREAD}).`,
     "",
     "## 1. The tail model beside the simulator (one gpu-let alone, H200 profile)",
     "",
@@ -186,9 +186,9 @@ export function tailMarkdown(r: TailResult, command: string): string {
     `load 0.3/0.6/0.85 of the batch's capacity. The model understates the simulated miss share by more than`,
     `1 point in **${under.length}** of them; it overstates it by ${pct(meanGap(r.model), 1)} points on average,`,
     `${pct(meanGap(heavy), 1)} points at load 0.85 (where saturated gpu-lets operate). One function alone is`,
-    "solved as its queue (`batch_chain.ts`), which holds its own service factor for its whole stay (the",
-    "simulator draws one per batch): a little conservative, most at large batches near saturation. The",
-    "simulator runs 4× the requests below load 0.85 and 32× at 0.85, where the queue's memory is long.",
+    "solved as its queue (`batch_chain.ts`), each batch with its own service factor as in the simulator; the",
+    "model's wider spread (above) is what keeps it on the safe side. The simulator runs 4× the requests below",
+    "load 0.85 and 32× at 0.85, where the queue's memory is long.",
     "",
     "| model | part | batch | SLO ms | load | model miss % | sim miss % |",
     "|---|---|---|---|---|---|---|",

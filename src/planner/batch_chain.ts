@@ -13,8 +13,11 @@
  *
  * A request then sees the gpu-let idle (it rides alone) or a batch of `b` at a uniform phase φ: it waits
  * out the batch, `⌊k/B⌋` full batches for the `k` ahead of it, and its own batch, which holds the ones
- * behind it that arrived meanwhile (up to `B`). Its own service factor is held for its whole stay, which
- * makes its latency's spread the widest it can be.
+ * behind it that arrived meanwhile (up to `B`). The batch it lands in has its own factor (length-biased:
+ * slow batches catch more arrivals); the batches after it draw theirs afresh, so their sum spreads less
+ * than one batch does (Fenton–Wilkinson: one lognormal with the sum's mean and variance). Holding one
+ * factor for the whole stay instead overstated the H200's p99 of batching gpu-lets by about 14 % beyond the
+ * simulator's (`bench/results/gpu_replay.md`).
  */
 
 /** One function's batching: its rate (requests/s), largest batch and batch latency (ms, by rows). */
@@ -30,6 +33,21 @@ export interface Factor {
   w: number;
 }
 
+/** 3-point Gauss–Hermite nodes and weights for a standard normal. */
+const HERMITE = [[-Math.sqrt(3), 1 / 6], [0, 2 / 3], [Math.sqrt(3), 1 / 6]] as const;
+
+/** The lognormal factor of mean 1 and CV `cv` at standard-normal node `z`. */
+function lognormalAt(cv: number, z: number): number {
+  const s2 = Math.log(1 + cv * cv);
+  return Math.exp(Math.sqrt(s2) * z - s2 / 2);
+}
+
+/** Service-time factors (mean 1, CV `spread`) with their weights: a 3-point quadrature of the lognormal. */
+export function serviceFactors(spread: number): Factor[] {
+  if (spread <= 0) return [{ f: 1, w: 1 }];
+  return HERMITE.map(([z, w]) => ({ f: lognormalAt(spread, z), w }));
+}
+
 /** The solved chain: how a request's latency is distributed follows from it for any threshold. */
 export interface BatchChain {
   /** Share of requests that find the gpu-let idle. */
@@ -42,6 +60,8 @@ export interface BatchChain {
   serviceMs: Float64Array;
   lambdaPerMs: number;
   batch: number;
+  /** CV of each batch's service time around its profiled latency, and its quadrature. */
+  spread: number;
   factors: readonly Factor[];
   /** Share of requests beyond the chain's last state: counted as misses. */
   beyond: number;
@@ -80,16 +100,13 @@ function poissonPmf(mu: number, n: number): Float64Array {
 }
 
 /**
- * Solves the chain with `minStates` backlog states at least (past them the backlog's tail must be
- * negligible): backlogs from the last state on are lumped into it, and its requests count as misses.
+ * Solves the chain for batches whose service times spread with CV `spread`, with `minStates` backlog states
+ * at least (past them the backlog's tail must be negligible): backlogs from the last state on are lumped into it, and its requests count as misses.
  * Undefined when the gpu-let cannot keep up even with full batches, or is so close to it that the chain
  * would be too long to solve here.
  */
-export function solveBatchChain(
-  c: ChainClass,
-  factors: readonly Factor[],
-  minStates: number,
-): BatchChain | undefined {
+export function solveBatchChain(c: ChainClass, spread: number, minStates: number): BatchChain | undefined {
+  const factors = serviceFactors(spread);
   const B = c.batch, lambda = c.rate / 1000;
   const serviceMs = new Float64Array(B + 1);
   const sizes = preparedSizes(B);
@@ -172,6 +189,7 @@ export function solveBatchChain(
     serviceMs,
     lambdaPerMs: lambda,
     batch: B,
+    spread,
     factors,
     beyond,
   };
@@ -184,47 +202,67 @@ export function chainExceeds(chain: BatchChain, thresholdMs: number, aloneExceed
   let miss = chain.idle * aloneExceeds + chain.beyond;
   let fTotal = 0;
   for (const { f, w } of chain.factors) fTotal += w * f;
+  // The batches after the one it lands in: their sum's factor at each quadrature node, by how many batches
+  // (q full ones and its own: CV spread/√(q+1)).
+  const later = (chain.spread > 0 ? HERMITE : [[0, 1] as const]).map(([z, w]) => ({
+    w,
+    at: (q: number) => lognormalAt(chain.spread / Math.sqrt(q + 1), z),
+  }));
   for (const { f, w } of chain.factors) {
     // Length bias: a request lands in a slow batch more often, by its factor.
     const weight = (w * f) / fTotal;
-    const h = thresholdMs / f;
-    for (let j = 0; j < PHASES; j++) {
-      const phi = (j + 0.5) / PHASES;
-      // k ahead = what the batch left waiting + arrivals earlier in it (Poisson of mean λ·φ·f·S(b)).
-      let sum = 0;
-      for (let n = 0; n < Math.min(B, N - 1); n++) {
-        const b = rows[n]; // nothing left waiting: n < B all ride in the batch
-        const kMiss = firstMiss(serviceMs, B, (1 - phi) * serviceMs[b], h, lambda * f);
-        sum += during[n] * poissonAtLeast(lambda * phi * f * serviceMs[b], kMiss);
+    for (const g of later) {
+      let sumPhases = 0;
+      for (let j = 0; j < PHASES; j++) {
+        const phi = (j + 0.5) / PHASES;
+        // k ahead = what the batch left waiting + arrivals earlier in it (Poisson of mean λ·φ·f·S(b)).
+        let sum = 0;
+        for (let n = 0; n < Math.min(B, N - 1); n++) {
+          const b = rows[n]; // nothing left waiting: n < B all ride in the batch
+          const kMiss = firstMiss(serviceMs, B, f * (1 - phi) * serviceMs[b], thresholdMs, lambda, g.at);
+          sum += during[n] * poissonAtLeast(lambda * phi * f * serviceMs[b], kMiss);
+        }
+        // The batches n ≥ B all run B rows and leave n − B waiting: one smallest k that misses, one tail.
+        const kFull = firstMiss(serviceMs, B, f * (1 - phi) * serviceMs[B], thresholdMs, lambda, g.at);
+        const mu = lambda * phi * f * serviceMs[B];
+        const cut = Math.min(kFull, Math.ceil(mu + 8 * Math.sqrt(mu) + 12)); // P(arrivals ≥ cut) < 1e-14
+        const upper = poissonUpper(mu, cut);
+        for (let n = Math.max(B, B + kFull - cut); n < N - 1; n++) {
+          const need = kFull - (n - B);
+          sum += during[n] * (need <= 0 ? 1 : upper[need]);
+        }
+        sumPhases += sum;
       }
-      // The batches n ≥ B all run B rows and leave n − B waiting: one smallest k that misses, one tail.
-      const kFull = firstMiss(serviceMs, B, (1 - phi) * serviceMs[B], h, lambda * f);
-      const mu = lambda * phi * f * serviceMs[B];
-      const cut = Math.min(kFull, Math.ceil(mu + 8 * Math.sqrt(mu) + 12)); // P(arrivals ≥ cut) < 1e-14
-      const upper = poissonUpper(mu, cut);
-      for (let n = Math.max(B, B + kFull - cut); n < N - 1; n++) {
-        const need = kFull - (n - B);
-        sum += during[n] * (need <= 0 ? 1 : upper[need]);
-      }
-      miss += (weight * sum) / PHASES;
+      miss += (weight * g.w * sumPhases) / PHASES;
     }
   }
   return Math.min(1, miss);
 }
 
 /**
- * The smallest count k ahead of a request whose latency (in units of its service factor) exceeds `h`:
- * `rest + ⌊k/B⌋·S(B) + S(own)`, own = its share of the batch it rides in, joined by those arriving behind
- * it meanwhile (`λf` per ms, rounded up).
+ * The smallest count k ahead of a request whose latency exceeds `x`: `rest + g·(⌊k/B⌋·S(B) + S(own))`, with
+ * `rest` what is left of the batch it lands in, `g` the factor of the q = ⌊k/B⌋ full batches and its own
+ * (`factorAt(q)`), own = its share of the batch it rides in, joined by those arriving behind it meanwhile
+ * (`λ` per ms, rounded up).
  */
-function firstMiss(serviceMs: Float64Array, B: number, rest: number, h: number, lambdaF: number): number {
+function firstMiss(
+  serviceMs: Float64Array,
+  B: number,
+  rest: number,
+  x: number,
+  lambda: number,
+  factorAt: (q: number) => number,
+): number {
   const full = serviceMs[B];
-  // Counts below m full batches all fit; within a block of B counts the wait is the same and the own batch
-  // grows with the count, so the first miss of a block is found by bisection.
-  for (let q = Math.max(0, Math.floor((h - rest - full) / full));; q++) {
-    const wait = rest + q * full, room = h - wait;
+  // Counts below m full batches all fit (g ≤ max(g(0), 1): the factor tends to 1 as batches add up); within
+  // a block of B counts the wait is the same and the own batch grows with the count, so the first miss of a
+  // block is found by bisection.
+  const gMax = Math.max(1, factorAt(0));
+  for (let q = Math.max(0, Math.floor((x - rest - gMax * full) / (gMax * full)));; q++) {
+    const g = factorAt(q);
+    const wait = rest + g * q * full, room = (x - wait) / g;
     if (full <= room) continue; // even a full own batch fits: the whole block does
-    const behind = Math.ceil(lambdaF * wait);
+    const behind = Math.ceil(lambda * wait);
     let lo = 0, hi = B - 1;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;

@@ -14,10 +14,12 @@
  * A plan from scratch is a candidate as well and wins when it needs fewer GPUs or serves more. GPU ids are kept: a GPU emptied in the middle leaves a gap rather than renumbering the others.
  */
 import type { GpuState } from "./layout.ts";
-import { cloneGpu, mergeDemands, resizeGpu, type SizingContext, usedPart } from "./layout.ts";
+import { cloneGpu, mergeDemands, resizeGpu, type SizingContext } from "./layout.ts";
 import { type Plan, toPlan, totalPart } from "./plan.ts";
 import { gpuletChanges } from "./plan_diff.ts";
 import {
+  cloneLayout,
+  compact,
   DEFAULT_OPTIONS,
   partSet,
   placeDemands,
@@ -109,12 +111,6 @@ function absorb(ctx: SizingContext, layout: GpuState[], fn: PlannedFunction, mor
   }
 }
 
-function cloneLayout(layout: readonly GpuState[]): GpuState[] {
-  return layout.map((gpu) => ({
-    gpulets: gpu.gpulets.map((g) => ({ part: g.part, demands: g.demands.map((d) => ({ ...d })), sized: g.sized })),
-  }));
-}
-
 /** Served rate per function in a layout. */
 function served(layout: readonly GpuState[]): Map<PlannedFunction, number> {
   const out = new Map<PlannedFunction, number>();
@@ -122,39 +118,6 @@ function served(layout: readonly GpuState[]): Map<PlannedFunction, number> {
     for (const g of gpu.gpulets) for (const d of g.demands) out.set(d.fn, (out.get(d.fn) ?? 0) + d.rate);
   }
   return out;
-}
-
-/**
- * Empties GPUs, least used first, whose gpu-lets all fit on the other GPUs in use without loss. Returns the
- * compacted layout (the input is not changed).
- */
-export function compact(
-  ctx: SizingContext,
-  layout: readonly GpuState[],
-  parts: readonly number[],
-  strategy: Strategy,
-): GpuState[] {
-  let current = cloneLayout(layout);
-  const tried = new Set<number>();
-  for (;;) {
-    const candidates = current.map((gpu, i) => ({ i, used: usedPart(gpu) }))
-      .filter((c) => c.used > 0 && !tried.has(c.i))
-      .sort((a, b) => a.used - b.used);
-    if (candidates.length < 2) return current;
-    const { i } = candidates[0];
-    tried.add(i);
-    const trial = cloneLayout(current);
-    const moving = mergeDemands(trial[i].gpulets.flatMap((g) => g.demands));
-    const others = trial.flatMap((gpu, j) => (j !== i && gpu.gpulets.length > 0 ? [j] : []));
-    const gpus = others.map((j) => trial[j]);
-    const left = placeDemands(ctx, gpus, gpus.length, parts, strategy, moving, 0);
-    if (left.length > 0) continue;
-    others.forEach((j, k) => (trial[j] = gpus[k]));
-    trial[i] = { gpulets: [] };
-    current = trial;
-    tried.clear();
-    tried.add(i);
-  }
 }
 
 /**

@@ -44,15 +44,20 @@ const PEAK_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 /**
  * The largest scale ≤ `scale` whose every fraction in {@link PEAK_FRACTIONS} is feasible too: a claimed peak
  * promises that any lower demand plans as well. Packing is not monotone in the demand, so a heuristic's
- * first failure below its peak lowers the claim to just under it (then its fractions are checked again).
+ * first failure below its peak lowers the claim to just under it (then its fractions are checked again);
+ * 0 when no claim is found whose fractions all plan.
  */
 export function monotonePeak(feasible: (scale: number) => boolean, scale: number): number {
   let claim = scale;
-  for (let checked = 0; claim > 0 && checked < 20; checked++) {
+  for (let checked = 0; checked < 20; checked++) {
     const failing = PEAK_FRACTIONS.find((f) => !feasible(claim * f));
     if (failing === undefined) return claim;
     claim *= failing * (1 - 1e-3);
-    while (claim > scale * 1e-6 && !feasible(claim)) claim *= 0.95;
+    while (!feasible(claim)) {
+      claim *= 0.95;
+      // A layout that plans at some load but not at a small share of it: no claim holds for all below.
+      if (claim <= scale * 1e-6) return 0;
+    }
   }
-  return claim;
+  return 0; // no claim whose fractions all plan was found
 }

@@ -321,6 +321,46 @@ export function placeDemands(
   return pending;
 }
 
+/** A copy of a layout whose gpu-lets and demands can be changed without touching the original. */
+export function cloneLayout(layout: readonly GpuState[]): GpuState[] {
+  return layout.map((gpu) => ({
+    gpulets: gpu.gpulets.map((g) => ({ part: g.part, demands: g.demands.map((d) => ({ ...d })), sized: g.sized })),
+  }));
+}
+
+/**
+ * Empties GPUs, least used first, whose gpu-lets all fit on the other GPUs in use without loss. Returns the
+ * compacted layout (the input is not changed).
+ */
+export function compact(
+  ctx: SizingContext,
+  layout: readonly GpuState[],
+  parts: readonly number[],
+  strategy: Strategy,
+): GpuState[] {
+  let current = cloneLayout(layout);
+  const tried = new Set<number>();
+  for (;;) {
+    const candidates = current.map((gpu, i) => ({ i, used: usedPart(gpu) }))
+      .filter((c) => c.used > 0 && !tried.has(c.i))
+      .sort((a, b) => a.used - b.used);
+    if (candidates.length < 2) return current;
+    const { i } = candidates[0];
+    tried.add(i);
+    const trial = cloneLayout(current);
+    const moving = mergeDemands(trial[i].gpulets.flatMap((g) => g.demands));
+    const others = trial.flatMap((gpu, j) => (j !== i && gpu.gpulets.length > 0 ? [j] : []));
+    const gpus = others.map((j) => trial[j]);
+    const left = placeDemands(ctx, gpus, gpus.length, parts, strategy, moving);
+    if (left.length > 0) continue;
+    others.forEach((j, k) => (trial[j] = gpus[k]));
+    trial[i] = { gpulets: [] };
+    current = trial;
+    tried.clear();
+    tried.add(i);
+  }
+}
+
 /** Runs the engine once on an empty (or given) layout for every function's full rate. */
 export function planLayout(
   ctx: SizingContext,
@@ -393,7 +433,7 @@ function engine(problem: PlanProblem, policy: Policy, options: PlannerOptions, s
     whole ? 1 : options.maxGpuletsPerGpu,
     policy === "greedy" ? 1 : options.maxFunctionsPerGpulet,
   );
-  let best: Plan | undefined;
+  let best: Plan | undefined, bestLayout: GpuState[] | undefined;
   /** Plans with `strategy`; `growOnLoss`: larger parts before losing rate to interference. */
   const run = (strategy: Strategy, growOnLoss = false) => {
     const cap = Math.min(ctx.maxGpuletsPerGpu, strategy.gpuletsPerGpu ?? Infinity);
@@ -407,10 +447,22 @@ function engine(problem: PlanProblem, policy: Policy, options: PlannerOptions, s
       options.rounds,
     );
     const plan = toPlan(policy, problem.device, problem.functions, layout, ctx.table.tail);
-    if (!best || betterPlan(plan, best, problem.functions)) best = plan;
+    if (!best || betterPlan(plan, best, problem.functions)) [best, bestLayout] = [plan, layout];
   };
   const strategies = strategiesOf(policy);
   for (const strategy of strategies) run(strategy);
+  // Placement goes function by function and can leave a GPU whose gpu-lets the others absorb once re-sized
+  // (the autoscaler's re-plan found such GPUs: scen1 on the H100, 3 GPUs where the plan had 4). Any
+  // strategy may empty it, whichever made the layout.
+  if (policy === "gpulet" && best!.gpusUsed > 1) {
+    const layout = bestLayout!;
+    for (const strategy of strategies) {
+      // A fresh plan numbers its GPUs from 0: the emptied ones are dropped.
+      const packed = compact(ctx, layout, parts, strategy).filter((gpu) => gpu.gpulets.length > 0);
+      const plan = toPlan(policy, problem.device, problem.functions, packed, ctx.table.tail);
+      if (betterPlan(plan, best!, problem.functions)) best = plan;
+    }
+  }
   // A plan that leaves demand unserved where the free part could hold it (by the fractional bound, with no
   // interference at all) gets the same strategies again, with larger parts before a loss to interference.
   // On the shipped H100 workloads it changes no peak; on the H200 profile it serves low loads that were left

@@ -29,7 +29,7 @@
  * answers is the model's. `bench/tail.ts` sets it beside the request-level simulator.
  */
 
-import { type BatchChain, chainExceeds, solveBatchChain } from "./batch_chain.ts";
+import { type BatchChain, chainExceeds, serviceFactors, solveBatchChain } from "./batch_chain.ts";
 
 /** What a plan promises about latency, and what it assumes of arrivals and service times. */
 export interface TailTarget {
@@ -42,8 +42,10 @@ export interface TailTarget {
 }
 
 /**
- * Spread of service times on a real GPU, the request-level simulator's default as well: resnet50-tight on
- * the H200 (`../shared/data/h200/`) has p99 latency 4–5.5 ms at 21–36 % busy with a 1.5 ms batch.
+ * Spread of service times the planner assumes: resnet50-tight on the H200 (`../shared/data/h200/`) has p99
+ * latency 4–5.5 ms at 21–36 % busy with a 1.5 ms batch. Wider than the request-level simulator's
+ * (`DEFAULT_SPREAD`, fitted to the H200's p99s): the model holds each gpu-let's interference at its mean,
+ * where the simulator varies it with what the neighbours run at each moment.
  */
 export const SERVICE_SPREAD = 0.2;
 
@@ -63,16 +65,6 @@ export interface QueueClass {
 
 /** Phases of the cycle a request may arrive at (midpoint rule). */
 const PHASES = 12;
-/** 3-point Gauss–Hermite nodes and weights for a standard normal. */
-const HERMITE = [[-Math.sqrt(3), 1 / 6], [0, 2 / 3], [Math.sqrt(3), 1 / 6]] as const;
-
-/** Service-time factors (mean 1, CV `spread`) with their weights. */
-function factors(spread: number): { f: number; w: number }[] {
-  if (spread <= 0) return [{ f: 1, w: 1 }];
-  const s2 = Math.log(1 + spread * spread);
-  return HERMITE.map(([z, w]) => ({ f: Math.exp(Math.sqrt(s2) * z - s2 / 2), w }));
-}
-
 /** What a function's batching depends on: its rate, largest batch and latencies (not its SLO). */
 type Batching = Pick<QueueClass, "rate" | "batch" | "latencyMs">;
 
@@ -130,6 +122,13 @@ function decayRate(
   let hi = 1;
   while (h(hi) < 0 && hi < 64) hi *= 2;
   if (h(hi) < 0) return hi;
+  // At light load the arrivals' transform overflows long before h turns positive: step back inside the
+  // bracket [hi/2, hi] until h is finite (Newton from an infinite value would give NaN).
+  for (let lo = hi / 2; !Number.isFinite(h(hi)) && hi - lo > 1e-9 * hi;) {
+    const mid = (lo + hi) / 2;
+    if (h(mid) < 0) lo = mid;
+    else hi = mid;
+  }
   // h is convex with h(0) = 0 and h'(0) < 0: Newton from the right converges to the root from above.
   let t = hi;
   for (let i = 0; i < 50; i++) {
@@ -251,7 +250,7 @@ interface Prepared {
 }
 
 function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
-  const fs = factors(tail.spread);
+  const fs = serviceFactors(tail.spread);
   const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
   const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2));
   // Bursty arrivals come right behind one another even when the gpu-let is mostly idle: a request finds it
@@ -268,7 +267,7 @@ function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
     if (active.length === 1 && tail.cv <= 1 && thetas[index] > 0) {
       const c = classes[index];
       // Enough backlog states that the chain's last one holds less than e^-16 of it (Kingman's bound).
-      const solved = solveBatchChain(c, fs, 2 * c.batch + 16 / thetas[index]);
+      const solved = solveBatchChain(c, tail.spread, 2 * c.batch + 16 / thetas[index]);
       if (solved) chain = { index, solved };
     }
     return chain;

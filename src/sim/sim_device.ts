@@ -6,12 +6,12 @@
  * interference model for whatever the other gpu-lets of the same GPU run *while it runs*: every time a batch
  * starts or ends on a GPU, the speed of each running batch is recomputed from its current neighbours
  * (progress-based, so a batch that overlaps a neighbour for half its time is slowed for half its time), and
- * each batch's time spreads around the profile (lognormal, CV `SERVICE_SPREAD`): the request-level simulator's model. A
+ * each batch's time spreads around the profile (lognormal, CV `DEFAULT_SPREAD`): the request-level simulator's model. A
  * gpu-let runs one batch at a time; the functions of a time-shared gpu-let take turns in arrival order.
  * `scale` dilates time: every latency (and, in the controller, every SLO) is multiplied by it.
  */
 import type { InterferenceModel } from "../planner/interference.ts";
-import { SERVICE_SPREAD } from "../planner/tail.ts";
+import { DEFAULT_SPREAD } from "./request_sim.ts";
 import { meanOneLognormal } from "../loadgen/arrivals.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { BatchResult, Executor } from "../runtime/executor.ts";
@@ -52,7 +52,7 @@ export class SimGpu {
     return new Promise((done) => {
       this.advance();
       // A batch's time spreads around the profile as on a real GPU (the request-level simulator's rule).
-      const solo = this.device.soloMs(model, gpulet.part, batch) * meanOneLognormal(SERVICE_SPREAD, Math.random);
+      const solo = this.device.soloMs(model, gpulet.part, batch) * meanOneLognormal(DEFAULT_SPREAD, Math.random);
       this.jobs.add({ gpulet, model, part: gpulet.part, batch, remaining: solo, speed: 1, done });
       this.reschedule();
     });

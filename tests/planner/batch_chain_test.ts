@@ -21,7 +21,7 @@ function md1WaitAtMost(lambdaPerMs: number, serviceMs: number, t: number): numbe
 Deno.test("batch chain: batch 1 with fixed service times is the M/D/1 queue (Erlang's formula)", () => {
   for (const rho of [0.3, 0.6, 0.85]) {
     for (const slo of [2.2, 3, 4.5]) {
-      const chain = solveBatchChain({ rate: rho * 1000, batch: 1, latencyMs: () => 1 }, [{ f: 1, w: 1 }], 200);
+      const chain = solveBatchChain({ rate: rho * 1000, batch: 1, latencyMs: () => 1 }, 0, 200);
       assert.ok(chain);
       const modelled = chainExceeds(chain, slo, 0);
       const exact = 1 - md1WaitAtMost(rho, 1, slo - 1);
@@ -38,7 +38,7 @@ Deno.test("batch chain: a batching gpu-let's miss share is close to the simulato
     const rate = (load * 1000 * batch) / full, sloMs = 2.2 * full;
     const chain = solveBatchChain(
       { rate, batch, latencyMs: (k) => latency.latency(model, 50, k) },
-      [{ f: 1, w: 1 }],
+      0,
       120,
     );
     assert.ok(chain);
@@ -58,7 +58,7 @@ Deno.test("batch chain: a batching gpu-let's miss share is close to the simulato
 Deno.test("batch chain: batches run at the sizes the executor prepares; a queue that cannot keep up has no chain", () => {
   assert.deepEqual(preparedSizes(6), [1, 2, 4, 6]);
   const seen: number[] = [];
-  solveBatchChain({ rate: 100, batch: 6, latencyMs: (k) => (seen.push(k), k) }, [{ f: 1, w: 1 }], 0);
+  solveBatchChain({ rate: 100, batch: 6, latencyMs: (k) => (seen.push(k), k) }, 0, 0);
   assert.deepEqual([...new Set(seen)].sort((a, b) => a - b), [1, 2, 4, 6]);
-  assert.equal(solveBatchChain({ rate: 1000, batch: 4, latencyMs: (k) => k }, [{ f: 1, w: 1 }], 0), undefined);
+  assert.equal(solveBatchChain({ rate: 1000, batch: 4, latencyMs: (k) => k }, 0, 0), undefined);
 });
