@@ -28,7 +28,6 @@ import {
   planWithEngine,
   sizingContext,
   strategiesOf,
-  type Strategy,
 } from "./planner.ts";
 import { EPS, type PlannedFunction } from "./sizing.ts";
 
