@@ -12,7 +12,7 @@ import { seededRandom } from "../src/planner/random.ts";
 import { replayGpu } from "../src/sim/request_sim.ts";
 import { planGpulets } from "../src/sim/plan_replay.ts";
 const { latency, interference } = await loadProfile("profiles", "h200");
-const out = Deno.args[0] ?? "bench/results/gpu_replay_tail4";
+const out = Deno.args[0] ?? "bench/results/gpu_replay_tail5";
 Deno.mkdirSync(out, { recursive: true });
 // Two random mixes of the zoo models, seeded, written beside the fidelity workloads.
 const rnd = seededRandom(2026);

@@ -204,10 +204,10 @@ export function chainExceeds(chain: BatchChain, thresholdMs: number, aloneExceed
   for (const { f, w } of chain.factors) fTotal += w * f;
   // The batches after the one it lands in: their sum's factor at each quadrature node, by how many batches
   // (q full ones and its own: CV spread/√(q+1)).
-  const later = (chain.spread > 0 ? HERMITE : [[0, 1] as const]).map(([z, w]) => ({
-    w,
-    at: (q: number) => lognormalAt(chain.spread / Math.sqrt(q + 1), z),
-  }));
+  const later = (chain.spread > 0 ? HERMITE : [[0, 1] as const]).map(([z, w]) => {
+    const byQ: number[] = []; // remembered: firstMiss asks for the same few q again and again
+    return { w, at: (q: number) => byQ[q] ??= lognormalAt(chain.spread / Math.sqrt(q + 1), z) };
+  });
   for (const { f, w } of chain.factors) {
     // Length bias: a request lands in a slow batch more often, by its factor.
     const weight = (w * f) / fTotal;
