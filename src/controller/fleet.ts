@@ -333,6 +333,10 @@ export class Fleet {
       g.members.delete(m.dep.name);
       this.opts.onWorkerDied?.(m.dep.name);
       this.opts.log(`${m.dep.name}: ${m.executor.id} died (${status.signal ?? `code ${status.code}`}), restarting`);
+      // Out of routing even when it was the function's only gpu-let (`route` keeps a function's old slots
+      // when the plan leaves it none): its requests wait in the queue for the restart instead.
+      const slots = m.dep.dispatcher.getSlots();
+      m.dep.dispatcher.setSlots(slots.filter((s) => s.worker !== m.executor));
       this.route();
       this.scheduleRepair();
     });

@@ -1,0 +1,240 @@
+/**
+ * The fleet (`src/controller/fleet.ts`) against a fake backend whose executors are in-process fakes: placing a
+ * function starts the gpu-lets of its plan and routes to them; a new version goes live make-before-break; a
+ * version whose gpu-lets cannot start is refused and the previous one stays live; a gpu-let that dies leaves
+ * routing at once and is restarted; close drains and releases everything. The planner and autoscaler are the
+ * real ones (on the H100 profile). Synchronisation is by hooks (a start began, a start finished), not sleeps.
+ */
+import assert from "node:assert/strict";
+import type { Backend, GpuletLease } from "../../src/controller/backends.ts";
+import { Deployment } from "../../src/controller/deployment.ts";
+import { Fleet } from "../../src/controller/fleet.ts";
+import { Metrics } from "../../src/observability/metrics.ts";
+import { CpuDevice } from "../../src/runtime/cpu_device.ts";
+import type { BatchResult, Executor } from "../../src/runtime/executor.ts";
+import type { RunItem } from "../../src/runtime/protocol.ts";
+import { profile } from "../helpers.ts";
+
+type Exit = { code: number; signal: string | null };
+
+/** An executor that answers every batch after a short timer, as a warm gpu-let would. */
+class FakeGpulet implements Executor {
+  readonly pid = 0;
+  readonly model = { inputs: [], outputs: [], batchable: true };
+  readonly warmLatencyMs = { 1: 1, 8: 2 };
+  readonly exited: Promise<Exit>;
+  inflight = 0;
+  stopping = false;
+  batches = 0;
+  private exit!: (e: Exit) => void;
+
+  constructor(readonly id: string, readonly version: number) {
+    this.exited = new Promise((r) => (this.exit = r));
+  }
+
+  async run(items: RunItem[]): Promise<BatchResult> {
+    if (this.stopping) throw new Error(`${this.id} is stopped`);
+    this.inflight++;
+    this.batches++;
+    await new Promise((r) => setTimeout(r, 1));
+    this.inflight--;
+    // The answer names the version that computed it, so tests see who served a request.
+    const body = new TextEncoder().encode(JSON.stringify({ version: this.version }));
+    return {
+      type: "result",
+      batchId: 0,
+      items: items.map((i) => ({ id: i.id, ok: true, json: { offset: 0, bytes: body.length } })),
+      rows: items.length,
+      computeMs: 1,
+      workerMs: 1,
+      body,
+    };
+  }
+
+  stop(): Promise<void> {
+    this.stopping = true;
+    this.exit({ code: 0, signal: null });
+    return Promise.resolve();
+  }
+
+  kill(): void {
+    this.stopping = true;
+    this.exit({ code: 1, signal: "SIGKILL" });
+  }
+
+  /** The process dies on its own (not asked to): the fleet must notice. */
+  crash(): void {
+    this.exit({ code: 1, signal: "SIGSEGV" });
+  }
+}
+
+/** A backend of fake gpu-lets; a test can hold starts back, fail them, and wait for them. */
+class FakeBackend {
+  readonly executors: FakeGpulet[] = [];
+  leases = 0;
+  /** Versions whose starts fail. */
+  readonly failing = new Set<number>();
+  /** While set, starts wait for it. */
+  gate?: Promise<void>;
+  private started: ((e: FakeGpulet) => void)[] = [];
+  private begun: (() => void)[] = [];
+
+  constructor(readonly backend: Omit<Backend, "lease" | "start" | "refuse">) {}
+
+  asBackend(): Backend {
+    return {
+      ...this.backend,
+      refuse: () => undefined,
+      lease: (gpu, part): GpuletLease => {
+        this.leases++;
+        let released = false;
+        return {
+          gpu,
+          part,
+          release: () => {
+            if (!released) this.leases--;
+            released = true;
+          },
+        };
+      },
+      start: async (dep) => {
+        this.begun.splice(0).forEach((r) => r());
+        if (this.gate) await this.gate;
+        if (this.failing.has(dep.version)) throw new Error(`v${dep.version} does not load`);
+        const e = new FakeGpulet(`${dep.name}-v${dep.version}-${this.executors.length}`, dep.version);
+        this.executors.push(e);
+        this.started.splice(0).forEach((r) => r(e));
+        return e;
+      },
+    };
+  }
+
+  /** Resolves when the next start begins. */
+  nextStartBegins(): Promise<void> {
+    return new Promise((r) => this.begun.push(r));
+  }
+
+  /** Resolves with the executor of the next start that succeeds. */
+  nextStarted(): Promise<FakeGpulet> {
+    return new Promise((r) => this.started.push(r));
+  }
+}
+
+const { latency, interference } = await profile("h100");
+
+function setup() {
+  const fake = new FakeBackend({ device: "h100", kind: "sim", gpus: 2, latency, interference, timeScale: 1 });
+  // A long tick: re-plans happen only when the test places or removes a function.
+  const fleet = new Fleet({ backend: fake.asBackend(), depth: 2, tickMs: 60_000, log: () => {} });
+  const metrics = new Metrics({ functions: () => [], workers: () => 0 });
+  const deployment = (version: number) =>
+    new Deployment({
+      name: "classify",
+      version,
+      dir: "/nonexistent",
+      deployedAt: new Date().toISOString(),
+      manifest: { name: "classify", model: "resnet50", sloMs: 50, maxBatch: 8, json: true },
+    }, {
+      modelsDir: "/nonexistent",
+      runtimeDir: "/nonexistent",
+      device: new CpuDevice(2),
+      metrics,
+      coresPerGpulet: 1,
+      maxQueueRows: 1000,
+      depth: 2,
+      log: () => {},
+    });
+  return { fake, fleet, deployment };
+}
+
+/** `n` requests to `dep`; the versions that answered them (or the status when not 200). */
+async function invoke(dep: Deployment, n: number): Promise<(number | string)[]> {
+  const answers = await Promise.all(
+    Array.from({ length: n }, () => dep.submit({ kind: "json", body: new TextEncoder().encode("{}") }, 1)),
+  );
+  return answers.map((a) =>
+    "json" in a
+      ? JSON.parse(new TextDecoder().decode(a.json)).version
+      : `status ${a.status}${"error" in a ? `: ${a.error}` : ""}`
+  );
+}
+
+Deno.test("fleet: a placed function is served by its plan's gpu-lets; close stops them and releases their share", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1);
+  await fleet.place(v1);
+  assert.ok(v1.ready);
+  assert.ok(fake.executors.length >= 1, "a gpu-let started");
+  assert.equal(fleet.gpuletCount(), fake.executors.length);
+  assert.deepEqual(new Set(await invoke(v1, 20)), new Set([1]));
+  assert.equal(fleet.describe().workers.flatMap((w) => w.functions).length, fake.executors.length);
+  await fleet.close();
+  await v1.stop(false);
+  assert.ok(fake.executors.every((e) => e.stopping), "every executor stopped");
+  assert.equal(fake.leases, 0, "every lease released");
+});
+
+Deno.test("fleet: a new version goes live make-before-break: the old one serves until the new one is warm", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1), v2 = deployment(2);
+  await fleet.place(v1);
+  const old = [...fake.executors];
+  // Hold v2's start back, and serve v1 meanwhile.
+  let open!: () => void;
+  fake.gate = new Promise((r) => (open = r));
+  const begun = fake.nextStartBegins();
+  const placing = fleet.place(v2);
+  await begun;
+  assert.deepEqual(new Set(await invoke(v1, 10)), new Set([1]), "v1 serves while v2 starts");
+  assert.ok(old.every((e) => !e.stopping), "v1's gpu-lets keep running until v2 is warm");
+  open();
+  fake.gate = undefined;
+  await placing;
+  assert.ok(v2.ready);
+  assert.deepEqual(new Set(await invoke(v2, 10)), new Set([2]));
+  await fleet.close();
+  await Promise.all([v1.stop(false), v2.stop(false)]);
+  assert.equal(fake.leases, 0);
+});
+
+Deno.test("fleet: a version whose gpu-lets cannot start is refused with the reason; the previous one stays live", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1), v2 = deployment(2);
+  await fleet.place(v1);
+  fake.failing.add(2);
+  await assert.rejects(() => fleet.place(v2), /v2 does not load/);
+  assert.ok(!v2.ready);
+  assert.ok(v1.ready);
+  assert.deepEqual(new Set(await invoke(v1, 10)), new Set([1]));
+  await fleet.close();
+  await v1.stop(false);
+  assert.equal(fake.leases, 0);
+});
+
+Deno.test("fleet: a gpu-let that dies leaves routing at once and is restarted", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1);
+  await fleet.place(v1);
+  const before = v1.dispatcher.getSlots().length;
+  const victim = fake.executors[0];
+  const restarted = fake.nextStarted();
+  victim.crash();
+  await victim.exited;
+  // Out of routing before any restart: nothing is sent to a dead process.
+  await Promise.resolve();
+  assert.ok(v1.dispatcher.getSlots().every((s) => s.worker !== victim));
+  const fresh = await restarted;
+  // The repair applies the plan again: the fresh executor is routed as soon as that apply returns (a few
+  // turns of the event loop after its start).
+  for (let turn = 0; !v1.dispatcher.getSlots().some((s) => s.worker === fresh); turn++) {
+    assert.ok(turn < 1000, "the restarted gpu-let is routed");
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.equal(v1.dispatcher.getSlots().length, before);
+  const victimBatches = victim.batches;
+  assert.deepEqual(new Set(await invoke(v1, 20)), new Set([1]));
+  assert.equal(victim.batches, victimBatches, "nothing more went to the dead gpu-let");
+  await fleet.close();
+  await v1.stop(false);
+  assert.equal(fake.leases, 0);
+});
