@@ -14,6 +14,15 @@ import type { ModelInfo } from "../runtime/protocol.ts";
 import type { Executor } from "../runtime/executor.ts";
 import { GpuletWorker } from "../runtime/worker.ts";
 
+/** A batch unanswered this long means a hung gpu-let: at least this (ms), or this many deadlines. */
+const HANG_MIN_MS = 10_000;
+const HANG_DEADLINES = 5;
+/** Respawning a worker that died: first wait (ms), doubling up to the cap. */
+const RESPAWN_FIRST_MS = 500;
+const RESPAWN_MAX_MS = 30_000;
+/** Default bound on draining a stopping version (ms). */
+const DRAIN_TIMEOUT_MS = 30_000;
+
 export interface DeploymentOptions {
   modelsDir: string;
   runtimeDir: string;
@@ -61,7 +70,8 @@ export class Deployment {
       maxQueueRows: opts.maxQueueRows,
       admitAll: opts.admitAll,
       observer: opts.metrics.observerFor(record.name, String(record.version)),
-      hangTimeoutMs: opts.hangTimeoutMs ?? Math.max(10_000, 5 * record.manifest.sloMs * (opts.sloScale ?? 1)),
+      hangTimeoutMs: opts.hangTimeoutMs ??
+        Math.max(HANG_MIN_MS, HANG_DEADLINES * record.manifest.sloMs * (opts.sloScale ?? 1)),
       onWorkerLost: (w) => {
         // A broken connection to a live process: kill it so the exit handler respawns it.
         if (!w.stopping) w.kill();
@@ -179,7 +189,7 @@ export class Deployment {
           return;
         } catch (e) {
           this.opts.log(`${this.name} v${this.version}: respawn failed: ${e instanceof Error ? e.message : e}`);
-          await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+          await new Promise((r) => setTimeout(r, Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** attempt)));
         }
       }
     });
@@ -206,7 +216,7 @@ export class Deployment {
    * Stops this version. With `drain`, queued and in-flight requests are served first (bounded by
    * `drainTimeoutMs`); then admission closes and the workers exit.
    */
-  async stop(drain: boolean, drainTimeoutMs = 30_000): Promise<void> {
+  async stop(drain: boolean, drainTimeoutMs = DRAIN_TIMEOUT_MS): Promise<void> {
     if (drain) {
       await Promise.race([this.dispatcher.drain(), new Promise((r) => setTimeout(r, drainTimeoutMs))]);
     }

@@ -64,6 +64,15 @@ export interface FleetOptions {
 
 /** Most time a stopping gpu-let may take to finish its in-flight batches (ms). */
 const DRAIN_LIMIT_MS = 30_000;
+/** How often the autoscaler looks at the rates by default (ms). */
+const DEFAULT_TICK_MS = 200;
+/** Plan changes kept for `GET /admin/plan`. */
+const HISTORY_LENGTH = 200;
+/** First wait before restarting a gpu-let that died or failed to start (ms); doubles up to the cap. */
+const REPAIR_FIRST_MS = 200;
+const REPAIR_MAX_MS = 30_000;
+/** How often a draining gpu-let is checked for in-flight batches (ms). */
+const DRAIN_POLL_MS = 5;
 
 export class Fleet {
   readonly autoscaler: Autoscaler;
@@ -96,7 +105,7 @@ export class Fleet {
       ...(b.memory ? { planner: { ...DEFAULT_OPTIONS, memory: b.memory } } : {}),
     });
     this.planner = new RemotePlanner(this.autoscaler.config, opts.log);
-    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 200);
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? DEFAULT_TICK_MS);
   }
 
   /** Functions as the planner sees them: SLOs in profile time (undilated). */
@@ -188,7 +197,7 @@ export class Fleet {
   private record(change: PlanChange): void {
     const rec: PlanRecord = { ...change, at: new Date().toISOString(), started: 0, stopped: 0 };
     this.history.push(rec);
-    if (this.history.length > 200) this.history.shift();
+    if (this.history.length > HISTORY_LENGTH) this.history.shift();
     this.opts.log(
       `plan ${change.direction}: ${change.gpusBefore} → ${change.gpusAfter} GPUs, ${change.changes} gpu-let ` +
         `changes (${change.reason}) in ${change.planMs.toFixed(0)} ms`,
@@ -320,7 +329,7 @@ export class Fleet {
     this.draining.add(g);
     const until = performance.now() + DRAIN_LIMIT_MS;
     const busy = () => [...g.members.values()].some((m) => m.executor.inflight > 0 && !m.executor.stopping);
-    while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+    while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
     await Promise.all([...g.members.values()].map((m) => m.executor.stop()));
     g.lease.release();
     this.draining.delete(g);
@@ -342,7 +351,7 @@ export class Fleet {
     });
   }
 
-  private scheduleRepair(delayMs = 200): void {
+  private scheduleRepair(delayMs = REPAIR_FIRST_MS): void {
     if (this.repairTimer !== undefined || this.closed) return;
     this.repairTimer = setTimeout(() => {
       this.repairTimer = undefined;
@@ -352,7 +361,7 @@ export class Fleet {
         const missing = [...this.running.values()].some((g) =>
           g.placed.functions.some((f) => this.deps.has(f.name) && !g.members.has(f.name))
         );
-        if (missing) this.scheduleRepair(Math.min(30_000, delayMs * 2));
+        if (missing) this.scheduleRepair(Math.min(REPAIR_MAX_MS, delayMs * 2));
       });
     }, delayMs);
   }
@@ -398,6 +407,6 @@ export class Fleet {
     await this.idle();
     await Promise.all([...this.running.values()].map((g) => this.retire(g)));
     this.running.clear();
-    while (this.draining.size > 0) await new Promise((r) => setTimeout(r, 10));
+    while (this.draining.size > 0) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
   }
 }
