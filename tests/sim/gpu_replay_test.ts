@@ -44,14 +44,14 @@ Deno.test("request sim: within 3.5 points of the real H200 for the plans of issu
   // Ten one-GPU mixes at 0.5×, 0.9× and 1.0× their claimed peak (`bench/gpu_jobs.ts`): 30 replays with the
   // full-batch tail bound, the same 30 again with nine of their 1.0× plans at 1.2× or 1.4× their rates, 13
   // plans of the batch chain (every mix at 0.9×, three at 1.0×), and 26 of the chain with the residuals of
-  // several neighbours (every mix at 0.9× and 1.0×, six 1.0× plans at 1.2× their rates), and 16 of the chain
-  // with a service factor per batch (every mix at 0.9×, six at 1.0×).
+  // several neighbours (every mix at 0.9× and 1.0×, six 1.0× plans at 1.2× their rates), and 20 of the chain
+  // with a service factor per batch (every mix at 0.9× and 1.0×).
   const rounds = [
     ["bench/results/gpu_replay_tail2", 30],
     ["bench/results/gpu_replay_tail2b", 39],
     ["bench/results/gpu_replay_tail3", 13],
     ["bench/results/gpu_replay_tail4", 26],
-    ["bench/results/gpu_replay_tail5", 16],
+    ["bench/results/gpu_replay_tail5", 20],
   ] as const;
   for (const [dir, count] of rounds) {
     const { replays, functions } = await simulatedBesideReal(dir);
