@@ -101,7 +101,8 @@ function poissonPmf(mu: number, n: number): Float64Array {
 
 /**
  * Solves the chain for batches whose service times spread with CV `spread`, with `minStates` backlog states
- * at least (past them the backlog's tail must be negligible): backlogs from the last state on are lumped into it, and its requests count as misses.
+ * at least (past them the backlog's tail must be negligible): backlogs from the last state on are lumped
+ * into it, and its requests count as misses.
  * Undefined when the gpu-let cannot keep up even with full batches, or is so close to it that the chain
  * would be too long to solve here.
  */

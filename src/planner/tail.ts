@@ -19,7 +19,8 @@
  *   and at least as often as a gap is shorter than a batch (at light load, requests come in clumps, and the
  *   one behind finds a batch just begun).
  * - Service times vary around the profile (neighbours' bursts, clocks): a lognormal factor of CV `spread`,
- *   held for a request's whole stay (3-point Gauss–Hermite), and mixed into the cycle's arrivals.
+ *   held for a request's whole stay in the bound (3-point Gauss–Hermite; the chain draws one per batch), and
+ *   mixed into the cycle's arrivals.
  * - Busy share: each function at its own mean batch `b = min(B, max(1, λ·S(b)))` (no help from waiting
  *   for other functions' turns, so it does not understate it), `u = Σ λ_i·S_i(b_i)/b_i`.
  *
