@@ -9,6 +9,7 @@
  * `deno run -A bench/colocated.ts` from the replays in `resource/fidelity/` and `bench/results/`.
  */
 import { type CsvRow, formatCsv, readCsv } from "./csv.ts";
+import { solveLinear } from "./least_squares.ts";
 
 /** Columns of `profiles/<device>-colocated.csv`. */
 export const COLOCATED_COLUMNS = {
@@ -66,11 +67,9 @@ export function fitResiduals(cases: readonly ColocatedCase[]): Record<string, Re
       n++, sx += x, sxx += x * x, sy += y, sxy += x * y;
     }
     const ridgeA = SHRINK, ridgeB = SHRINK * Math.max(sxx / n, 0.1);
-    const det = (n + ridgeA) * (sxx + ridgeB) - sx * sx;
-    if (!(Math.abs(det) > 1e-12)) continue;
-    const intercept = ((sxx + ridgeB) * sy - sx * sxy) / det;
-    const slope = ((n + ridgeA) * sxy - sx * sy) / det;
-    out[model] = { intercept, slope, gpulets: of.length };
+    const fit = solveLinear([[n + ridgeA, sx], [sx, sxx + ridgeB]], [sy, sxy]);
+    if (!fit) continue;
+    out[model] = { intercept: fit[0], slope: fit[1], gpulets: of.length };
   }
   return out;
 }
