@@ -132,10 +132,10 @@ export function saturated(
       if (rate <= best.rate) break;
       const at = (r: number) => queueClass(table, fn, part, alpha, r, b);
       // The tail-feasible rate falls as the rate rises (more queueing): searched above the best so far.
-      const lo = best.rate > 0 ? best.rate : rate * 1e-6;
-      if (!meetsTail([at(lo)], tail)) continue;
+      const within = largestRateWithin(at, best.rate > 0 ? best.rate : rate * 1e-6, rate, tail);
+      if (within === undefined) continue;
       // On the grid of {@link keepsTailAlone}, so that sizing at this rate agrees with it.
-      const found = gridFloor(largestRateWithin(at, lo, rate, tail));
+      const found = gridFloor(within);
       if (found > best.rate) best = { rate: found, batch: b, latencyMs: l };
     }
   }

@@ -332,8 +332,8 @@ export function meetsTail(classes: readonly QueueClass[], tail: TailTarget): boo
 }
 
 /**
- * The largest rate in [lo, hi] at which one function alone keeps the target, within `relTol` of it (the
- * caller knows `lo` keeps it; `hi` is returned when it does too). The miss share rises steeply and smoothly
+ * The largest rate in [lo, hi] at which one function alone keeps the target, within `relTol` of it;
+ * undefined when even `lo` misses it, `hi` when that keeps it too. The miss share rises steeply and smoothly
  * with the rate, so its logarithm is solved for by regula falsi (Illinois): a few models instead of a
  * bisection's dozen.
  */
@@ -343,7 +343,7 @@ export function largestRateWithin(
   hi: number,
   tail: TailTarget,
   relTol = 2e-3,
-): number {
+): number | undefined {
   const allowed = 1 - tail.percentile;
   // log(miss / allowed), from the cheap bound where that already keeps the target (the exact one is lower).
   const gap = (rate: number) => {
@@ -351,9 +351,11 @@ export function largestRateWithin(
     const miss = exceeds(c, 0, prepare(c, tail), tail, c[0].sloMs, allowed + 1e-12);
     return Math.log(Math.max(miss, 1e-15) / (allowed + 1e-12));
   };
+  const atLo = gap(lo);
+  if (atLo > 0) return undefined;
   let fb = gap(hi);
   if (fb <= 0) return hi;
-  let a = lo, b = hi, fa = Math.min(-1e-9, gap(lo)), side = 0;
+  let a = lo, b = hi, fa = Math.min(-1e-9, atLo), side = 0;
   for (let i = 0; i < 30 && b - a > relTol * b; i++) {
     // The secant's root, kept off the ends so that each step shrinks the bracket.
     const c = Math.min(b - 0.02 * (b - a), Math.max(a + 0.02 * (b - a), (a * fb - b * fa) / (fb - fa)));

@@ -86,9 +86,12 @@ Deno.test("tail model: the largest rate that keeps p99 is found within 0.2 %, an
     const at = (rate: number) => alone(model, 50, batch, rate, 2.5 * full);
     const capacity = (1000 * batch) / full;
     const found = largestRateWithin(at, capacity * 1e-3, capacity, DEFAULT_TAIL);
+    assert.ok(found !== undefined, `${model} b${batch}: ${capacity * 1e-3}/s keeps p99`);
     assert.ok(meetsTail([at(found)], DEFAULT_TAIL), `${model} b${batch}: ${found}/s keeps p99`);
     assert.ok(!meetsTail([at(found * 1.004)], DEFAULT_TAIL), `${model} b${batch}: ${found * 1.004}/s does not`);
     assert.ok(found < capacity, `${model} b${batch}: below the capacity ${capacity}`);
+    // Where even the lowest rate of the range misses, there is none.
+    assert.equal(largestRateWithin(at, capacity, capacity, DEFAULT_TAIL), undefined);
   }
 });
 
