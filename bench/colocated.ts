@@ -46,15 +46,16 @@ const cases: (ColocatedCase & { mix: string })[] = measuredGpulets(replays)
 const fitted = fitResiduals(cases);
 await Deno.writeTextFile(`${PROJECT_ROOT}/profiles/h200-colocated.csv`, formatResiduals(fitted));
 
-/** Mean |error| and mean signed error (%) of predictions corrected by `residuals`. */
-function errors(of: readonly ColocatedCase[], residuals: Record<string, Residual>) {
-  let abs = 0, bias = 0;
-  for (const c of of) {
-    const e = (c.predictedMs * residualFactor(residuals, c.model, c.batch)) / c.measuredMs - 1;
-    abs += Math.abs(e), bias += e;
-  }
-  return { abs: (100 * abs) / of.length, bias: (100 * bias) / of.length };
+/** Mean |error| and mean signed error (%) of relative errors `e` (predicted / measured − 1). */
+function meanErrors(e: readonly number[]) {
+  return {
+    abs: (100 * e.reduce((s, x) => s + Math.abs(x), 0)) / e.length,
+    bias: (100 * e.reduce((s, x) => s + x, 0)) / e.length,
+  };
 }
+/** The errors of predictions corrected by `residuals`. */
+const errors = (of: readonly ColocatedCase[], residuals: Record<string, Residual>) =>
+  meanErrors(of.map((c) => (c.predictedMs * residualFactor(residuals, c.model, c.batch)) / c.measuredMs - 1));
 const mixes = [...new Set(cases.map((c) => c.mix))].sort();
 const heldOut: { c: ColocatedCase; factor: number }[] = [];
 for (const mix of mixes) {
@@ -63,13 +64,8 @@ for (const mix of mixes) {
     heldOut.push({ c, factor: residualFactor(residuals, c.model, c.batch) });
   }
 }
-const heldOutErr = (of: typeof heldOut) => {
-  const e = of.map(({ c, factor }) => (c.predictedMs * factor) / c.measuredMs - 1);
-  return {
-    abs: (100 * e.reduce((s, x) => s + Math.abs(x), 0)) / e.length,
-    bias: (100 * e.reduce((s, x) => s + x, 0)) / e.length,
-  };
-};
+const heldOutErr = (of: typeof heldOut) =>
+  meanErrors(of.map(({ c, factor }) => (c.predictedMs * factor) / c.measuredMs - 1));
 const f1 = (x: number) => x.toFixed(1);
 const models = [...new Set(cases.map((c) => c.model))].sort();
 const lines = [
