@@ -2,23 +2,24 @@
  * Where a planned gpu-let runs: the device backends of the autoscaled controller. A backend reserves a
  * gpu-let's share of a device and starts one function's executor on it.
  *
+ * Every gpu-let is one process serving all its functions in turns (a time-shared gpu-let takes no more of its
+ * device than its part), or one simulated gpu-let.
  * - `cpu:N`: the machine's cores split into N devices; a gpu-let of part p gets p % of its device's cores
- *   (at least one), and each function on it is a worker process pinned to them (a time-shared gpu-let is
- *   several processes on the same cores, time-shared by the OS scheduler).
+ *   (at least one), its process pinned to them.
  * - `sim:<profile>xN`: N simulated GPUs ({@link SimDevice}); a time-shared gpu-let is one simulated gpu-let
  *   whose functions take turns.
- * - `cuda`: this host's NVIDIA GPUs under MPS; each function of a gpu-let is a worker process whose
- *   environment gives it its GPU, its share of the SMs and its device memory ({@link cudaWorkerEnv}).
+ * - `cuda`: this host's NVIDIA GPUs under MPS; a gpu-let's process gets its GPU, its share of the SMs and its
+ *   device memory from its environment ({@link cudaWorkerEnv}).
  */
 import { loadProfile } from "../planner/profiles.ts";
 import type { CpuDevice } from "../runtime/cpu_device.ts";
-import type { Executor } from "../runtime/executor.ts";
+import { type GpuletHandle, gpuletOf } from "../runtime/executor.ts";
 import { SimDevice, type SimGpulet } from "../sim/sim_device.ts";
 import { zooSignature } from "../models/zoo.ts";
 import type { CudaSetup } from "../cuda/setup.ts";
 import { cudaWorkerEnv, modelMemoryMiB } from "../cuda/worker_env.ts";
 import type { MemoryLimits } from "../planner/layout.ts";
-import type { Deployment } from "./deployment.ts";
+import { type Deployment, startGpulet } from "./deployment.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 
@@ -47,8 +48,8 @@ export interface Backend {
   /** Why `model` cannot be served here, or undefined if it can. */
   refuse(model: string): string | undefined;
   lease(gpu: number, part: number): GpuletLease;
-  /** Starts and warms `dep`'s executor on a leased gpu-let. */
-  start(dep: Deployment, lease: GpuletLease): Promise<Executor>;
+  /** Starts and warms a gpu-let serving `deps` (in turns) on its lease: one executor per deployment. */
+  start(deps: Deployment[], lease: GpuletLease): Promise<GpuletHandle>;
   /** Device memory the planner must respect (real GPUs); filled in per model by {@link noteModel}. */
   readonly memory?: MemoryLimits;
   /** Tells the backend the size of a model file about to be served (for its memory budget). */
@@ -98,11 +99,14 @@ export async function simBackend(
         ? `model "${model}" is not a generated zoo model, so its signature is unknown`
         : undefined,
     lease: (gpu, part) => ({ gpu, part, sim: sim.gpulet(gpu, part), release: () => {} }),
-    start: (dep, lease) => {
-      const model = dep.record.manifest.model;
-      const sig = zooSignature(model)!;
-      const batchable = [...sig.inputs, ...sig.outputs].every((t) => t.shape[0] === -1);
-      return Promise.resolve(sim.executor(lease.sim!, model, { ...sig, batchable }, dep.name));
+    start: (deps, lease) => {
+      const executors = deps.map((dep) => {
+        const model = dep.record.manifest.model;
+        const sig = zooSignature(model)!;
+        const batchable = [...sig.inputs, ...sig.outputs].every((t) => t.shape[0] === -1);
+        return sim.executor(lease.sim!, model, { ...sig, batchable }, dep.name);
+      });
+      return Promise.resolve(gpuletOf(executors.map((e) => e.id).join("+"), executors));
     },
   };
 }
@@ -138,7 +142,7 @@ export async function cpuBackend(devices: number, cpu: CpuDevice, profilesDir: s
         },
       };
     },
-    start: (dep, lease) => dep.startProcess(lease.cores!),
+    start: (deps, lease) => startGpulet(deps, { cores: lease.cores! }),
   };
 }
 
@@ -170,15 +174,16 @@ export async function cudaBackend(setup: CudaSetup, profilesDir: string, context
         ? undefined
         : `model "${model}" has no ${setup.profile} profile (profiled: ${latency.models().join(", ")})`,
     lease: (gpu, part) => ({ gpu, part, release: () => {} }),
-    start: (dep, lease) => {
-      const model = dep.record.manifest.model;
-      const env = cudaWorkerEnv({
+    start: (deps, lease) => {
+      // One process holds every model of its gpu-let: one context, each model's share.
+      const models = deps.reduce((mb, dep) => mb + (memory.modelMb[dep.record.manifest.model] ?? 0), 0);
+      const cudaEnv = cudaWorkerEnv({
         gpuIndex: setup.gpus[lease.gpu].index,
         part: lease.part,
-        memoryMiB: contextMiB + (memory.modelMb[model] ?? 0),
+        memoryMiB: contextMiB + models,
         pipeDir: setup.pipeDir,
       });
-      return dep.startProcess([], env);
+      return startGpulet(deps, { cores: [], cudaEnv });
     },
     close: () => setup.stop(),
   };

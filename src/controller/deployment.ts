@@ -10,9 +10,9 @@ import { isBundledModel } from "../functions/manifest.ts";
 import type { FunctionRecord } from "../functions/registry.ts";
 import { chooseBatch, pickCores, warmBatches } from "../planner/static_layout.ts";
 import type { CpuDevice } from "../runtime/cpu_device.ts";
-import type { ModelInfo } from "../runtime/protocol.ts";
-import type { Executor } from "../runtime/executor.ts";
-import { GpuletWorker } from "../runtime/worker.ts";
+import type { FunctionConfig, ModelInfo } from "../runtime/protocol.ts";
+import type { Executor, GpuletHandle } from "../runtime/executor.ts";
+import { GpuletProcess } from "../runtime/worker.ts";
 
 /** A batch unanswered this long means a hung gpu-let: at least this (ms), or this many deadlines. */
 const HANG_MIN_MS = 10_000;
@@ -92,31 +92,25 @@ export class Deployment {
     return this.dispatcher.getSlots().length > 0;
   }
 
-  /**
-   * Starts and warms a worker process of this version pinned to `cores`; with `cudaEnv`, on the GPU share
-   * that environment gives it (one CPU core for its host side).
-   */
-  async startProcess(cores: number[], cudaEnv?: Record<string, string>): Promise<GpuletWorker> {
-    const m = this.record.manifest;
-    return await GpuletWorker.start({
-      id: `${this.name}-v${this.version}-${this.workerSeq++}`,
-      functionDir: this.record.dir,
-      runtimeDir: this.opts.runtimeDir,
-      cores,
-      startTimeoutMs: this.opts.startTimeoutMs,
-      env: cudaEnv,
-      config: {
-        functionFile: `${this.record.dir}/function.ts`,
-        modelFile: modelPath(this.record, this.opts.modelsDir),
-        threads: Math.max(1, cores.length),
-        warmBatches: warmBatches(m.maxBatch),
-        manifest: m,
-        cuda: cudaEnv !== undefined,
-      },
-    });
+  /** Where gpu-let processes keep their sockets, and how long they may take to warm (ms). */
+  get processOptions(): { runtimeDir: string; startTimeoutMs?: number } {
+    return { runtimeDir: this.opts.runtimeDir, startTimeoutMs: this.opts.startTimeoutMs };
   }
 
-  private slotFor(worker: GpuletWorker): Slot {
+  /** How a gpu-let process is told to load this version. */
+  functionConfig(): FunctionConfig {
+    const m = this.record.manifest;
+    return {
+      name: this.name,
+      functionDir: this.record.dir,
+      functionFile: `${this.record.dir}/function.ts`,
+      modelFile: modelPath(this.record, this.opts.modelsDir),
+      warmBatches: warmBatches(m.maxBatch),
+      manifest: m,
+    };
+  }
+
+  private slotFor(worker: Executor): Slot {
     const m = this.record.manifest;
     return {
       worker,
@@ -127,12 +121,18 @@ export class Deployment {
     };
   }
 
+  /** Static mode: one gpu-let process of this version alone, pinned to `cores`. */
+  private async startProcess(cores: number[]): Promise<Executor> {
+    const gpulet = await startGpulet([this], { cores });
+    return gpulet.executors[0];
+  }
+
   /**
    * Static mode: starts and warms the gpu-lets (`gpuletsPerFunction`, each on the least-loaded cores);
    * throws (WorkerStartError) if the function or model cannot be served, leaving nothing running.
    */
   async start(): Promise<void> {
-    const started: { worker: GpuletWorker; cores: number[] }[] = [];
+    const started: { worker: Executor; cores: number[] }[] = [];
     try {
       for (let i = 0; i < (this.opts.gpuletsPerFunction ?? 1); i++) {
         const cores = pickCores(this.opts.device.load(), this.opts.coresPerGpulet);
@@ -242,4 +242,32 @@ export class Deployment {
       latencyMs: s.latency.toJSON(),
     }));
   }
+}
+
+/** Where a gpu-let process runs: its cores (cpu), or its GPU share's environment (cuda). */
+export interface GpuletPlace {
+  cores: number[];
+  /** The worker's environment for its GPU and MPS share; the models then run on CUDA. */
+  cudaEnv?: Record<string, string>;
+}
+
+let gpuletSeq = 0;
+
+/**
+ * Starts and warms one gpu-let process serving `deps` (several: a time-shared gpu-let, taking turns); one
+ * executor per deployment, in order. With `cudaEnv`, on the GPU share it gives (one CPU core for its host side).
+ */
+export async function startGpulet(deps: Deployment[], place: GpuletPlace): Promise<GpuletHandle> {
+  const { runtimeDir, startTimeoutMs } = deps[0].processOptions;
+  const names = deps.map((d) => `${d.name}-v${d.version}`).join("+");
+  return await GpuletProcess.start({
+    id: `${names}-${gpuletSeq++}`,
+    functions: deps.map((d) => d.functionConfig()),
+    threads: Math.max(1, place.cores.length),
+    cuda: place.cudaEnv !== undefined,
+    cores: place.cores,
+    runtimeDir,
+    startTimeoutMs,
+    env: place.cudaEnv,
+  });
 }

@@ -6,8 +6,11 @@
  * gpu-lets keep serving meanwhile); (2) switch each function's routing to its new set of gpu-lets in one
  * step (`Dispatcher.setSlots`); (3) let the gpu-lets that left the plan finish their in-flight batches, then
  * stop them. Queued requests stay in their function's queue throughout and go to whichever gpu-let takes the
- * next batch, so a reorganisation neither drops nor fails a request. A gpu-let that fails to start is
- * retried by the next repair; a worker that dies is removed from routing at once and restarted.
+ * next batch, so a reorganisation neither drops nor fails a request. A gpu-let is one process for all its
+ * functions, so a running gpu-let is kept only while it serves the live version of each of them; otherwise
+ * (a new version, a function stopped on it) a fresh one is started in its place, make-before-break too. A
+ * gpu-let that fails to start is retried by the next repair; one that dies is removed from routing at once
+ * and restarted.
  */
 import { Autoscaler, type PlanChange, type ScaledFunction } from "../autoscaler/autoscaler.ts";
 import { RemotePlanner } from "../autoscaler/remote_planner.ts";
@@ -17,7 +20,7 @@ import { LatencyEstimate } from "../admission/latency.ts";
 import { DEFAULT_OPTIONS } from "../planner/planner.ts";
 import type { Plan } from "../planner/plan.ts";
 import { gpuletKey, type PlacedGpulet, placedGpulets } from "../planner/plan_diff.ts";
-import type { Executor } from "../runtime/executor.ts";
+import type { Executor, GpuletHandle } from "../runtime/executor.ts";
 import type { Backend, GpuletLease } from "./backends.ts";
 import type { Deployment } from "./deployment.ts";
 
@@ -28,10 +31,11 @@ interface Member {
   latency: LatencyEstimate;
 }
 
-/** A gpu-let the fleet runs. */
+/** A gpu-let the fleet runs: one process (or simulated gpu-let) serving its functions in turns. */
 interface RunningGpulet {
   id: string;
   lease: GpuletLease;
+  handle: GpuletHandle;
   members: Map<string, Member>;
   /** The plan's view of it (batches, rates). */
   placed: PlacedGpulet;
@@ -246,36 +250,41 @@ export class Fleet {
     const starts: Promise<void>[] = [];
     let started = 0;
     for (const [id, placed] of desired) {
-      const g: RunningGpulet = this.running.get(id) ??
-        {
-          id: `${id}@${this.seq++}`,
-          lease: this.opts.backend.lease(placed.gpu, placed.part),
-          members: new Map(),
-          placed,
-        };
-      if (!this.running.has(id)) started++;
-      g.placed = placed;
-      next.set(id, g);
-      for (const f of placed.functions) {
-        const dep = this.deps.get(f.name);
-        const m = g.members.get(f.name);
-        if (!dep || (m && m.dep === dep && !m.executor.stopping)) continue;
-        starts.push(this.startMember(g, dep));
+      const old = this.running.get(id);
+      if (old && this.serves(old, placed)) {
+        old.placed = placed;
+        next.set(id, old);
+        continue;
       }
+      const deps = placed.functions.flatMap((f) => this.deps.get(f.name) ?? []);
+      if (deps.length === 0) continue;
+      started++;
+      // If the fresh one fails, the one it was to replace stays (it serves what it served, e.g. the
+      // previous version while a new one is refused).
+      starts.push(
+        this.startGpulet(id, placed, deps).then((g) => {
+          if (g) next.set(id, g);
+          else if (old) next.set(id, old);
+        }),
+      );
     }
     // 1. Start and warm the new gpu-lets while the old ones serve.
     await Promise.all(starts);
     // A function the new plan leaves without any warm gpu-let (the devices are full, or its starts failed)
     // keeps the old gpu-lets it has: its requests are never without one.
+    const kept = new Set(next.values());
     const served = new Set([...next.values()].flatMap((g) => [...g.members.keys()]));
     for (const [id, g] of this.running) {
-      if (next.has(id)) continue;
+      if (kept.has(g)) continue;
       const orphans = [...g.members.values()].some((m) =>
-        this.deps.get(m.dep.name) === m.dep && !served.has(m.dep.name)
+        this.deps.get(m.dep.name) === m.dep && !m.executor.stopping && !served.has(m.dep.name)
       );
-      if (orphans) next.set(id, g);
+      if (orphans) {
+        next.set(next.has(id) ? g.id : id, g);
+        kept.add(g);
+      }
     }
-    const leaving = [...this.running].filter(([id]) => !next.has(id)).map(([, g]) => g);
+    const leaving = [...this.running.values()].filter((g) => !kept.has(g));
     this.running = next;
     // 2. Switch every function's routing at once.
     this.route();
@@ -284,24 +293,49 @@ export class Fleet {
     return { started, stopped: leaving.length };
   }
 
-  private async startMember(g: RunningGpulet, dep: Deployment): Promise<void> {
+  /** True if `g` serves the live version of each of the plan's functions on it. */
+  private serves(g: RunningGpulet, placed: PlacedGpulet): boolean {
+    return placed.functions.every((f) => {
+      const dep = this.deps.get(f.name);
+      const m = g.members.get(f.name);
+      return !dep || (m !== undefined && m.dep === dep && !m.executor.stopping);
+    });
+  }
+
+  /** Leases the plan's share and starts one gpu-let serving `deps` on it; undefined if it failed. */
+  private async startGpulet(
+    id: string,
+    placed: PlacedGpulet,
+    deps: Deployment[],
+  ): Promise<RunningGpulet | undefined> {
+    const lease = this.opts.backend.lease(placed.gpu, placed.part);
     try {
-      const executor = await this.opts.backend.start(dep, g.lease);
+      const handle = await this.opts.backend.start(deps, lease);
       if (this.closed) {
-        await executor.stop();
-        return;
+        await handle.stop();
+        lease.release();
+        return undefined;
       }
-      dep.adopt(executor);
-      const m: Member = { dep, executor, latency: new LatencyEstimate(executor.warmLatencyMs) };
-      g.members.set(dep.name, m);
-      this.watch(g, m);
+      const g: RunningGpulet = { id: `${id}@${this.seq++}`, lease, handle, members: new Map(), placed };
+      deps.forEach((dep, i) => {
+        const executor = handle.executors[i];
+        dep.adopt(executor);
+        g.members.set(dep.name, { dep, executor, latency: new LatencyEstimate(executor.warmLatencyMs) });
+      });
+      this.watch(g);
+      return g;
     } catch (e) {
-      dep.startError ??= e instanceof Error ? e : new Error(String(e));
+      lease.release();
+      const error = e instanceof Error ? e : new Error(String(e));
+      // A gpu-let of several functions names the one that failed; that one is refused, not its neighbours.
+      const culprits = deps.length === 1 ? deps : deps.filter((d) => error.message.startsWith(`${d.name}: `));
+      for (const dep of culprits.length ? culprits : deps) dep.startError ??= error;
       this.opts.log(
-        `${dep.name}: gpu-let on GPU ${g.lease.gpu} (${g.lease.part} %) failed to start: ${
-          e instanceof Error ? e.message : e
-        }`,
+        `${
+          deps.map((d) => d.name).join(", ")
+        }: gpu-let on GPU ${placed.gpu} (${placed.part} %) failed to start: ${error.message}`,
       );
+      return undefined;
     }
   }
 
@@ -324,28 +358,34 @@ export class Fleet {
     }
   }
 
-  /** Lets a gpu-let finish its in-flight batches, then stops its executors and releases its share. */
+  /** Lets a gpu-let finish its in-flight batches, then stops it and releases its share. */
   private async retire(g: RunningGpulet): Promise<void> {
     this.draining.add(g);
     const until = performance.now() + DRAIN_LIMIT_MS;
     const busy = () => [...g.members.values()].some((m) => m.executor.inflight > 0 && !m.executor.stopping);
     while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-    await Promise.all([...g.members.values()].map((m) => m.executor.stop()));
+    await g.handle.stop();
     g.lease.release();
     this.draining.delete(g);
   }
 
-  /** A member that dies is taken out of routing and restarted by a repair. */
-  private watch(g: RunningGpulet, m: Member): void {
-    m.executor.exited.then((status) => {
-      if (m.executor.stopping || this.closed || g.members.get(m.dep.name) !== m) return;
-      g.members.delete(m.dep.name);
-      this.opts.onWorkerDied?.(m.dep.name);
-      this.opts.log(`${m.dep.name}: ${m.executor.id} died (${status.signal ?? `code ${status.code}`}), restarting`);
-      // Out of routing even when it was the function's only gpu-let (`route` keeps a function's old slots
-      // when the plan leaves it none): its requests wait in the queue for the restart instead.
-      const slots = m.dep.dispatcher.getSlots();
-      m.dep.dispatcher.setSlots(slots.filter((s) => s.worker !== m.executor));
+  /** A gpu-let that dies is taken out of routing and restarted by a repair. */
+  private watch(g: RunningGpulet): void {
+    g.handle.exited.then((status) => {
+      const members = [...g.members.values()];
+      // Stopped on purpose (retired, or each function's version stopped): not a crash.
+      if (this.closed || members.every((m) => m.executor.stopping)) return;
+      const key = [...this.running].find(([, r]) => r === g)?.[0];
+      if (key === undefined) return; // out of the plan already: retire() is stopping it
+      this.running.delete(key);
+      g.lease.release();
+      this.opts.log(`${g.handle.id} died (${status.signal ?? `code ${status.code}`}), restarting`);
+      for (const m of members) {
+        this.opts.onWorkerDied?.(m.dep.name);
+        // Out of routing even when it was the function's only gpu-let (`route` keeps a function's old slots
+        // when the plan leaves it none): its requests wait in the queue for the restart instead.
+        m.dep.dispatcher.setSlots(m.dep.dispatcher.getSlots().filter((s) => s.worker !== m.executor));
+      }
       this.route();
       this.scheduleRepair();
     });
@@ -358,9 +398,11 @@ export class Fleet {
       if (this.plan) this.want(this.plan);
       // Still missing (start failed)? Try again later.
       this.idle().then(() => {
-        const missing = [...this.running.values()].some((g) =>
-          g.placed.functions.some((f) => this.deps.has(f.name) && !g.members.has(f.name))
-        );
+        const wanted = this.plan
+          ? placedGpulets(this.plan).filter((g) => g.functions.some((f) => this.deps.has(f.name))).length
+          : 0;
+        const missing = this.running.size < wanted ||
+          [...this.running.values()].some((g) => !this.serves(g, g.placed));
         if (missing) this.scheduleRepair(Math.min(REPAIR_MAX_MS, delayMs * 2));
       });
     }, delayMs);
@@ -380,6 +422,8 @@ export class Fleet {
         gpu: g.lease.gpu,
         part: g.lease.part,
         cores: g.lease.cores,
+        id: g.handle.id,
+        pid: g.handle.pid,
         functions: [...g.members.values()].map((m) => ({
           name: m.dep.name,
           version: m.dep.version,

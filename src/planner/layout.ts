@@ -37,7 +37,7 @@ export interface GpuState {
 export interface MemoryLimits {
   /** Usable memory per GPU. */
   deviceMb: number;
-  /** Per worker process (runtime context, workspace); each function of a gpu-let is one. */
+  /** Per gpu-let process (runtime context, workspace): one per gpu-let, however many functions it serves. */
   contextMb: number;
   /** Weights and activations per model; a model not listed counts 0. */
   modelMb: Record<string, number>;
@@ -72,15 +72,15 @@ export function usedPart(gpu: GpuState): number {
   return gpu.gpulets.reduce((s, g) => s + g.part, 0);
 }
 
-/** Memory a GPU needs (MB): each function of each gpu-let is a process with its context and its model. */
+/** Memory a GPU needs (MB): each gpu-let is a process with its context and its functions' models. */
 export function usedMemory(gpu: GpuState, memory: MemoryLimits): number {
   return gpu.gpulets.reduce((s, g) => s + gpuletMemory(g, memory), 0);
 }
 
-/** Memory one gpu-let needs (MB): a process per function, each with its context and its model. */
+/** Memory one gpu-let needs (MB): its process's context, and one session per function with its model. */
 export function gpuletMemory(g: GpuletState, memory: MemoryLimits): number {
-  const processes = new Map(g.demands.map((d) => [d.fn.name, d.fn.model]));
-  return [...processes.values()].reduce((s, m) => s + memory.contextMb + (memory.modelMb[m] ?? 0), 0);
+  const sessions = new Map(g.demands.map((d) => [d.fn.name, d.fn.model]));
+  return [...sessions.values()].reduce((s, m) => s + (memory.modelMb[m] ?? 0), memory.contextMb);
 }
 
 /** True if a gpu-let of `part` serving `demands` can be added to the GPU (part, count and memory). */

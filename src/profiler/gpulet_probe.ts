@@ -4,14 +4,14 @@
  */
 import type { WireTensor } from "../runtime/protocol.ts";
 import { elementCount, TYPES } from "../functions/tensor.ts";
-import { GpuletWorker } from "../runtime/worker.ts";
+import { type FunctionExecutor, GpuletProcess } from "../runtime/worker.ts";
 
 /** A running probe gpu-let. */
 export class GpuletProbe {
   /** Zero request bodies per batch size, made once (fresh large buffers are slow to touch). */
   private readonly bodies = new Map<number, { inputs: WireTensor[]; body: Uint8Array[] }>();
 
-  private constructor(readonly worker: GpuletWorker, private readonly dir: string) {}
+  private constructor(readonly worker: FunctionExecutor, private readonly dir: string) {}
 
   /** Starts a worker for `model` (file `modelFile`) pinned to `cores`, warmed at `warmBatch`. */
   static async start(opts: {
@@ -41,22 +41,23 @@ export class GpuletProbe {
       });\n`,
     );
     try {
-      const worker = await GpuletWorker.start({
+      const gpulet = await GpuletProcess.start({
         id: `probe-${manifest.name}-${opts.cores.join("_") || opts.env?.CUDA_MPS_ACTIVE_THREAD_PERCENTAGE}`,
-        functionDir: dir,
         runtimeDir: opts.runtimeDir,
         cores: opts.cores,
         env: opts.env,
-        config: {
+        threads: Math.max(1, opts.cores.length),
+        cuda: opts.cuda,
+        functions: [{
+          name: manifest.name,
+          functionDir: dir,
           functionFile: `${dir}/function.ts`,
           modelFile: opts.modelFile,
-          threads: Math.max(1, opts.cores.length),
-          cuda: opts.cuda,
           warmBatches: [opts.warmBatch],
           manifest,
-        },
+        }],
       });
-      return new GpuletProbe(worker, dir);
+      return new GpuletProbe(gpulet.executors[0], dir);
     } catch (e) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw e;

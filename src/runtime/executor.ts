@@ -34,3 +34,39 @@ export interface Executor {
   /** Ends at once; batches in flight fail. */
   kill(): void;
 }
+
+/** A started gpu-let: one executor per function it serves, in the order they were asked for. */
+export interface GpuletHandle {
+  readonly id: string;
+  /** OS process id (0 when it is not a process). */
+  readonly pid: number;
+  readonly executors: readonly Executor[];
+  /** Resolves when the gpu-let has ended, expected or not. */
+  readonly exited: Promise<{ code: number; signal: string | null }>;
+  /** Finishes the batches in flight, then ends every function on it. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A gpu-let made of separate executors (simulated gpu-lets, tests): it ends when one of them ends without
+ * being stopped (a crash), or when all of them have ended.
+ */
+export function gpuletOf(id: string, executors: Executor[]): GpuletHandle {
+  const exited = new Promise<{ code: number; signal: string | null }>((resolve) => {
+    let left = executors.length;
+    for (const e of executors) {
+      e.exited.then((status) => {
+        if (--left === 0 || !e.stopping) resolve(status);
+      });
+    }
+  });
+  return {
+    id,
+    pid: executors[0]?.pid ?? 0,
+    executors,
+    exited,
+    stop: async () => {
+      await Promise.all(executors.map((e) => e.stop()));
+    },
+  };
+}

@@ -1,8 +1,9 @@
 /**
- * Messages between the controller and a gpu-let worker (frame headers; tensor bytes travel in frame bodies).
+ * Messages between the controller and a gpu-let process (frame headers; tensor bytes travel in frame bodies),
+ * and between that process and the isolate of each function it serves.
  *
- * worker → controller: `ready` once the function is imported and the model loaded and warmed, or `fatal`;
- * then one `result` per `run`. controller → worker: `run` (a batch), `stop`.
+ * process → controller: `ready` once every function is imported and its model loaded and warmed, or `fatal`;
+ * then one `result` per `run`. controller → process: `run` (a batch of one function), `stop`.
  */
 import type { Manifest } from "../functions/manifest.ts";
 import type { OrtType } from "../functions/tensor.ts";
@@ -31,24 +32,43 @@ export interface WireTensor {
   bytes: number;
 }
 
-/** What the worker is told at start (its one command-line argument, JSON). */
-export interface WorkerConfig {
-  socket: string;
+/** One function of a gpu-let, as its process is told it. */
+export interface FunctionConfig {
+  /** The function's name (logs and errors). */
+  name: string;
+  /** Its folder: the only files its code may read, besides its model. */
+  functionDir: string;
   functionFile: string;
   modelFile: string;
-  threads: number;
   warmBatches: number[];
   manifest: Manifest;
-  /** Run on CUDA device 0 of the worker's `CUDA_VISIBLE_DEVICES` (its GPU), never on the CPU. */
+}
+
+/** What a gpu-let process is told at start (its one command-line argument, JSON). */
+export interface WorkerConfig {
+  socket: string;
+  /** onnxruntime's intra-op threads per session (the gpu-let's cores). */
+  threads: number;
+  /** The onnxruntime N-API binding: the only library a function's isolate may load. */
+  bindingPath: string;
+  /** Run on CUDA device 0 of the process's `CUDA_VISIBLE_DEVICES` (its GPU), never on the CPU. */
   cuda?: boolean;
+  /** The functions it serves, taking turns; `RunMessage.fn` indexes this list. */
+  functions: FunctionConfig[];
+}
+
+/** One function of a gpu-let, loaded and warm. */
+export interface FunctionReady {
+  model: ModelInfo;
+  /** Measured batch latency (ms) at each warmed batch size. */
+  warmLatencyMs: Record<string, number>;
 }
 
 export interface ReadyMessage {
   type: "ready";
   pid: number;
-  model: ModelInfo;
-  /** Measured batch latency (ms) at each warmed batch size. */
-  warmLatencyMs: Record<string, number>;
+  /** In the order of `WorkerConfig.functions`. */
+  functions: FunctionReady[];
 }
 
 export interface FatalMessage {
@@ -74,6 +94,8 @@ export type RunItem =
 export interface RunMessage {
   type: "run";
   batchId: number;
+  /** Which of the gpu-let's functions (index into `WorkerConfig.functions`). */
+  fn: number;
   items: RunItem[];
 }
 
@@ -100,3 +122,18 @@ export interface StopMessage {
 
 export type WorkerToController = ReadyMessage | FatalMessage | ResultMessage;
 export type ControllerToWorker = RunMessage | StopMessage;
+
+/** Process → function isolate: load and warm (`init`), then batches. */
+export type ToIsolate =
+  | { type: "init"; config: FunctionConfig; threads: number; cuda: boolean }
+  | { type: "run"; header: RunMessage; body: Uint8Array };
+
+/**
+ * Function isolate → process. `exit`: its code called `Deno.exit` (an isolate ending raises no event, so it
+ * says so first, and the process ends with that code: the controller restarts the gpu-let).
+ */
+export type FromIsolate =
+  | { type: "ready"; ready: FunctionReady }
+  | { type: "fatal"; stage: FatalMessage["stage"]; error: string }
+  | { type: "result"; header: ResultMessage; body: Uint8Array }
+  | { type: "exit"; code: number };

@@ -1,11 +1,21 @@
 /**
- * The controller's handle on one gpu-let worker process: start it (spawn, accept its socket, wait until it
- * is warm), send it batches, learn when it dies, stop it.
+ * The controller's handle on one gpu-let process: start it (spawn, accept its socket, wait until every
+ * function on it is warm), send it each function's batches, learn when it dies, stop it.
  */
 import type { BatchResult, Executor } from "./executor.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
-import type { ModelInfo, ReadyMessage, ResultMessage, RunItem, WorkerConfig, WorkerToController } from "./protocol.ts";
-import { findTaskset, workerCommand, workerEnv } from "./worker_command.ts";
+import type {
+  FunctionConfig,
+  FunctionReady,
+  ModelInfo,
+  ReadyMessage,
+  ResultMessage,
+  RunItem,
+  RunMessage,
+  WorkerConfig,
+  WorkerToController,
+} from "./protocol.ts";
+import { findTaskset, ortBindingPath, workerCommand, workerEnv } from "./worker_command.ts";
 
 /** The worker failed to start: its function or model could not be loaded or warmed. */
 export class WorkerStartError extends Error {
@@ -17,11 +27,15 @@ export class WorkerStartError extends Error {
 /** The worker died or was stopped while a batch was in flight. */
 export class WorkerLostError extends Error {}
 
-export interface WorkerSpec {
-  /** Unique id, used in the socket name and logs. */
+export interface GpuletSpec {
+  /** Unique id, for logs. */
   id: string;
-  functionDir: string;
-  config: Omit<WorkerConfig, "socket">;
+  /** The functions it serves, taking turns (one is the common case). */
+  functions: FunctionConfig[];
+  /** onnxruntime threads per session: the gpu-let's cores. */
+  threads: number;
+  /** Run its models on the GPU its environment gives it. */
+  cuda?: boolean;
   cores?: number[];
   runtimeDir: string;
   startTimeoutMs?: number;
@@ -30,16 +44,23 @@ export interface WorkerSpec {
 }
 
 const TASKSET = findTaskset();
+/** Default bound on loading and warming a gpu-let (ms). */
+const START_TIMEOUT_MS = 120_000;
+/** How long a stopping process may take to exit after its last batch before it is killed (ms). */
+const STOP_GRACE_MS = 5_000;
+/** Socket names are short (Unix socket paths are limited to ~108 bytes): a counter, not the id. */
+let socketSeq = 0;
 
-/** A running, warmed worker process. */
-export class GpuletWorker implements Executor {
+/**
+ * A running, warmed gpu-let process: one process (one MPS client, one core set) serving one or more
+ * functions, one {@link FunctionExecutor} each.
+ */
+export class GpuletProcess {
   readonly id: string;
   readonly cores?: number[];
   pid = 0;
-  model!: ModelInfo;
-  warmLatencyMs: Record<string, number> = {};
-  /** Batches sent and not yet answered. */
-  inflight = 0;
+  /** One per function, in the order of the spec. */
+  readonly executors: FunctionExecutor[] = [];
   /** Resolves when the process has exited (expected or not). */
   readonly exited: Promise<Deno.CommandStatus>;
   /** Set once `stop()` or `kill()` was called: an exit after that is not a crash. */
@@ -54,7 +75,7 @@ export class GpuletWorker implements Executor {
   >();
   private stderrTail = "";
 
-  private constructor(spec: WorkerSpec, child: Deno.ChildProcess) {
+  private constructor(spec: GpuletSpec, child: Deno.ChildProcess) {
     this.id = spec.id;
     this.cores = spec.cores;
     this.child = child;
@@ -62,18 +83,19 @@ export class GpuletWorker implements Executor {
     this.collectStderr(child.stderr);
   }
 
-  /** Spawns a worker and waits until it reports ready (model loaded, warmed) or fails. */
-  static async start(spec: WorkerSpec): Promise<GpuletWorker> {
-    const socket = `${spec.runtimeDir}/${spec.id}.sock`;
+  /** Spawns a gpu-let process and waits until it reports ready (every model loaded, warmed) or fails. */
+  static async start(spec: GpuletSpec): Promise<GpuletProcess> {
+    const socket = `${spec.runtimeDir}/g${socketSeq++}.sock`;
     await Deno.remove(socket).catch(() => {});
     const listener = Deno.listen({ transport: "unix", path: socket });
-    const config: WorkerConfig = { ...spec.config, socket };
-    const { program, args } = workerCommand({
-      config,
-      functionDir: spec.functionDir,
-      cores: spec.cores,
-      tasksetPath: TASKSET,
-    });
+    const config: WorkerConfig = {
+      socket,
+      threads: spec.threads,
+      bindingPath: ortBindingPath(),
+      cuda: spec.cuda,
+      functions: spec.functions,
+    };
+    const { program, args } = workerCommand({ config, cores: spec.cores, tasksetPath: TASKSET });
     const child = new Deno.Command(program, {
       args,
       env: { ...workerEnv(), ...spec.env },
@@ -82,8 +104,8 @@ export class GpuletWorker implements Executor {
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const w = new GpuletWorker(spec, child);
-    const timeoutMs = spec.startTimeoutMs ?? 120_000;
+    const w = new GpuletProcess(spec, child);
+    const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const conn = await Promise.race([
@@ -131,8 +153,10 @@ export class GpuletWorker implements Executor {
       if (first.header.type !== "ready") throw new WorkerStartError("load", "unexpected first message from worker");
       const ready = first.header as ReadyMessage;
       w.pid = ready.pid;
-      w.model = ready.model;
-      w.warmLatencyMs = ready.warmLatencyMs;
+      ready.functions.forEach((f, i) => {
+        const id = spec.functions.length === 1 ? spec.id : `${spec.id}/${spec.functions[i].name}`;
+        w.executors.push(new FunctionExecutor(w, i, id, f));
+      });
       w.readLoop(reader);
       return w;
     } catch (e) {
@@ -165,7 +189,6 @@ export class GpuletWorker implements Executor {
           continue;
         }
         this.pending.delete(frame.header.batchId);
-        this.inflight--;
         // The body stays the caller's until it releases it, however far this loop reads on meanwhile.
         p.resolve({ ...frame.header, body: frame.body, release: frame.release });
       }
@@ -189,30 +212,29 @@ export class GpuletWorker implements Executor {
   private failPending(error: Error): void {
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
-    this.inflight = 0;
   }
 
   /**
-   * Runs one batch. `body` holds the tensor bytes that `items` reference. The result's `body` is a view of
-   * the connection's read buffer, lent to the caller until it calls the result's `release()`.
+   * Runs one batch of function `fn`. `body` holds the tensor bytes that `items` reference. The result's
+   * `body` is a view of the connection's read buffer, lent to the caller until it calls the result's
+   * `release()`.
    */
-  run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
+  run(fn: number, items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
     if (!this.writer) return Promise.reject(new WorkerLostError("worker not started"));
     const batchId = this.nextBatchId++;
-    this.inflight++;
     return new Promise((resolve, reject) => {
       this.pending.set(batchId, { resolve, reject });
-      this.writer!.write({ type: "run", batchId, items }, body).catch((e) => {
+      const run: RunMessage = { type: "run", batchId, fn, items };
+      this.writer!.write(run, body).catch((e) => {
         if (this.pending.delete(batchId)) {
-          this.inflight--;
           reject(new WorkerLostError(`worker ${this.id}: send failed: ${e instanceof Error ? e.message : e}`));
         }
       });
     });
   }
 
-  /** Asks the worker to exit after its current batch; kills it if it has not exited within `graceMs`. */
-  async stop(graceMs = 5000): Promise<void> {
+  /** Asks the process to exit after the batches it was sent; kills it if it has not exited within `graceMs`. */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     this.stopping = true;
     await this.writer?.write({ type: "stop" }).catch(() => {});
     const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), graceMs))]);
@@ -225,5 +247,66 @@ export class GpuletWorker implements Executor {
     try {
       this.child.kill("SIGKILL");
     } catch { /* already gone */ }
+  }
+}
+
+/** One function's handle on its gpu-let process: what admission sends that function's batches to. */
+export class FunctionExecutor implements Executor {
+  readonly model: ModelInfo;
+  readonly warmLatencyMs: Record<string, number>;
+  /** Batches sent and not yet answered. */
+  inflight = 0;
+  private stopped = false;
+  private readonly unanswered = new Set<Promise<unknown>>();
+
+  constructor(
+    readonly process: GpuletProcess,
+    private readonly fn: number,
+    readonly id: string,
+    ready: FunctionReady,
+  ) {
+    this.model = ready.model;
+    this.warmLatencyMs = ready.warmLatencyMs;
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  get cores(): number[] | undefined {
+    return this.process.cores;
+  }
+
+  get exited(): Promise<Deno.CommandStatus> {
+    return this.process.exited;
+  }
+
+  /** True once this function was stopped here, or its process is stopping. */
+  get stopping(): boolean {
+    return this.stopped || this.process.stopping;
+  }
+
+  run(items: RunItem[], body: Uint8Array[]): Promise<BatchResult> {
+    this.inflight++;
+    const p = this.process.run(this.fn, items, body).finally(() => this.inflight--);
+    const settled = p.catch(() => {});
+    this.unanswered.add(settled);
+    settled.then(() => this.unanswered.delete(settled));
+    return p;
+  }
+
+  /**
+   * Stops serving this function here after its batches in flight; the process stops with the last of its
+   * functions.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.unanswered);
+    if (this.process.executors.every((e) => e.stopping)) await this.process.stop();
+  }
+
+  /** Kills the whole process (one function hung or broken takes its gpu-let down: it is restarted). */
+  kill(): void {
+    this.process.kill();
   }
 }

@@ -1,6 +1,7 @@
 /**
- * How a gpu-let worker process is started: the `deno run` command line with least permissions, pinned to
- * its cores. Pure, so the composition is testable without spawning anything.
+ * How a gpu-let process is started: the `deno run` command line with least permissions (what its functions
+ * need together; each function's isolate gets only its own share), pinned to its cores. Pure, so the
+ * composition is testable without spawning anything.
  */
 import type { WorkerConfig } from "./protocol.ts";
 
@@ -16,14 +17,11 @@ export function ortBindingPath(root = PROJECT_ROOT): string {
 
 export interface WorkerCommandInput {
   config: WorkerConfig;
-  /** Folder of the function's files (read-only for the worker). */
-  functionDir: string;
   /** CPU cores to pin to, or undefined for no pinning. */
   cores?: number[];
   denoPath?: string;
   tasksetPath?: string | null;
   root?: string;
-  bindingPath?: string;
 }
 
 /** The program and arguments that start a worker. */
@@ -31,15 +29,20 @@ export function workerCommand(input: WorkerCommandInput): { program: string; arg
   const root = input.root ?? PROJECT_ROOT;
   const deno = input.denoPath ?? Deno.execPath();
   const sock = input.config.socket;
+  // The process loads each function's isolate from the project's modules (an isolate's own imports are
+  // read with the process's permissions; the function code it then imports, with the isolate's).
+  const files = [...input.config.functions.flatMap((f) => [f.functionDir, f.modelFile]), `${root}/src`];
   const denoArgs = [
     "run",
     `--config=${root}/deno.json`,
     "--cached-only",
     "--no-prompt",
-    `--allow-read=${input.functionDir},${input.config.modelFile},${sock}`,
+    // Each function runs in a Web Worker with its own (smaller) permissions.
+    "--unstable-worker-options",
+    `--allow-read=${[...new Set(files), sock].join(",")}`,
     `--allow-write=${sock}`,
     `--allow-net=unix:${sock}`,
-    `--allow-ffi=${input.bindingPath ?? ortBindingPath(root)}`,
+    `--allow-ffi=${input.config.bindingPath}`,
     `${root}/src/runtime/worker_main.ts`,
     JSON.stringify(input.config),
   ];

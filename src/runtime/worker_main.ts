@@ -1,191 +1,130 @@
 /**
- * The gpu-let worker process: imports one function, loads its model into onnxruntime, warms it up, then runs
- * the batches the controller sends over a Unix socket, one at a time.
+ * The gpu-let process: one per gpu-let, as in Gpu-let (one MPS client, one pinned core set). It serves the
+ * functions the plan put on its gpu-let, taking turns batch by batch: the controller sends each function's
+ * batches (at the plan's batch size) over one Unix socket, and the process runs them one at a time,
+ * round-robin over its functions, each in the isolate of its function (`function_worker.ts`).
  *
- * Started by the controller with the fewest Deno permissions that work: read of the function folder, the
- * model file and its socket; write and net only to that socket; ffi only to the onnxruntime binding.
- * No env, no run, no other net or write. Function code runs here, and only here.
+ * Started by the controller with the fewest Deno permissions that work: read of its functions' folders, their
+ * model files and its socket; write and net only to that socket; ffi only to the onnxruntime binding. No env,
+ * no run, no other net or write. Function code never runs in this isolate: each function gets a Web Worker
+ * with only its own folder and model, so one function cannot read another's files.
  */
-import ort from "onnxruntime-node";
-// Preloaded so function code can import them without read access to the project (see DESIGN.md).
-import "zod";
-import "../functions/vision.ts";
-import { type FunctionDefinition, isDefinedFunction, type Tensors } from "../functions/sdk.ts";
-import { describeZodError } from "../functions/manifest.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
-import { encodeAnswer, ItemError, parseItemJson, tensorsToWire, wireToTensors } from "./item_codec.ts";
-import { ModelExecutor, modelInfo } from "./ort_executor.ts";
 import type {
   FatalMessage,
-  ItemResult,
-  ModelInfo,
+  FromIsolate,
+  FunctionConfig,
+  FunctionReady,
   ReadyMessage,
   ResultMessage,
-  RunItem,
   RunMessage,
+  ToIsolate,
   WorkerConfig,
 } from "./protocol.ts";
-import { elementCount, TYPES } from "../functions/tensor.ts";
+
+/** Exit code of a process whose function failed to load (the controller reads the `fatal` message). */
+const EXIT_FATAL = 3;
 
 function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function handleRun(
-  msg: RunMessage,
-  body: Uint8Array,
-  def: FunctionDefinition,
-  exec: ModelExecutor,
-): Promise<{ header: ResultMessage; parts: Uint8Array[] }> {
-  const t0 = performance.now();
-  exec.computeMs = 0;
-  const results: ItemResult[] = new Array(msg.items.length);
-  const jsonIdx: number[] = [];
-  const jsonInputs: unknown[] = [];
-  const jsonTensors: Tensors[] = [];
-  const rawIdx: number[] = [];
-  const rawTensors: Tensors[] = [];
-  let rows = 0;
+/** One function's isolate, and the answer it owes. */
+class FunctionIsolate {
+  private readonly worker: Worker;
+  private waiting?: (msg: FromIsolate) => void;
 
-  for (const [i, item] of msg.items.entries() as IterableIterator<[number, RunItem]>) {
-    try {
-      if (item.kind === "json") {
-        if (!def.input || !def.preprocess) throw new ItemError(400, "this function takes tensors only");
-        const parsed = def.input.safeParse(parseItemJson(body, item.body));
-        if (!parsed.success) throw new ItemError(400, `invalid input: ${describeZodError(parsed.error)}`);
-        let tensors: Tensors;
-        try {
-          tensors = await def.preprocess(parsed.data);
-        } catch (e) {
-          throw new ItemError(400, `preprocess rejected the input: ${describe(e)}`);
-        }
-        rows += def.execute ? 1 : exec.check(tensors, exec.info.batchable);
-        jsonIdx.push(i);
-        jsonInputs.push(parsed.data);
-        jsonTensors.push(tensors);
-      } else {
-        const tensors = wireToTensors(item.inputs, body);
-        rows += exec.check(tensors, exec.info.batchable);
-        rawIdx.push(i);
-        rawTensors.push(tensors);
-      }
-    } catch (e) {
-      results[i] = e instanceof ItemError
-        ? { id: item.id, ok: false, status: e.status, error: e.message }
-        : { id: item.id, ok: false, status: 500, error: describe(e) };
-    }
+  constructor(config: FunctionConfig, bindingPath: string, onExit: (code: number) => void) {
+    this.worker = new Worker(new URL("./function_worker.ts", import.meta.url), {
+      type: "module",
+      name: config.name,
+      deno: {
+        permissions: {
+          read: [config.functionDir, config.modelFile],
+          ffi: [bindingPath],
+          write: false,
+          net: false,
+          env: false,
+          run: false,
+          sys: false,
+          import: false,
+        },
+      },
+    } as WorkerOptions);
+    this.worker.onmessage = (e: MessageEvent<FromIsolate>) => {
+      if (e.data.type === "exit") return onExit(e.data.code);
+      const w = this.waiting;
+      this.waiting = undefined;
+      w?.(e.data);
+    };
+    // An uncaught error in function code ends its isolate: the gpu-let can no longer serve it.
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      console.error(`gpulet worker: function ${config.name}: ${e.message}`);
+      onExit(1);
+    };
   }
 
-  const parts: Uint8Array[] = [];
-  const offset = { n: 0 };
-  const failAll = (idx: number[], e: unknown) => {
-    for (const i of idx) {
-      results[i] = e instanceof ItemError
-        ? { id: msg.items[i].id, ok: false, status: e.status, error: e.message }
-        : { id: msg.items[i].id, ok: false, status: 500, error: `model run failed: ${describe(e)}` };
-    }
-  };
+  /** Sends a message and waits for the one answer it gets. */
+  ask(msg: ToIsolate, transfer: Transferable[] = []): Promise<FromIsolate> {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+}
 
-  if (jsonTensors.length) {
-    try {
-      const outs = def.execute ? await def.execute(jsonTensors, exec.runner) : await exec.stacked(jsonTensors);
-      for (const [k, i] of jsonIdx.entries()) {
-        try {
-          const answer = encodeAnswer(await def.postprocess!(outs[k], jsonInputs[k]));
-          results[i] = { id: msg.items[i].id, ok: true, json: { offset: offset.n, bytes: answer.byteLength } };
-          parts.push(answer);
-          offset.n += answer.byteLength;
-        } catch (e) {
-          results[i] = { id: msg.items[i].id, ok: false, status: 500, error: `postprocess failed: ${describe(e)}` };
-        }
-      }
-    } catch (e) {
-      failAll(jsonIdx, e);
-    }
-  }
-  if (rawTensors.length) {
-    try {
-      const outs = await exec.stacked(rawTensors);
-      for (const [k, i] of rawIdx.entries()) {
-        results[i] = { id: msg.items[i].id, ok: true, outputs: tensorsToWire(outs[k], parts, offset) };
-      }
-    } catch (e) {
-      failAll(rawIdx, e);
-    }
-  }
-  return {
-    header: {
-      type: "result",
-      batchId: msg.batchId,
-      items: results,
-      rows,
-      computeMs: exec.computeMs,
-      workerMs: performance.now() - t0,
-    },
-    parts,
-  };
+/** A batch received and not yet run. */
+interface Job {
+  run: RunMessage;
+  body: Uint8Array<ArrayBuffer>;
 }
 
 /**
- * Where the session runs. CPU: no spinning between requests (it would burn a whole core; DESIGN.md, measured
- * facts). CUDA: device 0 of the GPU the controller gave this process, and no silent CPU fallback for nodes
- * the CUDA provider cannot take (session creation fails instead).
+ * Runs the batches the controller sends, one at a time, the functions taking turns round-robin (each
+ * function's batches in arrival order): the turn order the planner's tail model and the request-level
+ * simulator assume. Ends once the controller said `stop` (or went away) and every batch sent is answered.
  */
-function sessionPlacement(config: WorkerConfig) {
-  if (config.cuda) {
-    return {
-      executionProviders: [{ name: "cuda" as const, deviceId: 0 }],
-      extra: { session: { disable_cpu_ep_fallback: "1" } },
-    };
-  }
-  return { extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } } };
-}
-
-/** Zero tensors for a warm-up run at `batch` rows, when every non-batch dimension is known. */
-function zeroItem(info: ModelInfo, batch: number): Tensors | null {
-  const item: Tensors = {};
-  for (const spec of info.inputs) {
-    if (spec.shape.slice(1).some((d) => d < 0) || spec.shape[0] !== -1) return null;
-    const dims = [batch, ...spec.shape.slice(1)];
-    item[spec.name] = { type: spec.type, dims, data: TYPES[spec.type].alloc(elementCount(dims)) };
-  }
-  return item;
-}
-
-async function warmUp(
-  def: FunctionDefinition,
-  exec: ModelExecutor,
-  batches: number[],
-): Promise<Record<string, number>> {
-  const latency: Record<string, number> = {};
-  for (const b of batches) {
-    let once: () => Promise<unknown>;
-    // Preprocessing runs once per request: it counts in the batch latency admission plans with.
-    let preprocessMs = 0;
-    if (def.example !== undefined && def.input && def.preprocess) {
-      const parsed = def.input.parse(def.example);
-      await def.preprocess(parsed);
-      const tp = performance.now();
-      const tensors = await def.preprocess(parsed);
-      preprocessMs = performance.now() - tp;
-      const items = Array.from({ length: b }, () => tensors);
-      once = async () => {
-        const outs = def.execute ? await def.execute(items, exec.runner) : await exec.stacked(items);
-        await def.postprocess?.(outs[0], parsed);
-      };
-    } else {
-      const item = zeroItem(exec.info, b);
-      if (!item) {
-        throw new Error("the model has dynamic non-batch dimensions: give the function an `example` input to warm up");
-      }
-      once = () => exec.stacked([item]);
+async function serveInTurns(
+  reader: FrameReader,
+  isolates: FunctionIsolate[],
+  answer: (header: ResultMessage, body: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const queues: Job[][] = isolates.map(() => []);
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const reading = (async () => {
+    for (;;) {
+      const frame = await reader.next<RunMessage | { type: "stop" }>();
+      if (!frame || frame.header.type === "stop") break;
+      const run = frame.header;
+      if (!queues[run.fn]) throw new Error(`no function ${run.fn} on this gpu-let`);
+      // The isolate gets its own copy (transferred, not cloned again); the frame's bytes go back at once.
+      queues[run.fn].push({ run, body: frame.body.slice() });
+      frame.release();
+      wake?.();
     }
-    await once();
-    const t0 = performance.now();
-    await once();
-    latency[b] = performance.now() - t0 + b * preprocessMs;
+  })().finally(() => {
+    ended = true;
+    wake?.();
+  });
+  let turn = 0;
+  for (;;) {
+    const k = queues.findIndex((_, i) => queues[(turn + i) % queues.length].length > 0);
+    if (k < 0) {
+      if (ended) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+      continue;
+    }
+    const fn = (turn + k) % queues.length;
+    turn = fn + 1;
+    const job = queues[fn].shift()!;
+    const reply = await isolates[fn].ask({ type: "run", header: job.run, body: job.body }, [job.body.buffer]);
+    if (reply.type !== "result") throw new Error(`function ${fn} answered ${reply.type} to a batch`);
+    await answer(reply.header, reply.body);
   }
-  return latency;
+  await reading;
 }
 
 async function main(): Promise<void> {
@@ -193,52 +132,39 @@ async function main(): Promise<void> {
   const conn = await Deno.connect({ transport: "unix", path: config.socket });
   const writer = new FrameWriter(conn);
   const reader = new FrameReader(conn);
-  let stage: FatalMessage["stage"] = "import";
-  let def: FunctionDefinition;
-  let exec: ModelExecutor;
-  try {
-    const mod = await import(`file://${config.functionFile}`);
-    stage = "validate";
-    if (!isDefinedFunction(mod.default)) throw new Error("function.ts must default-export defineFunction({...})");
-    def = mod.default as FunctionDefinition;
-    const m = config.manifest;
-    if (def.model !== m.model || def.sloMs !== m.sloMs || (def.maxBatch ?? 32) !== m.maxBatch) {
-      throw new Error("function.ts does not match the deployed manifest (model, sloMs, maxBatch)");
-    }
-    stage = "load";
-    const session = await ort.InferenceSession.create(config.modelFile, {
-      intraOpNumThreads: config.threads,
-      interOpNumThreads: 1,
-      executionMode: "sequential",
-      graphOptimizationLevel: "all",
-      ...sessionPlacement(config),
-    });
-    exec = new ModelExecutor(session, modelInfo(session));
-    stage = "warmup";
-    const warmLatencyMs = await warmUp(def, exec, config.warmBatches);
-    const ready: ReadyMessage = { type: "ready", pid: Deno.pid, model: exec.info, warmLatencyMs };
-    await writer.write(ready);
-  } catch (e) {
-    const fatal: FatalMessage = { type: "fatal", stage, error: describe(e) };
-    await writer.write(fatal).catch(() => {});
+  const exitWith = (code: number) => {
     conn.close();
-    Deno.exit(3);
+    Deno.exit(code);
+  };
+  const isolates = config.functions.map((f) => new FunctionIsolate(f, config.bindingPath, exitWith));
+  // Loaded side by side; the gpu-let is ready when all of them are.
+  const answers = await Promise.all(
+    isolates.map((iso, i) =>
+      iso.ask({ type: "init", config: config.functions[i], threads: config.threads, cuda: config.cuda ?? false })
+    ),
+  );
+  const failed = answers.findIndex((a) => a.type !== "ready");
+  if (failed >= 0) {
+    const a = answers[failed];
+    const fatal: FatalMessage = a.type === "fatal"
+      ? { type: "fatal", stage: a.stage, error: describe(a.error) }
+      : { type: "fatal", stage: "load", error: `unexpected answer ${a.type}` };
+    if (config.functions.length > 1) fatal.error = `${config.functions[failed].name}: ${fatal.error}`;
+    await writer.write(fatal).catch(() => {});
+    exitWith(EXIT_FATAL);
   }
-  // One batch at a time. Its input tensors are views of the frame body, and outputs may be too (an identity
-  // model), so the body goes back to the reader only once the result is written.
-  for (;;) {
-    const frame = await reader.next<RunMessage | { type: "stop" }>();
-    if (!frame || frame.header.type === "stop") break;
-    const { header, parts } = await handleRun(frame.header, frame.body, def, exec);
-    await writer.write(header, parts);
-    frame.release();
-  }
-  conn.close();
-  Deno.exit(0);
+  const ready: ReadyMessage = {
+    type: "ready",
+    pid: Deno.pid,
+    functions: answers.map((a) => (a as { ready: FunctionReady }).ready),
+  };
+  await writer.write(ready);
+  await serveInTurns(reader, isolates, async (header, body) => await writer.write(header, [body]));
+  exitWith(0);
 }
 
 if (import.meta.main) {
-  // The controller going away closes the socket; any unexpected error ends the process (it is respawned).
+  // The controller going away closes the socket; any unexpected error ends the process (it is restarted).
   main().catch((e) => {
     console.error(`gpulet worker: ${describe(e)}`);
     Deno.exit(1);

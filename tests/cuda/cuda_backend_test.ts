@@ -28,16 +28,19 @@ Deno.test("a gpu-let's environment places it: its GPU, its SM share, its memory,
   const { args } = workerCommand({
     config: {
       socket: "/tmp/g/w.sock",
-      functionFile: "/f/function.ts",
-      modelFile: "/m/lenet.onnx",
       threads: 1,
-      warmBatches: [1],
-      manifest: { name: "f", model: "lenet", sloMs: 10, maxBatch: 1, json: false },
+      bindingPath: "/ort/onnxruntime_binding.node",
       cuda: true,
+      functions: [{
+        name: "f",
+        functionDir: "/f",
+        functionFile: "/f/function.ts",
+        modelFile: "/m/lenet.onnx",
+        warmBatches: [1],
+        manifest: { name: "f", model: "lenet", sloMs: 10, maxBatch: 1, json: false },
+      }],
     },
-    functionDir: "/f",
     tasksetPath: null,
-    bindingPath: "/ort/onnxruntime_binding.node",
   });
   assert.ok(!args.some((a) => /^--allow-(env|run|all|sys)|^-A$/.test(a)), args.join(" "));
   assert.ok(args.includes("--allow-ffi=/ort/onnxruntime_binding.node"));
