@@ -28,5 +28,6 @@ export async function metric(url: string, sample: string): Promise<number> {
 /** Pids of the gpu-let workers in the live layout (`GET /admin/plan`). */
 export async function workerPids(url: string, token?: string): Promise<number[]> {
   const plan = await (await fetch(`${url}/admin/plan`, { headers: auth(token) })).json();
-  return plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
+  // One process per gpu-let; a gpu-let still starting has none yet.
+  return plan.gpus.flatMap((g: { gpulets: { pid?: number }[] }) => g.gpulets.flatMap((l) => l.pid ?? []));
 }

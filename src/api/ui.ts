@@ -13,49 +13,22 @@ export const UI_INTERVAL_MS = 1000;
 /** An event stream is ended after this long; EventSource reconnects by itself (ms). */
 const STREAM_MAX_MS = 10 * 60_000;
 
-interface PlanGpulet {
-  part: number;
-  id?: string;
-  functions: { name: string; batch: number; rate?: number; id?: string }[];
-}
-interface RunningWorker {
-  gpu: number;
-  part: number;
-  functions: { name: string; id: string }[];
-}
-
-/** The controller's view, normalised for {@link dashboardState}. */
+/** The controller's running plan, normalised for {@link dashboardState}. */
 export function dashboardInput(controller: Controller): DashboardInput {
-  const plan = controller.plan() as {
-    policy: string;
-    gpus: { id: number; gpulets: PlanGpulet[] }[];
-    workers?: RunningWorker[];
-    history?: DashboardInput["changes"];
-  };
+  const plan = controller.plan();
   const backend = controller.backend;
-  const scale = backend?.timeScale ?? 1;
-  const workers = plan.workers ?? [];
-  const key = (names: string[]) => [...names].sort().join(",");
+  const scale = backend.timeScale;
   return {
-    mode: backend ? backend.kind : "static",
-    devices: backend ? backend.gpus : 1,
+    mode: backend.kind,
+    devices: backend.gpus,
     gpus: plan.gpus.map((g) => ({
       id: g.id,
-      gpulets: g.gpulets.map((l) => {
-        // Static layout: the gpu-let is one process; autoscaled: the running gpu-let with the same functions.
-        const names = l.functions.map((f) => f.name);
-        const running = workers.find((w) =>
-          w.gpu === g.id && w.part === l.part && key(w.functions.map((f) => f.name)) === key(names)
-        );
-        const executors = l.id ? [l.id] : running?.functions.map((f) => f.id) ?? [];
+      gpulets: g.gpulets.map((l) => ({
+        part: l.part,
         // Plans of simulated GPUs are in profile time: in real requests/s their rates are K times lower.
-        const functions = l.functions.map((f) => ({
-          name: f.name,
-          batch: f.batch,
-          rate: f.rate === undefined ? undefined : f.rate / scale,
-        }));
-        return { part: l.part, functions, executors };
-      }),
+        functions: l.functions.map((f) => ({ name: f.name, batch: f.batch, rate: f.rate / scale })),
+        executors: l.executors ?? [],
+      })),
     })),
     functions: controller.list().map((d) => ({
       name: d.name,
@@ -63,7 +36,7 @@ export function dashboardInput(controller: Controller): DashboardInput {
       sloMs: d.record.manifest.sloMs * scale,
       queueRows: d.dispatcher.depth,
     })),
-    changes: (plan.history ?? []).map((h) => ({
+    changes: plan.history.map((h) => ({
       at: h.at,
       direction: h.direction,
       gpusBefore: h.gpusBefore,

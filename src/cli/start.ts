@@ -13,14 +13,16 @@ const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--d
   --port N          listen port (default 8080; 0 picks a free one and prints it)
   --host ADDR       listen address (default 127.0.0.1)
   --state DIR       registry and deployed functions (default .gpulet)
-  --devices D       cpu (default: one pinned gpu-let per function), cpu:N (N devices of this machine's
-                    cores, autoscaled), sim:<profile>xN (N simulated GPUs, e.g. sim:h100x8, autoscaled) or
-                    cuda (this host's NVIDIA GPUs as MPS gpu-lets, autoscaled; see --mps, --profile)
+  --devices D       where gpu-lets run, always planned and autoscaled: cpu (default: this machine's cores as
+                    one device), cpu:N (N devices of its cores), sim:<profile>xN (N simulated GPUs, e.g.
+                    sim:h100x8) or cuda (this host's NVIDIA GPUs as MPS gpu-lets; see --mps, --profile)
   --sim-scale K     simulated devices: every latency and SLO × K, so one machine can drive them (default 1)
   --token T         bearer token for /admin/* (default: GPULET_ADMIN_TOKEN; else, when --host is not a
                     loopback address, a random one saved in <state>/admin-token; else none)
-  --cores-per-gpulet N   cores pinned to each gpu-let (default 1)
-  --gpulets-per-function N   devices cpu: gpu-lets per function (default 1)
+  --cores-per-gpulet N   cores of a fixed gpu-let on cpu (default 1)
+  --gpulets-per-function N   a fixed layout: every function on N gpu-lets of --cores-per-gpulet cores,
+                    not sized by the planner (default: planned; a model without a profile on the
+                    device gets one fixed gpu-let)
   --max-queue N     rows waiting per function before 429 (default 1024)
   --max-body-bytes N       largest invoke/infer request body (default 67108864)
   --max-tensor-elements N  largest input tensor, in elements (default 67108864)
@@ -98,7 +100,7 @@ if (import.meta.main) {
       stateDir,
       adminToken: token,
       coresPerGpulet: intFlag(values, "cores-per-gpulet", 1),
-      gpuletsPerFunction: intFlag(values, "gpulets-per-function", 1),
+      gpuletsPerFunction: intFlag(values, "gpulets-per-function"),
       maxQueueRows: intFlag(values, "max-queue", 1024),
       maxBodyBytes: intFlag(values, "max-body-bytes"),
       maxTensorElements: intFlag(values, "max-tensor-elements"),

@@ -64,16 +64,20 @@ export type DeviceSpec =
   | { kind: "sim"; profile: string; gpus: number }
   | { kind: "cuda" };
 
-/** Parses `cpu`, `cpu:N`, `sim:<profile>x<N>` or `cuda`; throws a message that says what is accepted. */
+/**
+ * Parses `cpu` (= `cpu:1`), `cpu:N`, `sim:<profile>x<N>` or `cuda`; throws a message that says what is
+ * accepted.
+ */
 export function parseDevices(spec: string): DeviceSpec {
-  if (spec === "cpu") return { kind: "cpu", devices: 0 };
+  if (spec === "cpu") return { kind: "cpu", devices: 1 };
   if (spec === "cuda") return { kind: "cuda" };
   const cpu = /^cpu:([1-9][0-9]*)$/.exec(spec);
   if (cpu) return { kind: "cpu", devices: Number(cpu[1]) };
   const sim = /^sim:([a-z0-9_-]+)x([1-9][0-9]*)$/.exec(spec);
   if (sim && Number(sim[2]) <= 256) return { kind: "sim", profile: sim[1], gpus: Number(sim[2]) };
   throw new Error(
-    `--devices ${spec}: expected cpu, cpu:N (N devices of this machine's cores), sim:<profile>xN or cuda`,
+    `--devices ${spec}: expected cpu (this machine's cores, one device), cpu:N (N devices of its cores), ` +
+      `sim:<profile>xN or cuda`,
   );
 }
 
@@ -123,8 +127,8 @@ export async function cpuBackend(devices: number, cpu: CpuDevice, profilesDir: s
     latency,
     interference,
     timeScale: 1,
-    refuse: (model) =>
-      latency.has(model) ? undefined : `model "${model}" has no CPU profile (profiled: ${latency.models().join(", ")})`,
+    // Any model: one without a CPU profile gets fixed gpu-lets instead of planned ones (see `Fleet`).
+    refuse: () => undefined,
     lease: (gpu, part) => {
       const group = Array.from({ length: perDevice }, (_, i) => (gpu * perDevice + i) % cpu.coreCount);
       const want = Math.max(1, Math.round((part / 100) * perDevice));

@@ -16,7 +16,7 @@ import { type CommandRunner, systemRunner } from "../cuda/runner.ts";
 import { DEFAULT_CONTEXT_MIB } from "../cuda/worker_env.ts";
 import { ortBindingPath } from "../runtime/worker_command.ts";
 import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
-import { Fleet } from "./fleet.ts";
+import { Fleet, type RunningPlan } from "./fleet.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -29,13 +29,14 @@ export interface ControllerOptions {
   /** State directory: the registry (Deno KV) and deployed function files. */
   stateDir: string;
   modelsDir?: string;
+  /** Cores of a fixed gpu-let on `cpu` devices (default 1). */
   coresPerGpulet?: number;
   maxQueueRows?: number;
   depth?: number;
   log?: (line: string) => void;
   /**
-   * `cpu` (default: one gpu-let per function, static), `cpu:N` (N devices of this machine's cores) or
-   * `sim:<profile>xN` (N simulated GPUs); the last two are autoscaled.
+   * `cpu` (default: this machine's cores as one device), `cpu:N` (N devices of its cores), `sim:<profile>xN`
+   * (N simulated GPUs) or `cuda`; always planned and autoscaled.
    */
   devices?: string;
   /** Time dilation of simulated devices (`--sim-scale`): latencies and SLOs × this. Default 1. */
@@ -44,7 +45,11 @@ export interface ControllerOptions {
   profilesDir?: string;
   /** Autoscaler policy knobs (defaults: DEFAULT_SCALE_POLICY). */
   scale?: ScalePolicyOptions;
-  /** Static `cpu` mode: gpu-lets per function (default 1); with more, a lost batch is retried on another. */
+  /**
+   * A fixed layout: every function on this many gpu-lets of `coresPerGpulet` cores, not sized by the planner
+   * (with more than one, a lost batch is retried on another). Unset: functions are planned, and only those
+   * whose model has no profile on the device get fixed gpu-lets (one each).
+   */
   gpuletsPerFunction?: number;
   /** A batch unanswered this long (ms) means a hung gpu-let, which is killed. Default: max(10 s, 5 × SLO). */
   hangTimeoutMs?: number;
@@ -75,8 +80,8 @@ export class Controller {
   private restoringNow = true;
   private shuttingDown = false;
   private readonly depOpts: DeploymentOptions;
-  /** The autoscaled fleet (`cpu:N` and `sim:…` devices); undefined for the static `cpu` layout. */
-  readonly fleet?: Fleet;
+  /** The planned, autoscaled gpu-lets on the devices. */
+  readonly fleet: Fleet;
 
   private constructor(
     readonly registry: Registry,
@@ -85,7 +90,7 @@ export class Controller {
     private readonly opts: ControllerOptions,
     /** This machine's cores (workers are pinned to them). */
     readonly device: CpuDevice,
-    readonly backend?: Backend,
+    readonly backend: Backend,
   ) {
     this.metrics = new Metrics({
       functions: () =>
@@ -94,41 +99,42 @@ export class Controller {
           version: String(d.version),
           queueRows: d.dispatcher.depth,
         })),
-      workers: () => [...this.deployments.values()].reduce((n, d) => n + d.dispatcher.getSlots().length, 0),
+      // One gpu-let, one process.
+      workers: () => this.fleet.gpuletCount(),
       // Simulated GPUs plan in profile time: real requests/s are timeScale times lower.
       planned: () =>
-        this.fleet?.plan?.gpus.flatMap((g) =>
+        this.fleet.plan?.gpus.flatMap((g) =>
           g.gpulets.map((l) => ({
             gpu: g.id,
             part: l.part,
-            functions: l.functions.map((f) => ({ name: f.name, rate: f.rate / (backend?.timeScale ?? 1) })),
+            functions: l.functions.map((f) => ({ name: f.name, rate: f.rate / backend.timeScale })),
           }))
         ) ?? [],
     });
-    if (backend) {
-      const fleet = new Fleet({
-        backend,
-        depth: opts.depth ?? 2,
-        scale: opts.scale,
-        log: opts.log ?? (() => {}),
-        onWorkerDied: (fn) => this.metrics.workerRestarts.inc({ function: fn }),
-        onReplan: (direction) => this.metrics.replans.inc({ direction }),
-      });
-      this.fleet = fleet;
-      this.metrics.observeFleet(() => ({ gpus: fleet.gpusInUse(), gpulets: fleet.gpuletCount() }));
-    }
+    const fleet = new Fleet({
+      backend,
+      depth: opts.depth ?? 2,
+      scale: opts.scale,
+      fixed: {
+        gpuletsPerFunction: opts.gpuletsPerFunction ?? 1,
+        part: fixedPart(backend, device, opts.coresPerGpulet ?? 1),
+        all: opts.gpuletsPerFunction !== undefined,
+      },
+      log: opts.log ?? (() => {}),
+      onWorkerDied: (fn) => this.metrics.workerRestarts.inc({ function: fn }),
+      onReplan: (direction) => this.metrics.replans.inc({ direction }),
+    });
+    this.fleet = fleet;
+    this.metrics.observeFleet(() => ({ gpus: fleet.gpusInUse(), gpulets: fleet.gpuletCount() }));
     this.depOpts = {
       modelsDir: opts.modelsDir ?? DEFAULT_MODELS_DIR,
       runtimeDir,
-      device: this.device,
       metrics: this.metrics,
-      coresPerGpulet: opts.coresPerGpulet ?? 1,
       maxQueueRows: opts.maxQueueRows ?? 1024,
       depth: opts.depth ?? 2,
       log: opts.log ?? (() => {}),
-      sloScale: backend?.timeScale ?? 1,
-      onArrival: this.fleet ? (name) => this.fleet!.arrived(name) : undefined,
-      gpuletsPerFunction: opts.gpuletsPerFunction,
+      sloScale: backend.timeScale,
+      onArrival: (name) => this.fleet.arrived(name),
       hangTimeoutMs: opts.hangTimeoutMs,
       startTimeoutMs: opts.startTimeoutMs,
       admitAll: opts.admitAll,
@@ -145,7 +151,7 @@ export class Controller {
     const runtimeDir = await Deno.makeTempDir({ prefix: "gpulet-" });
     const profiles = opts.profilesDir ?? DEFAULT_PROFILES_DIR;
     const device = new CpuDevice();
-    let backend: Backend | undefined;
+    let backend: Backend;
     try {
       if (spec.kind === "sim") backend = await simBackend(spec, profiles, opts.simScale ?? 1);
       else if (spec.kind === "cuda") {
@@ -164,7 +170,7 @@ export class Controller {
           await setup.stop();
           throw e;
         }
-      } else if (spec.devices > 0) backend = await cpuBackend(spec.devices, device, profiles);
+      } else backend = await cpuBackend(spec.devices, device, profiles);
     } catch (e) {
       registry.close();
       await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
@@ -241,20 +247,21 @@ export class Controller {
     }
   }
 
-  /** Autoscaled mode: places `rec` through the fleet (its workers start as the plan says). */
+  /** Places `rec` through the fleet (its gpu-lets start as the plan says) and makes it live. */
   private async place(rec: FunctionRecord): Promise<Deployment> {
-    const refused = this.backend!.refuse(rec.manifest.model);
+    // Simulated devices need no model file; the others check it first (its absence is the clearer error).
+    if (this.backend.kind !== "sim") await this.ensureModel(rec);
+    const refused = this.backend.refuse(rec.manifest.model);
     if (refused) {
-      throw new DeployError(400, `function ${rec.name} cannot be served on ${this.opts.devices}: ${refused}`);
+      throw new DeployError(400, `function ${rec.name} cannot be served on ${this.backend.device}: ${refused}`);
     }
-    if (this.backend!.kind !== "sim") {
-      await this.ensureModel(rec);
+    if (this.backend.kind !== "sim") {
       const size = (await Deno.stat(modelPath(rec, this.depOpts.modelsDir))).size;
-      this.backend!.noteModel?.(rec.manifest.model, size);
+      this.backend.noteModel?.(rec.manifest.model, size);
     }
     const dep = new Deployment(rec, this.depOpts);
     try {
-      await this.fleet!.place(dep);
+      await this.fleet.place(dep);
     } catch (e) {
       if (e instanceof WorkerStartError) {
         throw new DeployError(400, `function ${rec.name} cannot be served (${e.stage}): ${e.message}`);
@@ -266,26 +273,11 @@ export class Controller {
 
   /** Starts `rec` and makes it live, replacing (and draining) the previous version. */
   private async activate(rec: FunctionRecord): Promise<Deployment> {
-    const dep = this.fleet ? await this.place(rec) : await this.startStatic(rec);
+    const dep = await this.place(rec);
     const old = this.deployments.get(rec.name);
     this.deployments.set(rec.name, dep);
     // The old version keeps its queue and in-flight batches until they are served.
     if (old) old.stop(true).then(() => this.log(`${rec.name} v${old.version} drained and stopped`));
-    return dep;
-  }
-
-  /** Static mode: `gpuletsPerFunction` gpu-lets for `rec` on the CPU device. */
-  private async startStatic(rec: FunctionRecord): Promise<Deployment> {
-    await this.ensureModel(rec);
-    const dep = new Deployment(rec, this.depOpts);
-    try {
-      await dep.start();
-    } catch (e) {
-      if (e instanceof WorkerStartError) {
-        throw new DeployError(400, `function ${rec.name} cannot be served (${e.stage}): ${e.message}`);
-      }
-      throw e;
-    }
     return dep;
   }
 
@@ -326,57 +318,29 @@ export class Controller {
       this.deployments.delete(name);
       await this.registry.remove(name);
       await dep?.stop(true);
-      await this.fleet?.unplace(name);
+      await this.fleet.unplace(name);
       await Deno.remove(`${this.stateDir}/functions/${name}`, { recursive: true }).catch(() => {});
       this.log(`removed ${name}`);
       return true;
     });
   }
 
-  /**
-   * The live layout (`GET /admin/plan`): autoscaled, the plan in force with the running workers and the
-   * plan history; static, one CPU device, its gpu-lets, the functions on them.
-   */
-  plan() {
-    if (this.fleet) return this.fleet.describe();
-    const cores = this.device.coreCount;
-    const gpulets = this.list().flatMap((d) =>
-      d.describe().map((g) => ({
-        part: Math.round((100 * g.cores.length) / cores),
-        cores: g.cores,
-        id: g.id,
-        pid: g.pid,
-        functions: [{
-          name: d.name,
-          version: d.version,
-          batch: g.batch,
-          maxDelayMs: g.maxDelayMs,
-          sloMs: d.record.manifest.sloMs,
-          latencyMs: g.latencyMs[String(g.batch)] ?? null,
-        }],
-      }))
-    );
-    return {
-      policy: "static",
-      device: "cpu",
-      feasible: true,
-      gpusUsed: gpulets.length ? 1 : 0,
-      gpus: [{ id: 0, kind: "cpu", cores, gpulets }],
-      unserved: [],
-    };
+  /** The running plan (`GET /admin/plan`, `/ui`): the plan in force, its gpu-lets' processes, its history. */
+  plan(): RunningPlan {
+    return this.fleet.describe();
   }
 
   /** The devices (`GET /admin/devices`). */
   devices() {
     const b = this.backend;
-    if (b?.kind === "sim") {
+    if (b.kind === "sim") {
       return Array.from({ length: b.gpus }, (_, id) => ({ id, kind: `sim:${b.device}`, timeScale: b.timeScale }));
     }
-    if (b?.kind === "cpu") {
+    if (b.kind === "cpu") {
       return Array.from({ length: b.gpus }, (_, id) => ({ id, kind: "cpu", profile: "cpu" }))
         .map((d) => ({ ...d, coresOfMachine: this.device.coreCount, load: this.device.load() }));
     }
-    return [{ id: 0, kind: "cpu", cores: this.device.coreCount, load: this.device.load() }];
+    return Array.from({ length: b.gpus }, (_, id) => ({ id, kind: "cuda", profile: b.device }));
   }
 
   /**
@@ -387,10 +351,17 @@ export class Controller {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     await Promise.all(this.list().map((d) => d.stop(true, drainTimeoutMs)));
-    await this.fleet?.close();
-    await this.backend?.close?.();
+    await this.fleet.close();
+    await this.backend.close?.();
     this.deployments.clear();
     this.registry.close();
     await Deno.remove(this.depOpts.runtimeDir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Part (%) of a fixed gpu-let: `cores` of a cpu device's cores; a quarter of a GPU elsewhere. */
+function fixedPart(backend: Backend, device: CpuDevice, cores: number): number {
+  if (backend.kind !== "cpu") return 25;
+  const perDevice = Math.max(1, Math.floor(device.coreCount / backend.gpus));
+  return Math.min(100, Math.round((100 * Math.min(cores, perDevice)) / perDevice));
 }

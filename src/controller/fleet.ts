@@ -18,6 +18,7 @@ import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/pol
 import type { Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
 import { DEFAULT_OPTIONS } from "../planner/planner.ts";
+import { chooseBatch } from "../planner/fixed_layout.ts";
 import type { Plan } from "../planner/plan.ts";
 import { gpuletKey, type PlacedGpulet, placedGpulets } from "../planner/plan_diff.ts";
 import type { Executor, GpuletHandle } from "../runtime/executor.ts";
@@ -41,6 +42,41 @@ interface RunningGpulet {
   placed: PlacedGpulet;
 }
 
+/** One gpu-let of the running plan: the plan's entry, and the process serving it once it runs. */
+export interface RunningGpuletView {
+  part: number;
+  /** Not sized by the planner (no profile, or a fixed layout). */
+  fixed?: true;
+  functions: Plan["gpus"][number]["gpulets"][number]["functions"];
+  /** Its process, once it runs. */
+  id?: string;
+  pid?: number;
+  cores?: number[];
+  /** Its functions' executors (the ids their batches are measured under). */
+  executors?: string[];
+}
+
+/** One running gpu-let process and the functions in it. */
+export interface RunningWorker {
+  gpu: number;
+  part: number;
+  cores?: number[];
+  id: string;
+  pid: number;
+  functions: { name: string; version: number; id: string; inflight: number; latencyMs: Record<string, number> }[];
+}
+
+/** The running plan: what `GET /admin/plan` serves and `/ui` and the metrics read. */
+export type RunningPlan = Omit<Plan, "gpus"> & {
+  gpus: { id: number; gpulets: RunningGpuletView[] }[];
+  devices: { kind: Backend["kind"]; count: number; timeScale: number };
+  gpusInUse: number;
+  gpulets: number;
+  replans: number;
+  workers: RunningWorker[];
+  history: Omit<PlanRecord, "plan">[];
+};
+
 /** A plan change as `GET /admin/plan` shows it. */
 export interface PlanRecord extends Omit<PlanChange, "at"> {
   /** ISO time of the decision. */
@@ -52,8 +88,23 @@ export interface PlanRecord extends Omit<PlanChange, "at"> {
   applyMs?: number;
 }
 
+/**
+ * Gpu-lets the plan does not size: functions whose model has no latency profile on the device (the planner
+ * cannot size what it has not measured), or every function when a fixed layout is asked for. Each such
+ * function gets `gpuletsPerFunction` gpu-lets of `part` % (spread over the devices), at the largest batch
+ * its warm-up latency fits in the SLO.
+ */
+export interface FixedLayout {
+  gpuletsPerFunction: number;
+  part: number;
+  /** Every function fixed (`--gpulets-per-function`), not only the unprofiled ones. */
+  all: boolean;
+}
+
 export interface FleetOptions {
   backend: Backend;
+  /** Default: unprofiled functions only, one gpu-let each of one device's 1/4 (at least one core on cpu). */
+  fixed?: FixedLayout;
   /** Batches in flight per gpu-let. */
   depth: number;
   /** How often the autoscaler looks at the rates (ms). */
@@ -64,6 +115,24 @@ export interface FleetOptions {
   onWorkerDied?: (fn: string) => void;
   /** Called on every re-plan (metrics). */
   onReplan?: (direction: string) => void;
+}
+
+/** Part of a fixed gpu-let by default: a quarter of a device (on cpu, at least one core). */
+const DEFAULT_FIXED_PART = 25;
+/** The batch a fixed gpu-let lists until its warm-up says (0: not chosen yet). */
+const FIXED_BATCH = 0;
+
+/**
+ * The largest batch a gpu-let takes. The plan's batch is what it runs at the planned rate; a gpu-let of one
+ * function may take more in a burst beyond the plan (before the autoscaler catches up): up to the largest
+ * batch whose warm-up latency fits twice in the deadline, as a fixed gpu-let does. A time-shared gpu-let
+ * keeps the plan's batches, or its neighbours' turns would come later than planned.
+ */
+function slotBatch(planned: number, functionsOnGpulet: number, m: Member): number {
+  const m0 = m.dep.record.manifest;
+  const fits = chooseBatch(m.executor.warmLatencyMs, m.dep.deadlineMs, m0.maxBatch);
+  if (planned === FIXED_BATCH) return fits;
+  return functionsOnGpulet === 1 ? Math.max(planned, fits) : planned;
 }
 
 /** Most time a stopping gpu-let may take to finish its in-flight batches (ms). */
@@ -85,7 +154,8 @@ export class Fleet {
   private running = new Map<string, RunningGpulet>();
   /** Gpu-lets out of the plan, finishing their batches. */
   private readonly draining = new Set<RunningGpulet>();
-  private wanted?: Plan;
+  /** A plan (or, before the first one, none: fixed gpu-lets only) waiting to be applied. */
+  private wanted?: { plan?: Plan };
   private applying?: Promise<void>;
   private timer?: ReturnType<typeof setInterval>;
   private repairTimer?: ReturnType<typeof setTimeout>;
@@ -112,9 +182,31 @@ export class Fleet {
     this.timer = setInterval(() => this.tick(), opts.tickMs ?? DEFAULT_TICK_MS);
   }
 
+  /** True if `dep` is not planned but on fixed gpu-lets. */
+  private isFixed(dep: Deployment): boolean {
+    return this.fixed.all || !this.opts.backend.latency.has(dep.record.manifest.model);
+  }
+
+  private get fixed(): FixedLayout {
+    return this.opts.fixed ?? { gpuletsPerFunction: 1, part: DEFAULT_FIXED_PART, all: false };
+  }
+
+  /** The fixed gpu-lets, as the plan would list them (batch 0: chosen from the warm-up at start). */
+  private fixedGpulets(): PlacedGpulet[] {
+    const { gpuletsPerFunction, part } = this.fixed;
+    const gpus = this.opts.backend.gpus;
+    return [...this.deps.values()].filter((d) => this.isFixed(d)).flatMap((d, k) =>
+      Array.from({ length: gpuletsPerFunction }, (_, i) => ({
+        gpu: (k + i) % gpus,
+        part,
+        functions: [{ name: d.name, batch: FIXED_BATCH, dutyMs: d.deadlineMs, rate: 0, latencyMs: d.deadlineMs }],
+      }))
+    );
+  }
+
   /** Functions as the planner sees them: SLOs in profile time (undilated). */
   private scaled(): ScaledFunction[] {
-    return [...this.deps.values()].map((d) => ({
+    return [...this.deps.values()].filter((d) => !this.isFixed(d)).map((d) => ({
       name: d.name,
       model: d.record.manifest.model,
       sloMs: d.record.manifest.sloMs,
@@ -181,7 +273,7 @@ export class Fleet {
   private async settle(force?: string): Promise<void> {
     const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), true);
     if (change && !this.closed) this.record(change);
-    else if (force && this.plan) this.want(this.plan);
+    else if (force || !this.plan || this.fixedGpulets().length > 0) this.want(this.plan);
     await this.idle();
   }
 
@@ -212,17 +304,17 @@ export class Fleet {
   }
 
   /** Asks for `plan` to be applied; plans wanted while one is being applied collapse into the latest. */
-  private want(plan: Plan): void {
-    this.wanted = plan;
+  private want(plan: Plan | undefined): void {
+    this.wanted = { plan };
     if (this.applying) return;
     this.applying = (async () => {
       while (this.wanted && !this.closed) {
-        const next = this.wanted;
+        const next = this.wanted.plan;
         this.wanted = undefined;
         const t0 = performance.now();
         try {
           const { started, stopped } = await this.apply(next);
-          const rec = this.records.get(next);
+          const rec = next && this.records.get(next);
           if (rec && rec.applyMs === undefined) {
             rec.started = started;
             rec.stopped = stopped;
@@ -235,17 +327,9 @@ export class Fleet {
     })().finally(() => (this.applying = undefined));
   }
 
-  /** Applies `plan` make-before-break. */
-  private async apply(plan: Plan): Promise<{ started: number; stopped: number }> {
-    // Match the plan's gpu-lets to running ones by identity (GPU, part, functions).
-    const desired = new Map<string, PlacedGpulet>();
-    const seen = new Map<string, number>();
-    for (const g of placedGpulets(plan)) {
-      const k = gpuletKey(g);
-      const n = seen.get(k) ?? 0;
-      seen.set(k, n + 1);
-      desired.set(`${k}#${n}`, g);
-    }
+  /** Applies `plan` (with the fixed gpu-lets) make-before-break. */
+  private async apply(plan: Plan | undefined): Promise<{ started: number; stopped: number }> {
+    const desired = this.desired(plan);
     const next = new Map<string, RunningGpulet>();
     const starts: Promise<void>[] = [];
     let started = 0;
@@ -291,6 +375,22 @@ export class Fleet {
     // 3. Drain and stop what left the plan; members of replaced versions stop with their deployment.
     for (const g of leaving) this.retire(g);
     return { started, stopped: leaving.length };
+  }
+
+  /**
+   * The gpu-lets `plan` and the fixed layout ask for, keyed by identity (GPU, part, functions, and a count
+   * for identical ones): running gpu-lets are matched to them by this key.
+   */
+  private desired(plan: Plan | undefined): Map<string, PlacedGpulet> {
+    const desired = new Map<string, PlacedGpulet>();
+    const seen = new Map<string, number>();
+    for (const g of [...(plan ? placedGpulets(plan) : []), ...this.fixedGpulets()]) {
+      const k = gpuletKey(g);
+      const n = seen.get(k) ?? 0;
+      seen.set(k, n + 1);
+      desired.set(`${k}#${n}`, g);
+    }
+    return desired;
   }
 
   /** True if `g` serves the live version of each of the plan's functions on it. */
@@ -347,7 +447,8 @@ export class Fleet {
         const m = g.members.get(f.name);
         if (!m || m.dep !== this.deps.get(f.name) || m.executor.stopping) continue;
         const list = slots.get(f.name) ?? [];
-        list.push({ worker: m.executor, batch: f.batch, maxDelayMs: 0, depth: this.opts.depth, latency: m.latency });
+        const batch = slotBatch(f.batch, g.placed.functions.length, m);
+        list.push({ worker: m.executor, batch, maxDelayMs: 0, depth: this.opts.depth, latency: m.latency });
         slots.set(f.name, list);
       }
     }
@@ -395,12 +496,11 @@ export class Fleet {
     if (this.repairTimer !== undefined || this.closed) return;
     this.repairTimer = setTimeout(() => {
       this.repairTimer = undefined;
-      if (this.plan) this.want(this.plan);
+      this.want(this.plan);
       // Still missing (start failed)? Try again later.
       this.idle().then(() => {
-        const wanted = this.plan
-          ? placedGpulets(this.plan).filter((g) => g.functions.some((f) => this.deps.has(f.name))).length
-          : 0;
+        const wanted = [...(this.plan ? placedGpulets(this.plan) : []), ...this.fixedGpulets()]
+          .filter((g) => g.functions.some((f) => this.deps.has(f.name))).length;
         const missing = this.running.size < wanted ||
           [...this.running.values()].some((g) => !this.serves(g, g.placed));
         if (missing) this.scheduleRepair(Math.min(REPAIR_MAX_MS, delayMs * 2));
@@ -408,13 +508,39 @@ export class Fleet {
     }, delayMs);
   }
 
-  /** The live layout with the plan history (`GET /admin/plan`). */
-  describe() {
-    const plan = this.plan;
+  /** The running plan (`GET /admin/plan`, `/ui`): the plan with the fixed gpu-lets, who serves each, history. */
+  describe(): RunningPlan {
+    const b = this.opts.backend;
+    const plan = this.plan ??
+      { policy: "gpulet" as const, device: b.device, feasible: true, gpusUsed: 0, gpus: [], unserved: [] };
+    const gpus = new Map<number, RunningPlan["gpus"][number]["gpulets"]>();
+    for (const [key, placed] of this.desired(this.plan)) {
+      const g = this.running.get(key);
+      const list = gpus.get(placed.gpu) ?? [];
+      gpus.set(placed.gpu, list);
+      list.push({
+        part: placed.part,
+        ...(placed.functions.some((f) => f.batch === FIXED_BATCH) ? { fixed: true as const } : {}),
+        // A fixed gpu-let's batch is chosen at start, from its warm-up.
+        functions: placed.functions.map((f) => {
+          const m = g?.members.get(f.name);
+          return m && f.batch === FIXED_BATCH ? { ...f, batch: slotBatch(f.batch, 1, m) } : f;
+        }),
+        ...(g
+          ? {
+            id: g.handle.id,
+            pid: g.handle.pid,
+            cores: g.lease.cores,
+            executors: [...g.members.values()].map((m) => m.executor.id),
+          }
+          : {}),
+      });
+    }
     return {
-      ...(plan ??
-        { policy: "gpulet", device: this.opts.backend.device, feasible: true, gpusUsed: 0, gpus: [], unserved: [] }),
-      devices: { kind: this.opts.backend.kind, count: this.opts.backend.gpus, timeScale: this.opts.backend.timeScale },
+      ...plan,
+      gpusUsed: gpus.size,
+      gpus: [...gpus].sort((x, y) => x[0] - y[0]).map(([id, gpulets]) => ({ id, gpulets })),
+      devices: { kind: b.kind, count: b.gpus, timeScale: b.timeScale },
       gpusInUse: this.gpusInUse(),
       gpulets: this.gpuletCount(),
       replans: this.autoscaler.replans,
@@ -428,7 +554,6 @@ export class Fleet {
           name: m.dep.name,
           version: m.dep.version,
           id: m.executor.id,
-          pid: m.executor.pid,
           inflight: m.executor.inflight,
           latencyMs: m.latency.toJSON(),
         })),

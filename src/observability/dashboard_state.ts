@@ -5,9 +5,9 @@
  */
 import { type LiveStats, type SecondPoint } from "./live_stats.ts";
 
-/** What the controller says, normalised (static and autoscaled layouts alike). */
+/** What the controller says, normalised. */
 export interface DashboardInput {
-  /** `static`, or the autoscaled device kind (`cpu`, `sim`). */
+  /** The device kind (`cpu`, `sim`, `cuda`). */
   mode: string;
   /** Devices available (GPUs, or CPU devices). */
   devices: number;
@@ -47,7 +47,7 @@ export interface DashboardState {
     queueRows: number;
     /** Requests/s over the last 10 s. */
     rate: number;
-    /** Planned requests/s (the plan in force), null in the static layout. */
+    /** Planned requests/s (the plan in force; 0 on a fixed gpu-let). */
     plannedRate: number | null;
     p99Ms: number | null;
     attainment: number | null;

@@ -110,3 +110,49 @@ Deno.test("SIGTERM to `deno task start` drains, stops every worker and exits 0",
   assert.match(cli.output(), /SIGTERM: draining/);
   for (const pid of pids) assert.equal(processAlive(pid), false, `worker ${pid} survived SIGTERM`);
 });
+
+/** Pids of the gpu-let processes `parent` started (its children running the worker entry). */
+function gpuletChildren(parent: number): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^[0-9]+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (ppid === parent && cmd.includes("src/runtime/worker_main.ts")) pids.push(Number(e.name));
+    } catch { /* gone meanwhile */ }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+Deno.test("the default `deno task start` plans: three functions, the plan and its history, one process per gpu-let", async () => {
+  const state = await Deno.makeTempDir({ prefix: "gpulet-onemode-" });
+  const cli = await startCli(["--state", state]);
+  try {
+    // Two models with a CPU profile (planned) and one without (silero VAD: a fixed gpu-let).
+    for (const f of ["lenet", "googlenet", "vad"]) await deploy({ url: cli.url } as never, `${ROOT}/functions/${f}`);
+    const plan = await (await fetch(`${cli.url}/admin/plan`)).json();
+    assert.equal(plan.policy, "gpulet");
+    assert.equal(plan.devices.kind, "cpu");
+    assert.ok(plan.history.length >= 1, "the plan changes are kept");
+    const gpulets = plan.gpus.flatMap((g: { gpulets: unknown[] }) => g.gpulets);
+    const names = gpulets.flatMap((l: { functions: { name: string }[] }) => l.functions.map((f) => f.name));
+    assert.deepEqual([...new Set(names)].sort(), ["googlenet", "lenet", "vad"]);
+    const vad = gpulets.find((l: { functions: { name: string }[] }) => l.functions[0].name === "vad");
+    assert.equal(vad.fixed, true, "a model without a profile gets a fixed gpu-let");
+    const planned = gpulets.filter((l: { fixed?: boolean }) => !l.fixed);
+    assert.ok(planned.every((l: { functions: { rate: number }[] }) => l.functions.every((f) => f.rate > 0)));
+    // As many worker processes as gpu-lets: the plan's pids are exactly the controller's worker children.
+    const pids = gpulets.map((l: { pid: number }) => l.pid).sort((a: number, b: number) => a - b);
+    assert.equal(new Set(pids).size, gpulets.length);
+    assert.deepEqual(gpuletChildren(cli.child.pid), pids);
+    assert.equal(plan.workers.length, gpulets.length);
+    const metrics = await (await fetch(`${cli.url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^gpulet_workers ${gpulets.length}$`, "m"));
+  } finally {
+    cli.child.kill("SIGTERM");
+    await cli.child.status;
+    await cli.done;
+  }
+});

@@ -10,7 +10,6 @@ import type { Backend, GpuletLease } from "../../src/controller/backends.ts";
 import { Deployment } from "../../src/controller/deployment.ts";
 import { Fleet } from "../../src/controller/fleet.ts";
 import { Metrics } from "../../src/observability/metrics.ts";
-import { CpuDevice } from "../../src/runtime/cpu_device.ts";
 import { type BatchResult, type Executor, gpuletOf } from "../../src/runtime/executor.ts";
 import type { RunItem } from "../../src/runtime/protocol.ts";
 import { profile } from "../helpers.ts";
@@ -141,9 +140,7 @@ function setup() {
     }, {
       modelsDir: "/nonexistent",
       runtimeDir: "/nonexistent",
-      device: new CpuDevice(2),
       metrics,
-      coresPerGpulet: 1,
       maxQueueRows: 1000,
       depth: 2,
       log: () => {},

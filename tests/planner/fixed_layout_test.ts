@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chooseBatch, pickCores, warmBatches } from "../../src/planner/static_layout.ts";
+import { chooseBatch, warmBatches } from "../../src/planner/fixed_layout.ts";
 
 Deno.test("warm batches are powers of two up to maxBatch, and maxBatch itself", () => {
   assert.deepEqual(warmBatches(1), [1]);
@@ -13,10 +13,4 @@ Deno.test("chooseBatch: the largest batch b with 2·L(b) ≤ SLO, within maxBatc
   assert.equal(chooseBatch(lat, 100, 4), 4);
   assert.equal(chooseBatch(lat, 150, 32), 16);
   assert.equal(chooseBatch(lat, 15, 32), 1, "even batch 1 misses: still serve at 1");
-});
-
-Deno.test("pickCores: least-used cores first, lowest index on ties, never more than exist", () => {
-  assert.deepEqual(pickCores([1, 0, 0, 2], 2), [1, 2]);
-  assert.deepEqual(pickCores([1, 1, 0, 1], 1), [2]);
-  assert.deepEqual(pickCores([0, 0], 5), [0, 1]);
 });

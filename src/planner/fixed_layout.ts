@@ -1,6 +1,6 @@
 /**
- * The static layout used until the gpu-let planner lands: one gpu-let per function, its batch size chosen
- * from measured latencies and the SLO. Pure functions; the controller does the I/O.
+ * Batch sizes from measured latencies, where no plan sizes them: the batches a gpu-let is warmed at, and the
+ * largest batch a fixed gpu-let (or a planned one in a burst) takes. Pure functions; the fleet does the I/O.
  */
 
 /** Batch sizes a worker is warmed at: powers of two up to `maxBatch`, and `maxBatch` itself. */
@@ -22,13 +22,4 @@ export function chooseBatch(latencyMs: Record<string, number>, sloMs: number, ma
     if (n <= maxBatch && 2 * ms <= sloMs && n > best) best = n;
   }
   return best;
-}
-
-/**
- * Picks `count` cores for a new gpu-let: the least used ones (fewest gpu-lets already pinned there), lowest
- * index first on ties. `usage[i]` is the number of gpu-lets on core i.
- */
-export function pickCores(usage: readonly number[], count: number): number[] {
-  const order = usage.map((u, i) => ({ u, i })).sort((a, b) => a.u - b.u || a.i - b.i);
-  return order.slice(0, Math.min(count, usage.length)).map((o) => o.i).sort((a, b) => a - b);
 }
