@@ -150,6 +150,10 @@ export async function measureOverhead(
     state,
     "--max-queue",
     "100000",
+    // A fixed layout (one gpu-let of one core): the data plane is measured, not the planner, and the
+    // platform gets the same core as the direct arm however the load moves the plan.
+    "--gpulets-per-function",
+    "1",
   ]);
   let low, sat, batches;
   try {
