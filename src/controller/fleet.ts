@@ -246,7 +246,7 @@ export class Fleet {
     this.deps.set(dep.name, dep);
     this.autoscaler.setFunctions(this.scaled());
     try {
-      await this.settle(previous ? "new version" : undefined);
+      await this.settle();
       if (!dep.ready) {
         throw dep.startError ?? new Error(
           `no gpu-let could be placed for ${dep.name} on ${this.opts.backend.gpus} ` +
@@ -269,11 +269,13 @@ export class Fleet {
     await this.settle();
   }
 
-  /** Re-plans now if the policy says so, or re-applies the plan (`force`), and waits until it is applied. */
-  private async settle(force?: string): Promise<void> {
+  /** Re-plans now if the policy says so, else re-applies the plan in force; waits until it is applied. */
+  private async settle(): Promise<void> {
     const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), true);
+    // No re-plan (the demand did not move, or the change is a version or a fixed gpu-let): the plan in force is
+    // applied again, which starts and stops only what differs.
     if (change && !this.closed) this.record(change);
-    else if (force || !this.plan || this.fixedGpulets().length > 0) this.want(this.plan);
+    else this.want(this.plan);
     await this.idle();
   }
 

@@ -29,17 +29,17 @@ export function workerCommand(input: WorkerCommandInput): { program: string; arg
   const root = input.root ?? PROJECT_ROOT;
   const deno = input.denoPath ?? Deno.execPath();
   const sock = input.config.socket;
-  // The process loads each function's isolate from the project's modules (an isolate's own imports are
-  // read with the process's permissions; the function code it then imports, with the isolate's).
-  const files = [...input.config.functions.flatMap((f) => [f.functionDir, f.modelFile]), `${root}/src`];
+  const files = input.config.functions.flatMap((f) => [f.functionDir, f.modelFile]);
+  // A time-shared gpu-let runs each function in a Web Worker with its own permissions (an unstable option
+  // in Deno 2.9), loaded from the project's modules, which the process then reads (function code cannot).
+  const shared = input.config.functions.length > 1;
   const denoArgs = [
     "run",
     `--config=${root}/deno.json`,
     "--cached-only",
     "--no-prompt",
-    // Each function runs in a Web Worker with its own (smaller) permissions.
-    "--unstable-worker-options",
-    `--allow-read=${[...new Set(files), sock].join(",")}`,
+    ...(shared ? ["--unstable-worker-options"] : []),
+    `--allow-read=${[...new Set(files), ...(shared ? [`${root}/src`] : []), sock].join(",")}`,
     `--allow-write=${sock}`,
     `--allow-net=unix:${sock}`,
     `--allow-ffi=${input.config.bindingPath}`,

@@ -2,14 +2,16 @@
  * The gpu-let process: one per gpu-let, as in Gpu-let (one MPS client, one pinned core set). It serves the
  * functions the plan put on its gpu-let, taking turns batch by batch: the controller sends each function's
  * batches (at the plan's batch size) over one Unix socket, and the process runs them one at a time,
- * round-robin over its functions, each in the isolate of its function (`function_worker.ts`).
+ * round-robin over its functions.
  *
  * Started by the controller with the fewest Deno permissions that work: read of its functions' folders, their
  * model files and its socket; write and net only to that socket; ffi only to the onnxruntime binding. No env,
- * no run, no other net or write. Function code never runs in this isolate: each function gets a Web Worker
- * with only its own folder and model, so one function cannot read another's files.
+ * no run, no other net or write. A function alone on its gpu-let runs in this isolate, with exactly those
+ * permissions. In a time-shared gpu-let each function runs in a Web Worker with only its own folder and
+ * model (`function_worker.ts`), so one function cannot read another's files.
  */
-import { FrameReader, FrameWriter } from "./framing.ts";
+import { type Frame, FrameReader, FrameWriter } from "./framing.ts";
+import { describe, LoadError, loadFunction } from "./function_runtime.ts";
 import type {
   FatalMessage,
   FromIsolate,
@@ -25,16 +27,45 @@ import type {
 /** Exit code of a process whose function failed to load (the controller reads the `fatal` message). */
 const EXIT_FATAL = 3;
 
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+/** How the process reaches one of its functions. */
+interface FunctionHost {
+  /** Loads and warms it; throws a {@link LoadError}. */
+  load(): Promise<FunctionReady>;
+  /** Runs one batch; `body` is the frame's, valid until the answer is written. */
+  run(run: RunMessage, body: Uint8Array): Promise<{ header: ResultMessage; parts: Uint8Array[] }>;
 }
 
-/** One function's isolate, and the answer it owes. */
-class FunctionIsolate {
+/**
+ * A function alone on its gpu-let runs in the process itself: the process then has exactly its permissions,
+ * and a batch crosses no isolate (a Web Worker's two message hops cost ~0.2 ms a batch, measured here).
+ */
+class InlineFunction implements FunctionHost {
+  private loaded?: Awaited<ReturnType<typeof loadFunction>>;
+
+  constructor(private readonly config: FunctionConfig, private readonly threads: number, private cuda: boolean) {}
+
+  async load(): Promise<FunctionReady> {
+    this.loaded = await loadFunction(this.config, this.threads, this.cuda);
+    return this.loaded.ready;
+  }
+
+  run(run: RunMessage, body: Uint8Array) {
+    return this.loaded!.run(run, body);
+  }
+}
+
+/** A function of a time-shared gpu-let: in a Web Worker of its own, with that function's permissions only. */
+class IsolatedFunction implements FunctionHost {
   private readonly worker: Worker;
   private waiting?: (msg: FromIsolate) => void;
 
-  constructor(config: FunctionConfig, bindingPath: string, onExit: (code: number) => void) {
+  constructor(
+    private readonly config: FunctionConfig,
+    private readonly threads: number,
+    private readonly cuda: boolean,
+    bindingPath: string,
+    onExit: (code: number) => void,
+  ) {
     this.worker = new Worker(new URL("./function_worker.ts", import.meta.url), {
       type: "module",
       name: config.name,
@@ -66,18 +97,26 @@ class FunctionIsolate {
   }
 
   /** Sends a message and waits for the one answer it gets. */
-  ask(msg: ToIsolate, transfer: Transferable[] = []): Promise<FromIsolate> {
+  private ask(msg: ToIsolate, transfer: Transferable[] = []): Promise<FromIsolate> {
     return new Promise((resolve) => {
       this.waiting = resolve;
       this.worker.postMessage(msg, transfer);
     });
   }
-}
 
-/** A batch received and not yet run. */
-interface Job {
-  run: RunMessage;
-  body: Uint8Array<ArrayBuffer>;
+  async load(): Promise<FunctionReady> {
+    const a = await this.ask({ type: "init", config: this.config, threads: this.threads, cuda: this.cuda });
+    if (a.type === "ready") return a.ready;
+    throw a.type === "fatal" ? new LoadError(a.stage, a.error) : new LoadError("load", `unexpected ${a.type}`);
+  }
+
+  async run(run: RunMessage, body: Uint8Array) {
+    // The isolate gets its own copy, transferred (not cloned again).
+    const copy = body.slice();
+    const a = await this.ask({ type: "run", header: run, body: copy }, [copy.buffer]);
+    if (a.type !== "result") throw new Error(`function ${this.config.name} answered ${a.type} to a batch`);
+    return { header: a.header, parts: [a.body] };
+  }
 }
 
 /**
@@ -87,10 +126,10 @@ interface Job {
  */
 async function serveInTurns(
   reader: FrameReader,
-  isolates: FunctionIsolate[],
-  answer: (header: ResultMessage, body: Uint8Array) => Promise<void>,
+  hosts: FunctionHost[],
+  answer: (header: ResultMessage, parts: Uint8Array[]) => Promise<void>,
 ): Promise<void> {
-  const queues: Job[][] = isolates.map(() => []);
+  const queues: Frame<RunMessage>[][] = hosts.map(() => []);
   let ended = false;
   let wake: (() => void) | undefined;
   const reading = (async () => {
@@ -99,9 +138,7 @@ async function serveInTurns(
       if (!frame || frame.header.type === "stop") break;
       const run = frame.header;
       if (!queues[run.fn]) throw new Error(`no function ${run.fn} on this gpu-let`);
-      // The isolate gets its own copy (transferred, not cloned again); the frame's bytes go back at once.
-      queues[run.fn].push({ run, body: frame.body.slice() });
-      frame.release();
+      queues[run.fn].push(frame as Frame<RunMessage>);
       wake?.();
     }
   })().finally(() => {
@@ -119,10 +156,11 @@ async function serveInTurns(
     }
     const fn = (turn + k) % queues.length;
     turn = fn + 1;
-    const job = queues[fn].shift()!;
-    const reply = await isolates[fn].ask({ type: "run", header: job.run, body: job.body }, [job.body.buffer]);
-    if (reply.type !== "result") throw new Error(`function ${fn} answered ${reply.type} to a batch`);
-    await answer(reply.header, reply.body);
+    const frame = queues[fn].shift()!;
+    const { header, parts } = await hosts[fn].run(frame.header, frame.body);
+    // Inputs are views of the frame's body, and outputs may be too (an identity model): released once written.
+    await answer(header, parts);
+    frame.release();
   }
   await reading;
 }
@@ -136,30 +174,30 @@ async function main(): Promise<void> {
     conn.close();
     Deno.exit(code);
   };
-  const isolates = config.functions.map((f) => new FunctionIsolate(f, config.bindingPath, exitWith));
+  const cuda = config.cuda ?? false;
+  const hosts: FunctionHost[] = config.functions.length === 1
+    ? [new InlineFunction(config.functions[0], config.threads, cuda)]
+    : config.functions.map((f) => new IsolatedFunction(f, config.threads, cuda, config.bindingPath, exitWith));
   // Loaded side by side; the gpu-let is ready when all of them are.
-  const answers = await Promise.all(
-    isolates.map((iso, i) =>
-      iso.ask({ type: "init", config: config.functions[i], threads: config.threads, cuda: config.cuda ?? false })
-    ),
-  );
-  const failed = answers.findIndex((a) => a.type !== "ready");
+  const loads = await Promise.allSettled(hosts.map((h) => h.load()));
+  const failed = loads.findIndex((l) => l.status === "rejected");
   if (failed >= 0) {
-    const a = answers[failed];
-    const fatal: FatalMessage = a.type === "fatal"
-      ? { type: "fatal", stage: a.stage, error: describe(a.error) }
-      : { type: "fatal", stage: "load", error: `unexpected answer ${a.type}` };
-    if (config.functions.length > 1) fatal.error = `${config.functions[failed].name}: ${fatal.error}`;
+    const e = (loads[failed] as PromiseRejectedResult).reason;
+    const fatal: FatalMessage = {
+      type: "fatal",
+      stage: e instanceof LoadError ? e.stage : "load",
+      error: config.functions.length > 1 ? `${config.functions[failed].name}: ${describe(e)}` : describe(e),
+    };
     await writer.write(fatal).catch(() => {});
     exitWith(EXIT_FATAL);
   }
   const ready: ReadyMessage = {
     type: "ready",
     pid: Deno.pid,
-    functions: answers.map((a) => (a as { ready: FunctionReady }).ready),
+    functions: loads.map((l) => (l as PromiseFulfilledResult<FunctionReady>).value),
   };
   await writer.write(ready);
-  await serveInTurns(reader, isolates, async (header, body) => await writer.write(header, [body]));
+  await serveInTurns(reader, hosts, (header, parts) => writer.write(header, parts));
   exitWith(0);
 }
 

@@ -130,13 +130,13 @@ function setup() {
   // A long tick: re-plans happen only when the test places or removes a function.
   const fleet = new Fleet({ backend: fake.asBackend(), depth: 2, tickMs: 60_000, log: () => {} });
   const metrics = new Metrics({ functions: () => [], workers: () => 0 });
-  const deployment = (version: number) =>
+  const deployment = (version: number, name = "classify", model = "resnet50") =>
     new Deployment({
-      name: "classify",
+      name,
       version,
       dir: "/nonexistent",
       deployedAt: new Date().toISOString(),
-      manifest: { name: "classify", model: "resnet50", sloMs: 50, maxBatch: 8, json: true },
+      manifest: { name, model, sloMs: 50, maxBatch: 8, json: true },
     }, {
       modelsDir: "/nonexistent",
       runtimeDir: "/nonexistent",
@@ -238,5 +238,35 @@ Deno.test("fleet: a gpu-let that dies leaves routing at once and is restarted", 
   assert.equal(victim.batches, victimBatches, "nothing more went to the dead gpu-let");
   await fleet.close();
   await v1.stop(false);
+  assert.equal(fake.leases, 0);
+});
+
+Deno.test("fleet: a model without a profile gets a fixed gpu-let beside the planned ones; removing it stops it", async () => {
+  const { fake, fleet, deployment } = setup();
+  const planned = deployment(1);
+  const unprofiled = deployment(1, "vad", "silero_vad_v5"); // no H100 profile: the planner cannot size it
+  await fleet.place(planned);
+  await fleet.place(unprofiled);
+  assert.ok(unprofiled.ready);
+  const view = fleet.describe();
+  const gpulets = view.gpus.flatMap((g) => g.gpulets);
+  const fixed = gpulets.filter((l) => l.fixed);
+  assert.deepEqual(fixed.map((l) => l.functions.map((f) => f.name)), [["vad"]]);
+  // Its batch comes from its warm-up (FakeGpulet: 2 ms at 8, which fits twice in 50 ms).
+  assert.equal(fixed[0].functions[0].batch, 8);
+  assert.ok(gpulets.some((l) => !l.fixed && l.functions.some((f) => f.name === "classify")));
+  assert.ok(gpulets.every((l) => l.pid !== undefined && l.id !== undefined), "every gpu-let is running");
+  assert.equal(view.workers.length, gpulets.length, "one process per gpu-let");
+  assert.deepEqual(new Set(await invoke(unprofiled, 5)), new Set([1]));
+  const vadExecutor = fake.executors.find((e) => e.id.startsWith("vad-"))!;
+  await unprofiled.stop(false);
+  await fleet.unplace("vad");
+  assert.ok(vadExecutor.stopping);
+  assert.equal(fleet.describe().gpus.flatMap((g) => g.gpulets).filter((l) => l.fixed).length, 0);
+  // Retiring finishes a few microtasks after the plan is applied (no timer turn: its executor has no batch).
+  for (let hop = 0; hop < 20 && fleet.gpuletCount() > gpulets.length - 1; hop++) await Promise.resolve();
+  assert.equal(fleet.gpuletCount(), gpulets.length - 1, "its gpu-let stopped and its share released");
+  await fleet.close();
+  await planned.stop(false);
   assert.equal(fake.leases, 0);
 });

@@ -32,8 +32,7 @@ Deno.test("worker command: least permissions, pinned with taskset when cores are
     "--config=/root/deno.json",
     "--cached-only",
     "--no-prompt",
-    "--unstable-worker-options",
-    "--allow-read=/state/functions/lenet/1,/models/lenet.onnx,/root/src,/tmp/gpulet-x/w1.sock",
+    "--allow-read=/state/functions/lenet/1,/models/lenet.onnx,/tmp/gpulet-x/w1.sock",
     "--allow-write=/tmp/gpulet-x/w1.sock",
     "--allow-net=unix:/tmp/gpulet-x/w1.sock",
     "--allow-ffi=/root/ort.node",
@@ -44,7 +43,7 @@ Deno.test("worker command: least permissions, pinned with taskset when cores are
   assert.deepEqual(JSON.parse(args.at(-1)!), config);
 });
 
-Deno.test("worker command of a time-shared gpu-let: one process may read each function's folder and model once", () => {
+Deno.test("worker command of a time-shared gpu-let: one process reads each function's folder and model once, and starts its isolates", () => {
   const vad = {
     ...lenet,
     name: "vad",
@@ -59,6 +58,8 @@ Deno.test("worker command of a time-shared gpu-let: one process may read each fu
     tasksetPath: null,
     root: "/root",
   });
+  // Each function runs in a Web Worker with its own permissions, loaded from the project's modules.
+  assert.ok(args.includes("--unstable-worker-options"));
   assert.ok(
     args.includes(
       "--allow-read=/state/functions/lenet/1,/models/lenet.onnx,/state/functions/vad/3," +
