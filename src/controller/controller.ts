@@ -16,6 +16,7 @@ import { type CommandRunner, systemRunner } from "../cuda/runner.ts";
 import { DEFAULT_CONTEXT_MIB } from "../cuda/worker_env.ts";
 import { ortBindingPath } from "../runtime/worker_command.ts";
 import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
+import { DEFAULT_FIXED_LAYOUT } from "./fixed_gpulets.ts";
 import { Fleet, type RunningPlan } from "./fleet.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
@@ -359,9 +360,9 @@ export class Controller {
   }
 }
 
-/** Part (%) of a fixed gpu-let: `cores` of a cpu device's cores; a quarter of a GPU elsewhere. */
+/** Part (%) of a fixed gpu-let: `cores` of a cpu device's cores; the default part elsewhere. */
 function fixedPart(backend: Backend, device: CpuDevice, cores: number): number {
-  if (backend.kind !== "cpu") return 25;
+  if (backend.kind !== "cpu") return DEFAULT_FIXED_LAYOUT.part;
   const perDevice = Math.max(1, Math.floor(device.coreCount / backend.gpus));
   return Math.min(100, Math.round((100 * Math.min(cores, perDevice)) / perDevice));
 }

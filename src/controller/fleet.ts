@@ -18,12 +18,20 @@ import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/pol
 import type { Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
 import { DEFAULT_OPTIONS } from "../planner/planner.ts";
-import { chooseBatch } from "../planner/fixed_layout.ts";
 import type { Plan } from "../planner/plan.ts";
 import { gpuletKey, type PlacedGpulet, placedGpulets } from "../planner/plan_diff.ts";
 import type { Executor, GpuletHandle } from "../runtime/executor.ts";
 import type { Backend, GpuletLease } from "./backends.ts";
 import type { Deployment } from "./deployment.ts";
+import {
+  DEFAULT_FIXED_LAYOUT,
+  FIXED_BATCH,
+  fixedGpulets,
+  type FixedLayout,
+  isFixedGpulet,
+  slotBatch,
+} from "./fixed_gpulets.ts";
+import type { PlanRecord, RunningPlan } from "./running_plan.ts";
 
 /** One function's executor on a running gpu-let. */
 interface Member {
@@ -42,64 +50,8 @@ interface RunningGpulet {
   placed: PlacedGpulet;
 }
 
-/** One gpu-let of the running plan: the plan's entry, and the process serving it once it runs. */
-export interface RunningGpuletView {
-  part: number;
-  /** Not sized by the planner (no profile, or a fixed layout). */
-  fixed?: true;
-  functions: Plan["gpus"][number]["gpulets"][number]["functions"];
-  /** Its process, once it runs. */
-  id?: string;
-  pid?: number;
-  cores?: number[];
-  /** Its functions' executors (the ids their batches are measured under). */
-  executors?: string[];
-}
-
-/** One running gpu-let process and the functions in it. */
-export interface RunningWorker {
-  gpu: number;
-  part: number;
-  cores?: number[];
-  id: string;
-  pid: number;
-  functions: { name: string; version: number; id: string; inflight: number; latencyMs: Record<string, number> }[];
-}
-
-/** The running plan: what `GET /admin/plan` serves and `/ui` and the metrics read. */
-export type RunningPlan = Omit<Plan, "gpus"> & {
-  gpus: { id: number; gpulets: RunningGpuletView[] }[];
-  devices: { kind: Backend["kind"]; count: number; timeScale: number };
-  gpusInUse: number;
-  gpulets: number;
-  replans: number;
-  workers: RunningWorker[];
-  history: Omit<PlanRecord, "plan">[];
-};
-
-/** A plan change as `GET /admin/plan` shows it. */
-export interface PlanRecord extends Omit<PlanChange, "at"> {
-  /** ISO time of the decision. */
-  at: string;
-  /** Gpu-lets started and stopped by applying it. */
-  started: number;
-  stopped: number;
-  /** Time to apply it (start and warm new gpu-lets, switch routing), ms. */
-  applyMs?: number;
-}
-
-/**
- * Gpu-lets the plan does not size: functions whose model has no latency profile on the device (the planner
- * cannot size what it has not measured), or every function when a fixed layout is asked for. Each such
- * function gets `gpuletsPerFunction` gpu-lets of `part` % (spread over the devices), at the largest batch
- * its warm-up latency fits in the SLO.
- */
-export interface FixedLayout {
-  gpuletsPerFunction: number;
-  part: number;
-  /** Every function fixed (`--gpulets-per-function`), not only the unprofiled ones. */
-  all: boolean;
-}
+export type { FixedLayout } from "./fixed_gpulets.ts";
+export type { PlanRecord, RunningPlan } from "./running_plan.ts";
 
 export interface FleetOptions {
   backend: Backend;
@@ -117,22 +69,10 @@ export interface FleetOptions {
   onReplan?: (direction: string) => void;
 }
 
-/** Part of a fixed gpu-let by default: a quarter of a device (on cpu, at least one core). */
-const DEFAULT_FIXED_PART = 25;
-/** The batch a fixed gpu-let lists until its warm-up says (0: not chosen yet). */
-const FIXED_BATCH = 0;
-
-/**
- * The largest batch a gpu-let takes. The plan's batch is what it runs at the planned rate; a gpu-let of one
- * function may take more in a burst beyond the plan (before the autoscaler catches up): up to the largest
- * batch whose warm-up latency fits twice in the deadline, as a fixed gpu-let does. A time-shared gpu-let
- * keeps the plan's batches, or its neighbours' turns would come later than planned.
- */
-function slotBatch(planned: number, functionsOnGpulet: number, m: Member): number {
-  const m0 = m.dep.record.manifest;
-  const fits = chooseBatch(m.executor.warmLatencyMs, m.dep.deadlineMs, m0.maxBatch);
-  if (planned === FIXED_BATCH) return fits;
-  return functionsOnGpulet === 1 ? Math.max(planned, fits) : planned;
+/** The batch cap of `m` on its gpu-let ({@link slotBatch}). */
+function batchOf(planned: number, functionsOnGpulet: number, m: Member): number {
+  const { maxBatch } = m.dep.record.manifest;
+  return slotBatch(planned, functionsOnGpulet, m.executor.warmLatencyMs, m.dep.deadlineMs, maxBatch);
 }
 
 /** Most time a stopping gpu-let may take to finish its in-flight batches (ms). */
@@ -188,19 +128,16 @@ export class Fleet {
   }
 
   private get fixed(): FixedLayout {
-    return this.opts.fixed ?? { gpuletsPerFunction: 1, part: DEFAULT_FIXED_PART, all: false };
+    return this.opts.fixed ?? DEFAULT_FIXED_LAYOUT;
   }
 
-  /** The fixed gpu-lets, as the plan would list them (batch 0: chosen from the warm-up at start). */
+  /** The fixed gpu-lets, as the plan would list them. */
   private fixedGpulets(): PlacedGpulet[] {
-    const { gpuletsPerFunction, part } = this.fixed;
-    const gpus = this.opts.backend.gpus;
-    return [...this.deps.values()].filter((d) => this.isFixed(d)).flatMap((d, k) =>
-      Array.from({ length: gpuletsPerFunction }, (_, i) => ({
-        gpu: (k + i) % gpus,
-        part,
-        functions: [{ name: d.name, batch: FIXED_BATCH, dutyMs: d.deadlineMs, rate: 0, latencyMs: d.deadlineMs }],
-      }))
+    const fixed = [...this.deps.values()].filter((d) => this.isFixed(d));
+    return fixedGpulets(
+      fixed.map((d) => ({ name: d.name, deadlineMs: d.deadlineMs })),
+      this.fixed,
+      this.opts.backend.gpus,
     );
   }
 
@@ -449,7 +386,7 @@ export class Fleet {
         const m = g.members.get(f.name);
         if (!m || m.dep !== this.deps.get(f.name) || m.executor.stopping) continue;
         const list = slots.get(f.name) ?? [];
-        const batch = slotBatch(f.batch, g.placed.functions.length, m);
+        const batch = batchOf(f.batch, g.placed.functions.length, m);
         list.push({ worker: m.executor, batch, maxDelayMs: 0, depth: this.opts.depth, latency: m.latency });
         slots.set(f.name, list);
       }
@@ -522,11 +459,11 @@ export class Fleet {
       gpus.set(placed.gpu, list);
       list.push({
         part: placed.part,
-        ...(placed.functions.some((f) => f.batch === FIXED_BATCH) ? { fixed: true as const } : {}),
+        ...(isFixedGpulet(placed) ? { fixed: true as const } : {}),
         // A fixed gpu-let's batch is chosen at start, from its warm-up.
         functions: placed.functions.map((f) => {
           const m = g?.members.get(f.name);
-          return m && f.batch === FIXED_BATCH ? { ...f, batch: slotBatch(f.batch, 1, m) } : f;
+          return m && f.batch === FIXED_BATCH ? { ...f, batch: batchOf(f.batch, 1, m) } : f;
         }),
         ...(g
           ? {
