@@ -4,11 +4,8 @@ import { fixedGpulets, isFixedGpulet, slotBatch } from "../../src/controller/fix
 Deno.test("fixed gpu-lets: N per function spread over the devices, marked fixed, no rate", () => {
   const layout = { gpuletsPerFunction: 2, part: 50, all: true };
   const g = fixedGpulets([{ name: "a", deadlineMs: 100 }, { name: "b", deadlineMs: 40 }], layout, 3);
-  assert.deepEqual(g.map((x) => [x.gpu, x.part, x.functions[0].name]), [[0, 50, "a"], [1, 50, "a"], [1, 50, "b"], [
-    2,
-    50,
-    "b",
-  ]]);
+  const where = g.map((x) => `${x.functions[0].name}@${x.gpu}:${x.part}`);
+  assert.deepEqual(where, ["a@0:50", "a@1:50", "b@1:50", "b@2:50"]);
   assert.ok(g.every(isFixedGpulet));
   assert.ok(g.every((x) => x.functions[0].rate === 0));
   assert.ok(!isFixedGpulet({ gpu: 0, part: 50, functions: [{ ...g[0].functions[0], batch: 4 }] }));
