@@ -2,11 +2,18 @@
  * Re-plans in a worker, so planning (tens to hundreds of milliseconds) never blocks the loop that serves
  * HTTP and dispatches batches. One worker per controller, started on the first re-plan; a worker that fails
  * is replaced on the next one, and a re-plan it could not answer is made on this thread instead (late
- * beats never).
+ * beats never). A re-plan is bounded in time: a worker that takes longer is stopped and that re-plan fails
+ * (the plan in force stays; the next tick plans afresh), never moved onto the serving thread.
  */
 import type { Plan } from "../planner/plan.ts";
 import { type PlanContext, planDemand, type PlanRequest } from "./plan_demand.ts";
 import type { PlanWorkerReply, PlanWorkerRequest } from "./plan_worker.ts";
+
+/** Longest a re-plan may take in the worker by default (ms); first plans of a big profile take ~1 s here. */
+const DEFAULT_PLAN_TIMEOUT_MS = 30_000;
+
+/** A re-plan the worker did not answer in time. */
+export class PlanTimeoutError extends Error {}
 
 export class RemotePlanner {
   private worker?: Worker;
@@ -14,15 +21,27 @@ export class RemotePlanner {
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (p: Plan) => void; reject: (e: Error) => void }>();
 
-  /** @param log where a worker failure is reported */
-  constructor(private readonly context: PlanContext, private readonly log: (line: string) => void = () => {}) {}
+  /**
+   * @param log where a worker failure is reported
+   * @param timeoutMs longest a re-plan may take in the worker
+   */
+  constructor(
+    private readonly context: PlanContext,
+    private readonly log: (line: string) => void = () => {},
+    private readonly timeoutMs = DEFAULT_PLAN_TIMEOUT_MS,
+  ) {}
 
-  /** Plans `request` in the worker (on this thread if the worker fails). */
+  /**
+   * Plans `request` in the worker (on this thread if the worker fails); rejects with a
+   * {@link PlanTimeoutError} if the worker does not answer within the time bound.
+   */
   async plan(request: PlanRequest): Promise<Plan> {
     if (!this.closed) {
       try {
         return await this.inWorker(request);
       } catch (e) {
+        // As slow on this thread: that would stall every request for as long.
+        if (e instanceof PlanTimeoutError) throw e;
         if (!this.closed) this.log(`planner worker failed (${(e as Error).message}); planning on the serving thread`);
       }
     }
@@ -39,7 +58,15 @@ export class RemotePlanner {
     const worker = this.worker ?? this.start();
     const id = ++this.seq;
     return new Promise<Plan>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        this.log(`planner worker did not answer in ${this.timeoutMs} ms; stopped`);
+        this.stop(new PlanTimeoutError(`the re-plan took longer than ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      const settle = <T>(f: (v: T) => void) => (v: T) => {
+        clearTimeout(timer);
+        f(v);
+      };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
       worker.postMessage({ kind: "plan", id, request } satisfies PlanWorkerRequest);
     });
   }

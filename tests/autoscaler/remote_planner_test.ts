@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { planDemand } from "../../src/autoscaler/plan_demand.ts";
-import { RemotePlanner } from "../../src/autoscaler/remote_planner.ts";
+import { PlanTimeoutError, RemotePlanner } from "../../src/autoscaler/remote_planner.ts";
 import { LatencyTable } from "../../src/planner/sizing.ts";
 import { DEFAULT_TAIL } from "../../src/planner/tail.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workload.ts";
@@ -35,3 +35,27 @@ Deno.test("planner worker: the same plan as on this thread, planned elsewhere", 
     planner.close();
   }
 });
+
+Deno.test("planner worker: a re-plan past the time bound fails (not moved onto this thread); the next one plans", async () => {
+  const { latency, interference } = await profile("h100");
+  const file = `${ROOT}/resource/workloads/game.json`;
+  const functions = scaled(plannedFunctions(parseWorkload(await Deno.readTextFile(file), file), latency, file), 40);
+  const context = { device: "h100", gpus: 8, latency, interference, policy: "gpulet" as const };
+  const request = { functions, compact: false, headroom: 0.1 };
+  const lines: string[] = [];
+  // 1 ms: the worker cannot even start in time.
+  const hasty = new RemotePlanner(context, (l) => lines.push(l), 1);
+  try {
+    await assert.rejects(hasty.plan(request), PlanTimeoutError);
+    assert.match(lines.join("\n"), /did not answer in 1 ms/);
+  } finally {
+    hasty.close();
+  }
+  const planner = new RemotePlanner(context, () => {}, 60_000);
+  try {
+    assert.ok((await planner.plan(request)).feasible);
+  } finally {
+    planner.close();
+  }
+});
+
