@@ -1,5 +1,6 @@
 /**
- * `deno task bench [overhead] [interference] [planner] [tail] [autoscale] [reliability] [--seconds N] [--case TEXT]`:
+ * `deno task bench [overhead] [gpulet] [interference] [planner] [tail] [autoscale] [reliability] [--seconds N]
+ * [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
@@ -15,6 +16,7 @@ import { measurePlanner, plannerMarkdown } from "./planner.ts";
 import { measureTail, tailMarkdown } from "./tail.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
+import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -118,6 +120,10 @@ if (import.meta.main) {
     }
     const md = overheadMarkdown(results, command, seconds);
     await writeResult("overhead", { command, seconds, results }, md);
+  }
+  if (which.includes("gpulet")) {
+    const result = await measureGpuletHop(console.log);
+    await writeResult("gpulet", { command, ...result }, gpuletHopMarkdown(result, command));
   }
   if (which.includes("interference")) {
     const results = await measureInterference(console.log);
