@@ -58,4 +58,3 @@ Deno.test("planner worker: a re-plan past the time bound fails (not moved onto t
     planner.close();
   }
 });
-
