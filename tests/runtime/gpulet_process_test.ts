@@ -1,7 +1,7 @@
 /**
  * One gpu-let process serving several functions (`src/runtime/worker.ts`, `worker_main.ts`,
  * `function_worker.ts`): both functions load in one process, each answers its own batches while they take
- * turns, and neither can read the other's folder although the process holds both.
+ * turns round-robin, and neither can read the other's folder although the process holds both.
  */
 import assert from "node:assert/strict";
 import { DEFAULT_MODELS_DIR, ensureModels } from "../../src/models/zoo.ts";
@@ -120,6 +120,30 @@ Deno.test("a function whose code calls Deno.exit takes its gpu-let process down 
     const status = await gpulet.exited;
     assert.equal(status.code, 7);
     assert.ok(!gpulet.stopping, "an exit nobody asked for is a crash (the controller restarts the gpu-let)");
+  } finally {
+    gpulet.kill();
+    await gpulet.exited;
+    await Deno.remove(state, { recursive: true });
+    await Deno.remove(runtimeDir, { recursive: true });
+  }
+});
+
+Deno.test("a time-shared gpu-let takes turns round-robin: a batch of one function goes between two of the other", async () => {
+  await ensureModels(["lenet"]);
+  const state = await Deno.makeTempDir({ prefix: "gpulet-shared-" });
+  const runtimeDir = await Deno.makeTempDir({ prefix: "gpulet-rt-" });
+  const a = await functionAt(state, "a", `${ROOT}/tests/fixtures/functions/slow`, 1);
+  const b = await functionAt(state, "b", `${ROOT}/tests/fixtures/functions/slow`, 1);
+  const gpulet = await GpuletProcess.start({ id: "turns", functions: [a, b], threads: 1, runtimeDir });
+  try {
+    const [execA, execB] = gpulet.executors;
+    const done: string[] = [];
+    const run = (exec: FunctionExecutor, label: string) =>
+      runJson(exec, [{ delayMs: 40, value: 1 }]).then(() => done.push(label));
+    // Sent in this order, all before the first finishes: A1 A2 A3, then B1.
+    await Promise.all([run(execA, "a1"), run(execA, "a2"), run(execA, "a3"), run(execB, "b1")]);
+    // In arrival order B1 would come last; in turns it follows A1.
+    assert.deepEqual(done, ["a1", "b1", "a2", "a3"]);
   } finally {
     gpulet.kill();
     await gpulet.exited;
