@@ -3,6 +3,7 @@ import { deployFolder } from "../src/api/admin_client.ts";
 import { encodeBase64 } from "../src/functions/bundle.ts";
 import { loadProfile } from "../src/planner/profiles.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
+import { seededRandom } from "../src/planner/random.ts";
 
 export { metric, workerPids } from "../src/api/admin_client.ts";
 
@@ -42,17 +43,10 @@ export async function postJson(
   return { status: res.status, headers: res.headers, body: await res.json() };
 }
 
-/** A deterministic pseudo-random image for lenet (784 values in 0..255). */
+/** A deterministic pseudo-random image for lenet (784 values in 0..255), from the project's seeded PRNG. */
 export function testImage(seed: number): number[] {
-  let s = seed * 2654435761 >>> 0 || 1;
-  return Array.from({ length: 784 }, () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % 256;
-  });
+  const random = seededRandom(seed);
+  return Array.from({ length: 784 }, () => Math.floor(random() * 256));
 }
 
 /** True if a process with this pid is running (a zombie waiting for its reaper has exited: not running). */

@@ -15,13 +15,16 @@
  * is queued again, once, at the head of the queue when another gpu-let of the function is serving; otherwise
  * its requests are answered 503. Either way every accepted request gets exactly one answer.
  */
-import type { ItemResult } from "../runtime/protocol.ts";
-import type { BatchResult, Executor } from "../runtime/executor.ts";
+import type { Executor } from "../runtime/executor.ts";
+import { answerOf } from "./answer.ts";
 import { frameBatch } from "./batch_frame.ts";
 import { DrainRate } from "./drain_rate.ts";
+import { leastLatencyMs, predictedFinishMs } from "./estimates.ts";
+import type { DispatchObserver } from "./events.ts";
 import { runBounded } from "./hang_guard.ts";
-import { LatencyEstimate } from "./latency.ts";
-import type { Answer, OutputTensor, Payload, Pending, Timing } from "./request.ts";
+import type { LatencyEstimate } from "./latency.ts";
+import { type Answer, mergeByDeadline, type Payload, type Pending, type Timing } from "./request.ts";
+
 
 /** One gpu-let serving this function, as routing sees it. */
 export interface Slot {
@@ -33,36 +36,6 @@ export interface Slot {
   /** Batches in flight at most. */
   depth: number;
   latency: LatencyEstimate;
-}
-
-/** One executed batch, as observers see it. */
-export interface BatchEvent {
-  /** The gpu-let's executor id. */
-  executor: string;
-  rows: number;
-  requests: number;
-  /** Model execution (ms). */
-  computeMs: number;
-  /** The worker's whole time on the batch: pre-processing, model, post-processing (ms). */
-  workerMs: number;
-}
-
-/** One answered request (every request gets exactly one). */
-export interface AnswerEvent {
-  status: number;
-  /** Arrival to answer (ms); 0 for requests refused at the door. */
-  totalMs: number;
-  /** Answered 200 within its deadline. */
-  withinSlo: boolean;
-  timing?: Timing;
-}
-
-/** What a dispatcher reports, for metrics and the dashboard. */
-export interface DispatchObserver {
-  batch(e: BatchEvent): void;
-  answer(e: AnswerEvent): void;
-  /** Requests queued again after their gpu-let was lost. */
-  retried?(requests: number): void;
 }
 
 export interface DispatcherOptions {
@@ -147,7 +120,9 @@ export class Dispatcher {
         retryAfterS: 1,
       });
     }
-    const waitMs = this.queue.length > 0 && !this.opts.admitAll ? this.predictedFinishMs(rows, now) : 0;
+    const waitMs = this.queue.length > 0 && !this.opts.admitAll
+      ? predictedFinishMs(this.slots, this.busyUntil, this.drainRate, this.queuedRows + rows, now)
+      : 0;
     if (waitMs > 0 && now - arrivedAt + waitMs > deadlineMs * ADMIT_FRACTION) {
       // Shed at the door: queueing it would only turn it into a 504 later, after it delayed others.
       this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
@@ -196,47 +171,13 @@ export class Dispatcher {
   }
 
   /**
-   * When a request of `rows` arriving now would be answered (ms from now): once the first gpu-let is free,
-   * the queue ahead of it at the gpu-lets' measured throughput; 0 while no gpu-let serves (nothing to go by).
-   */
-  private predictedFinishMs(rows: number, now: number): number {
-    let rowsPerMs = 0;
-    let firstFree = Infinity;
-    for (const s of this.slots) {
-      rowsPerMs += s.batch / Math.max(1e-3, s.latency.estimate(s.batch));
-      firstFree = Math.min(firstFree, Math.max(0, (this.busyUntil.get(s.worker) ?? now) - now));
-    }
-    if (rowsPerMs === 0) return 0;
-    rowsPerMs = this.drainRate.plannable(rowsPerMs);
-    const ahead = this.queuedRows + rows;
-    return firstFree + Math.max(ahead / rowsPerMs, this.fastestEstimate(Math.min(ahead, this.slots[0].batch)));
-  }
-
-  private fastestEstimate(batch: number): number {
-    let best = Infinity;
-    for (const s of this.slots) best = Math.min(best, s.latency.estimate(batch));
-    return Number.isFinite(best) ? best : 0;
-  }
-
-  /**
-   * The least time a request still needs: the fastest any batch has run, not the average. Under a noisy
-   * neighbour the average overstates it, and expiring a request that would still have made it is a false
-   * refusal.
-   */
-  private leastLatencyMs(): number {
-    let least = Infinity;
-    for (const s of this.slots) least = Math.min(least, s.latency.lowerBoundMs());
-    return Number.isFinite(least) ? least : 0;
-  }
-
-  /**
    * Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. The
    * queue is in deadline order (one SLO per function; requests queued again after a lost batch go back to
    * the head, and they are the oldest), so this looks only at the head.
    */
   private expire(now: number): void {
     if (this.queue.length === 0 || this.opts.admitAll) return;
-    const minLatency = this.leastLatencyMs();
+    const minLatency = leastLatencyMs(this.slots);
     while (this.queue.length > 0 && now + minLatency > this.queue[0].deadline) {
       const p = this.queue.shift()!;
       this.queuedRows -= p.rows;
@@ -283,7 +224,7 @@ export class Dispatcher {
     }
     if (this.queue.length > 0) {
       // Also look again when the head would expire, e.g. while no gpu-let is available.
-      wakeAt = Math.min(wakeAt, this.queue[0].deadline - this.leastLatencyMs());
+      wakeAt = Math.min(wakeAt, this.queue[0].deadline - leastLatencyMs(this.slots));
       this.wakeAt(wakeAt, now);
     } else this.cancelWake(); // nothing waits: a pending timer would only keep the process busy
     if (this.queue.length === 0 && this.inflight === 0) this.notifyIdle();
@@ -347,7 +288,19 @@ export class Dispatcher {
         workerMs: result.workerMs,
       });
       try {
-        for (const r of result.items) this.answer(batch[r.id], r, result, sentAt, doneAt, rows);
+        for (const r of result.items) {
+          const p = batch[r.id];
+          const timing: Timing = {
+            queueMs: sentAt - p.arrivedAt,
+            // Sent to the gpu-let until it started on it (behind the batch before, and the hand-over).
+            batchWaitMs: Math.max(0, doneAt - sentAt - result.workerMs),
+            workerMs: result.workerMs,
+            computeMs: result.computeMs,
+            totalMs: doneAt - p.arrivedAt,
+            batchRows: rows,
+          };
+          p.resolve(answerOf(r, result.body, timing));
+        }
       } finally {
         result.release?.(); // every output was copied out
       }
@@ -384,42 +337,6 @@ export class Dispatcher {
     this.opts.onWorkerLost?.(slot.worker, error);
   }
 
-  private answer(
-    p: Pending,
-    r: ItemResult,
-    result: BatchResult,
-    sentAt: number,
-    doneAt: number,
-    batchRows: number,
-  ): void {
-    const body = result.body;
-    const timing: Timing = {
-      queueMs: sentAt - p.arrivedAt,
-      // Sent to the gpu-let until it started on it (behind the batch before, and the hand-over).
-      batchWaitMs: Math.max(0, doneAt - sentAt - result.workerMs),
-      workerMs: result.workerMs,
-      computeMs: result.computeMs,
-      totalMs: doneAt - p.arrivedAt,
-      batchRows,
-    };
-    if (!r.ok) return p.resolve({ status: r.status, error: r.error, timing });
-    const ranges = "json" in r ? [r.json] : r.outputs;
-    if (ranges.some((x) => x.offset < 0 || x.offset + x.bytes > body.byteLength)) {
-      return p.resolve({ status: 500, error: "the gpu-let answered with bytes outside its result", timing });
-    }
-    if ("json" in r) {
-      return p.resolve({ status: 200, json: body.slice(r.json.offset, r.json.offset + r.json.bytes), timing });
-    }
-    // Copied out: the body is the gpu-let connection's buffer, lent only until this batch is answered.
-    const outputs: OutputTensor[] = r.outputs.map((t) => ({
-      name: t.name,
-      type: t.type,
-      shape: t.shape,
-      data: body.slice(t.offset, t.offset + t.bytes),
-    }));
-    p.resolve({ status: 200, outputs, timing });
-  }
-
   private notifyIdle(): void {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
@@ -440,16 +357,4 @@ export class Dispatcher {
     this.cancelWake();
     this.notifyIdle();
   }
-}
-
-/** Two queues, each in deadline order, as one. */
-function mergeByDeadline(a: Pending[], b: Pending[]): Pending[] {
-  if (a.length === 0) return b;
-  const out: Pending[] = [];
-  let i = 0, j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i].deadline <= b[j].deadline)) out.push(a[i++]);
-    else out.push(b[j++]);
-  }
-  return out;
 }

@@ -61,3 +61,15 @@ export interface Pending {
   /** Set once its batch was lost with a gpu-let and it was queued again (it is retried only once). */
   retried?: boolean;
 }
+
+/** Two queues, each in deadline order, as one. */
+export function mergeByDeadline(a: Pending[], b: Pending[]): Pending[] {
+  if (a.length === 0) return b;
+  const out: Pending[] = [];
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i].deadline <= b[j].deadline)) out.push(a[i++]);
+    else out.push(b[j++]);
+  }
+  return out;
+}

@@ -3,6 +3,7 @@
  * Weights come from a seeded PRNG so every build of a model is byte-for-byte the same.
  */
 import onnxProto from "onnx-proto";
+import { seededRandom } from "../planner/random.ts";
 
 // onnx-proto ships untyped static code; this is the slice of it we use.
 interface OnnxNamespace {
@@ -55,19 +56,6 @@ interface NodeProto {
   attribute: unknown[];
 }
 
-/** xorshift32; returns uniforms in [0, 1). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
 function valueInfo(name: string, dims: (number | string)[], elemType: number) {
   return {
     name,
@@ -94,7 +82,7 @@ export class GraphBuilder {
   readonly dry: boolean;
 
   constructor(seed = 42, opts: { dry?: boolean } = {}) {
-    this.rand = prng(seed);
+    this.rand = seededRandom(seed);
     this.dry = opts.dry ?? false;
   }
 

@@ -9,7 +9,7 @@ import type { GraphBuilder, TensorSignature } from "./onnx_builder.ts";
 import { densenet161, googlenet, mnasnet1_0, mobilenetV2, resnet50, vgg16 } from "./vision.ts";
 
 /** Bump when any generated architecture or the builder changes: cached files are then rebuilt. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 /** A generated model: its graph, and its multiply-accumulates per sample when counted. */
 export interface BuiltModel {

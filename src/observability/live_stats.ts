@@ -2,7 +2,7 @@
  * Rolling per-second statistics of each function and gpu-let, for the dashboard and the gauges that need a
  * recent window (SLO attainment, measured rate, utilisation). Pure: the clock is injected.
  */
-import type { AnswerEvent, BatchEvent } from "../admission/dispatcher.ts";
+import type { AnswerEvent, BatchEvent } from "../admission/events.ts";
 
 /** Latencies kept per function and second for percentiles (a uniform sample beyond this). */
 const LATENCY_SAMPLE = 1000;

@@ -6,7 +6,7 @@
  */
 import client from "prom-client";
 import { LiveStats } from "./live_stats.ts";
-import type { AnswerEvent, BatchEvent, DispatchObserver } from "../admission/dispatcher.ts";
+import type { AnswerEvent, BatchEvent, DispatchObserver } from "../admission/events.ts";
 
 /** What the scrape-time gauges read from the controller. */
 export interface MetricsSource {

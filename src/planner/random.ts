@@ -1,6 +1,7 @@
 /**
  * The project's one seeded pseudo-random generator (pure): the planner's fit restarts, the load generator's
- * and the simulators' arrivals and service times, the random workloads of tests and benchmarks.
+ * and the simulators' arrivals and service times, the generated models' weights, the random workloads and
+ * inputs of tests and benchmarks.
  */
 
 /** A seeded uniform random source in [0, 1) (mulberry32: small, fast, good enough for load and restarts). */
