@@ -25,7 +25,6 @@ import { runBounded } from "./hang_guard.ts";
 import type { LatencyEstimate } from "./latency.ts";
 import { type Answer, mergeByDeadline, type Payload, type Pending, type Timing } from "./request.ts";
 
-
 /** One gpu-let serving this function, as routing sees it. */
 export interface Slot {
   worker: Executor;
