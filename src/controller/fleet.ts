@@ -311,7 +311,7 @@ export class Fleet {
     this.running = next;
     // 2. Switch every function's routing at once.
     this.route();
-    // 3. Drain and stop what left the plan; members of replaced versions stop with their deployment.
+    // 3. Drain and stop what left the plan (after the queues of the replaced versions on it).
     for (const g of leaving) this.retire(g);
     return { started, stopped: leaving.length };
   }
@@ -398,11 +398,18 @@ export class Fleet {
     }
   }
 
-  /** Lets a gpu-let finish its in-flight batches, then stops it and releases its share. */
+  /**
+   * Lets a gpu-let finish its in-flight batches, and the queues of the replaced versions it still serves (they
+   * drain on it, as their deployment stops), then stops it and releases its share.
+   */
   private async retire(g: RunningGpulet): Promise<void> {
     this.draining.add(g);
     const until = performance.now() + DRAIN_LIMIT_MS;
-    const busy = () => [...g.members.values()].some((m) => m.executor.inflight > 0 && !m.executor.stopping);
+    const replaced = (m: Member) => this.deps.get(m.dep.name) !== m.dep;
+    const busy = () =>
+      [...g.members.values()].some((m) =>
+        !m.executor.stopping && (m.executor.inflight > 0 || (replaced(m) && m.dep.dispatcher.depth > 0))
+      );
     while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
     await g.handle.stop();
     g.lease.release();

@@ -270,3 +270,18 @@ Deno.test("fleet: a model without a profile gets a fixed gpu-let beside the plan
   await planned.stop(false);
   assert.equal(fake.leases, 0);
 });
+
+Deno.test("fleet: requests queued for the old version when a new one goes live are all served by the old one", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1), v2 = deployment(2);
+  await fleet.place(v1);
+  const queued = invoke(v1, 100); // more than its gpu-lets take at once: most of them wait in its queue
+  await fleet.place(v2);
+  const draining = v1.stop(true); // as the controller does once v2 is live
+  assert.deepEqual(new Set(await queued), new Set([1]), "no queued request failed with the switch");
+  await draining;
+  assert.deepEqual(new Set(await invoke(v2, 10)), new Set([2]));
+  await fleet.close();
+  await v2.stop(false);
+  assert.equal(fake.leases, 0);
+});
