@@ -287,7 +287,11 @@ export class Dispatcher {
         workerMs: result.workerMs,
       });
       try {
+        const answered = new Set<number>();
         for (const r of result.items) {
+          // One answer per request of this batch: an id out of range or seen twice is not one.
+          if (!Number.isInteger(r.id) || r.id < 0 || r.id >= batch.length || answered.has(r.id)) continue;
+          answered.add(r.id);
           const p = batch[r.id];
           const timing: Timing = {
             queueMs: sentAt - p.arrivedAt,
@@ -299,6 +303,12 @@ export class Dispatcher {
             batchRows: rows,
           };
           p.resolve(answerOf(r, result.body, timing));
+        }
+        // A request the gpu-let's result left out still gets its one answer.
+        for (const [i, p] of batch.entries()) {
+          if (!answered.has(i)) {
+            p.resolve({ status: 500, error: "the gpu-let's result had no answer for this request" });
+          }
         }
       } finally {
         result.release?.(); // every output was copied out

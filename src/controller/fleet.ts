@@ -48,6 +48,8 @@ interface RunningGpulet {
   members: Map<string, Member>;
   /** The plan's view of it (batches, rates). */
   placed: PlacedGpulet;
+  /** Its process ended without being asked to: never routed to or kept again. */
+  dead?: boolean;
 }
 
 export type { FixedLayout } from "./fixed_gpulets.ts";
@@ -208,7 +210,13 @@ export class Fleet {
 
   /** Re-plans now if the policy says so, else re-applies the plan in force; waits until it is applied. */
   private async settle(): Promise<void> {
-    const change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), true);
+    let change;
+    try {
+      change = await this.autoscaler.tickAsync((r) => this.planner.plan(r), true);
+    } catch (e) {
+      // The plan in force is applied all the same (a removed function's gpu-lets must still go).
+      this.opts.log(`re-plan failed: ${e instanceof Error ? e.message : e}`);
+    }
     // No re-plan (the demand did not move, or the change is a version or a fixed gpu-let): the plan in force is
     // applied again, which starts and stops only what differs.
     if (change && !this.closed) this.record(change);
@@ -273,32 +281,35 @@ export class Fleet {
     const starts: Promise<void>[] = [];
     let started = 0;
     for (const [id, placed] of desired) {
+      const deps = placed.functions.flatMap((f) => this.deps.get(f.name) ?? []);
+      // None of its functions is deployed (a plan not yet re-made after a removal): it leaves.
+      if (deps.length === 0) continue;
       const old = this.running.get(id);
       if (old && this.serves(old, placed)) {
         old.placed = placed;
         next.set(id, old);
         continue;
       }
-      const deps = placed.functions.flatMap((f) => this.deps.get(f.name) ?? []);
-      if (deps.length === 0) continue;
       started++;
       // If the fresh one fails, the one it was to replace stays (it serves what it served, e.g. the
       // previous version while a new one is refused).
       starts.push(
         this.startGpulet(id, placed, deps).then((g) => {
           if (g) next.set(id, g);
-          else if (old) next.set(id, old);
+          else if (old && !old.dead) next.set(id, old);
         }),
       );
     }
     // 1. Start and warm the new gpu-lets while the old ones serve.
     await Promise.all(starts);
+    // Any that died meanwhile (kept or just started) are not kept: the next repair restarts them.
+    for (const [id, g] of next) if (g.dead) next.delete(id);
     // A function the new plan leaves without any warm gpu-let (the devices are full, or its starts failed)
     // keeps the old gpu-lets it has: its requests are never without one.
     const kept = new Set(next.values());
     const served = new Set([...next.values()].flatMap((g) => [...g.members.keys()]));
     for (const [id, g] of this.running) {
-      if (kept.has(g)) continue;
+      if (kept.has(g) || g.dead) continue;
       const orphans = [...g.members.values()].some((m) =>
         this.deps.get(m.dep.name) === m.dep && !m.executor.stopping && !served.has(m.dep.name)
       );
@@ -334,7 +345,7 @@ export class Fleet {
 
   /** True if `g` serves the live version of each of the plan's functions on it. */
   private serves(g: RunningGpulet, placed: PlacedGpulet): boolean {
-    return placed.functions.every((f) => {
+    return !g.dead && placed.functions.every((f) => {
       const dep = this.deps.get(f.name);
       const m = g.members.get(f.name);
       return !dep || (m !== undefined && m.dep === dep && !m.executor.stopping);
@@ -382,6 +393,7 @@ export class Fleet {
   private route(): void {
     const slots = new Map<string, Slot[]>();
     for (const g of this.running.values()) {
+      if (g.dead) continue;
       for (const f of g.placed.functions) {
         const m = g.members.get(f.name);
         if (!m || m.dep !== this.deps.get(f.name) || m.executor.stopping) continue;
@@ -422,9 +434,11 @@ export class Fleet {
       const members = [...g.members.values()];
       // Stopped on purpose (retired, or each function's version stopped): not a crash.
       if (this.closed || members.every((m) => m.executor.stopping)) return;
+      // Marked, not only removed: an apply in progress may hold it (kept, or just started) and must drop it.
+      g.dead = true;
+      if (this.draining.has(g)) return; // out of the plan already: retire() releases it
       const key = [...this.running].find(([, r]) => r === g)?.[0];
-      if (key === undefined) return; // out of the plan already: retire() is stopping it
-      this.running.delete(key);
+      if (key !== undefined) this.running.delete(key);
       g.lease.release();
       this.opts.log(`${g.handle.id} died (${status.signal ?? `code ${status.code}`}), restarting`);
       for (const m of members) {

@@ -1,6 +1,7 @@
 /**
  * What admission needs from a gpu-let serving one function: send it a batch, know how busy it is, learn that
- * it died. A worker process ({@link GpuletWorker}) is one; a simulated gpu-let (`sim` devices) is another.
+ * it died. A function on a gpu-let process (`FunctionExecutor`, `worker.ts`) is one; a simulated gpu-let (`sim`
+ * devices) is another.
  */
 import type { ModelInfo, ResultMessage, RunItem } from "./protocol.ts";
 
@@ -23,7 +24,7 @@ export interface Executor {
   readonly warmLatencyMs: Record<string, number>;
   /** Batches sent and not yet answered. */
   readonly inflight: number;
-  /** True once it was asked to stop or killed: an exit after that is not a crash. */
+  /** True once it was asked to stop: an exit after that is not a crash. */
   readonly stopping: boolean;
   /** Resolves when it has ended, expected or not. */
   readonly exited: Promise<{ code: number; signal: string | null }>;

@@ -63,7 +63,7 @@ export class GpuletProcess {
   readonly executors: FunctionExecutor[] = [];
   /** Resolves when the process has exited (expected or not). */
   readonly exited: Promise<Deno.CommandStatus>;
-  /** Set once `stop()` or `kill()` was called: an exit after that is not a crash. */
+  /** Set once `stop()` was called: an exit after that is not a crash (after `kill()` it is: restarted). */
   stopping = false;
   private child: Deno.ChildProcess;
   private conn?: Deno.Conn;
@@ -162,6 +162,9 @@ export class GpuletProcess {
     } catch (e) {
       w.kill();
       await w.exited;
+      try {
+        w.conn?.close();
+      } catch { /* closed by its end */ }
       throw e;
     } finally {
       clearTimeout(timer);

@@ -115,7 +115,14 @@ class IsolatedFunction implements FunctionHost {
     const copy = body.slice();
     const a = await this.ask({ type: "run", header: run, body: copy }, [copy.buffer]);
     if (a.type !== "result") throw new Error(`function ${this.config.name} answered ${a.type} to a batch`);
-    return { header: a.header, parts: [a.body] };
+    // Function code shares the isolate that answers: it must not answer for another batch (its neighbour's)
+    // nor leave a request of its own unanswered. One answer per item of this batch, or the gpu-let ends.
+    const asked = new Set(run.items.map((i) => i.id));
+    const ids = a.header.items.map((i) => i.id);
+    if (ids.length !== asked.size || new Set(ids).size !== ids.length || !ids.every((id) => asked.has(id))) {
+      throw new Error(`function ${this.config.name} answered other requests than its batch's`);
+    }
+    return { header: { ...a.header, type: "result" as const, batchId: run.batchId }, parts: [a.body] };
   }
 }
 
@@ -132,7 +139,7 @@ async function serveInTurns(
   const queues: Frame<RunMessage>[][] = hosts.map(() => []);
   let ended = false;
   let wake: (() => void) | undefined;
-  const reading = (async () => {
+  const reading: Promise<void> = (async () => {
     for (;;) {
       const frame = await reader.next<RunMessage | { type: "stop" }>();
       if (!frame || frame.header.type === "stop") break;
@@ -145,6 +152,8 @@ async function serveInTurns(
     ended = true;
     wake?.();
   });
+  // A read error ends the serving once the batches already read are answered (re-thrown below).
+  reading.catch(() => {});
   let turn = 0;
   for (;;) {
     const k = queues.findIndex((_, i) => queues[(turn + i) % queues.length].length > 0);

@@ -151,6 +151,22 @@ class ManualGpulet implements Executor {
     });
   }
 
+  /** Answers the oldest batch with a result that names only its first item, once more, and an unknown id. */
+  answerOldestBadly(): void {
+    const b = this.batches.shift()!;
+    const body = new TextEncoder().encode(b.bodies[0]);
+    const first = { id: b.items[0].id, ok: true as const, json: { offset: 0, bytes: body.byteLength } };
+    b.settle({
+      type: "result",
+      batchId: 0,
+      items: [first, first, { ...first, id: 99 }],
+      rows: b.items.length,
+      computeMs: 1,
+      workerMs: 1,
+      body,
+    });
+  }
+
   stop(): Promise<void> {
     this.stopping = true;
     return Promise.resolve();
@@ -249,4 +265,22 @@ Deno.test("dispatcher: a disconnected client leaves the queue; close answers the
   assert.equal((await queued).status, 503);
   g.answerOldest(); // batches in flight still complete
   assert.equal(text(await late), '"d"');
+});
+
+Deno.test("dispatcher: a result that leaves requests out still answers each once (500 for the missing ones)", async () => {
+  const g = new ManualGpulet("g");
+  const d = new Dispatcher({ name: "f", maxQueueRows: 100 });
+  d.setSlots([slotOf(g)]);
+  const first = d.submit(json('"a"'), 1, 5_000);
+  await g.waitForBatches(1);
+  const rest = ["b", "c"].map((x) => d.submit(json(`"${x}"`), 1, 5_000));
+  g.answerOldest();
+  await first;
+  await g.waitForBatches(1);
+  g.answerOldestBadly(); // "b" answered twice and an id 99 that is no request of the batch; "c" left out
+  const [b, c] = await Promise.all(rest);
+  assert.equal(text(b), '"b"');
+  assert.match(text(c), /^500 the gpu-let's result had no answer for this request/);
+  await d.drain();
+  d.close("done");
 });

@@ -285,3 +285,34 @@ Deno.test("fleet: requests queued for the old version when a new one goes live a
   await v2.stop(false);
   assert.equal(fake.leases, 0);
 });
+
+Deno.test("fleet: a gpu-let that dies while a plan is being applied is not kept: it is restarted", async () => {
+  const { fake, fleet, deployment } = setup();
+  const v1 = deployment(1);
+  await fleet.place(v1);
+  const victim = fake.executors[0];
+  // Place a second function, holding its start back: the apply keeps classify's gpu-let meanwhile.
+  let open!: () => void;
+  fake.gate = new Promise((r) => (open = r));
+  const begun = fake.nextStartBegins();
+  const other = deployment(1, "other", "bert");
+  const placing = fleet.place(other);
+  await begun;
+  const restarted = fake.nextStarted();
+  victim.crash(); // dies mid-apply
+  await victim.exited;
+  open();
+  fake.gate = undefined;
+  await placing;
+  // The repair starts a fresh one for classify; the dead one is never routed again.
+  for (let turn = 0; !v1.dispatcher.getSlots().some((s) => s.worker !== victim); turn++) {
+    assert.ok(turn < 1000, "classify is routed to a fresh gpu-let");
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  await restarted;
+  assert.ok(v1.dispatcher.getSlots().every((s) => s.worker !== victim), "the dead gpu-let is out of routing");
+  assert.deepEqual(new Set(await invoke(v1, 10)), new Set([1]));
+  await fleet.close();
+  await Promise.all([v1.stop(false), other.stop(false)]);
+  assert.equal(fake.leases, 0, "every lease released once");
+});

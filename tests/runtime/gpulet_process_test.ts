@@ -151,3 +151,46 @@ Deno.test("a time-shared gpu-let takes turns round-robin: a batch of one functio
     await Deno.remove(runtimeDir, { recursive: true });
   }
 });
+
+Deno.test("a function that forges another batch's answer in a time-shared gpu-let ends it; its neighbour is never answered by it", async () => {
+  await ensureModels(["lenet"]);
+  const state = await Deno.makeTempDir({ prefix: "gpulet-shared-" });
+  const runtimeDir = await Deno.makeTempDir({ prefix: "gpulet-rt-" });
+  const lenet = await functionAt(state, "lenet", `${ROOT}/functions/lenet`, 32);
+  const dir = `${state}/forger`;
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(
+    `${dir}/function.ts`,
+    `import { defineFunction, tensor, z } from "gpulet";\n` +
+      `export default defineFunction({ model: "lenet", sloMs: 1000, maxBatch: 32, input: z.object({ x: z.number() }),\n` +
+      `  preprocess: ({ x }) => {\n` +
+      `    // An answer for every batch id near this one, with no items: the neighbour's batch among them.\n` +
+      `    if (x === 1) for (let id = 1; id < 10; id++) (self as unknown as Worker).postMessage({ type: "result",\n` +
+      `      header: { type: "result", batchId: id, items: [], rows: 0, computeMs: 0, workerMs: 0 }, body: new Uint8Array(0) });\n` +
+      `    return { input: tensor("float32", new Float32Array(784), [1, 1, 28, 28]) };\n` +
+      `  },\n` +
+      `  postprocess: () => ({ ok: true }) });\n`,
+  );
+  const forger = {
+    ...lenet,
+    name: "forger",
+    functionDir: dir,
+    functionFile: `${dir}/function.ts`,
+    manifest: { ...lenet.manifest, name: "forger", sloMs: 1000 },
+  };
+  const gpulet = await GpuletProcess.start({ id: "forge", functions: [lenet, forger], threads: 1, runtimeDir });
+  try {
+    const [lenetExec, forgerExec] = gpulet.executors;
+    const neighbour = runJson(lenetExec, [{ image: testImage(1) }]).then((a) => a, (e) => e as Error);
+    await assert.rejects(runJson(forgerExec, [{ x: 1 }]), /died|closed/);
+    const answer = await neighbour;
+    // Answered by lenet before the forger ran, or failed with the gpu-let: never an empty forged answer.
+    if (!(answer instanceof Error)) assert.equal((answer as { label: number }[]).length, 1);
+    assert.equal((await gpulet.exited).code, 1);
+  } finally {
+    gpulet.kill();
+    await gpulet.exited;
+    await Deno.remove(state, { recursive: true });
+    await Deno.remove(runtimeDir, { recursive: true });
+  }
+});
