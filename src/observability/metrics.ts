@@ -135,7 +135,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Autoscaled mode: GPUs in use and gpu-lets running, read at scrape time. */
+  /** GPUs in use and gpu-lets running (the fleet), read at scrape time. */
   observeFleet(read: () => { gpus: number; gpulets: number }): void {
     new client.Gauge({
       name: "gpulet_gpus_in_use",
