@@ -1,0 +1,89 @@
+/**
+ * An application's end-to-end SLO split over its stages (issue 22, the planner's part): which share of the
+ * app's budget each stage gets so that the whole app is served on the fewest GPUs, as Nexus splits latency
+ * budgets, instead of fixed shares. Pure: it plans candidate splits with the engine and keeps the best.
+ *
+ * An app runs level after level; the stages of one level run side by side (game: resnet50 beside six
+ * lenets), so each gets its level's whole budget, and the levels' budgets add up to the app's SLO. A stage's
+ * rate is the app's rate times its fan-out (traffic: each frame's crops go to googlenet and vgg16).
+ */
+import { betterPlan, DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem, planWithEngine } from "./planner.ts";
+import type { Plan, Policy } from "./plan.ts";
+import type { PlannedFunction } from "./sizing.ts";
+
+/** One stage of an app: a function and how many of its calls one app request makes. */
+export interface AppStage {
+  name: string;
+  model: string;
+  maxBatch: number;
+  /** Calls per app request (measured at run time, e.g. crops per frame). */
+  fanOut: number;
+}
+
+/** An app: its levels of stages, run one after the other, and its end-to-end SLO. */
+export interface AppGraph {
+  name: string;
+  sloMs: number;
+  levels: AppStage[][];
+}
+
+/** A split: each level's budget (ms), the functions it gives, and their plan. */
+export interface AppSplit {
+  budgetsMs: number[];
+  functions: PlannedFunction[];
+  plan: Plan;
+}
+
+/** Steps of the budget grid: each level's budget is a multiple of SLO / GRID_STEPS (at least one step). */
+const GRID_STEPS = 10;
+
+/** The stages of `app` as planned functions for `budgetsMs` at `rate` app requests/s. */
+export function stageFunctions(app: AppGraph, budgetsMs: readonly number[], rate: number): PlannedFunction[] {
+  return app.levels.flatMap((level, l) =>
+    level.map((s) => ({
+      name: s.name,
+      model: s.model,
+      maxBatch: s.maxBatch,
+      rate: rate * s.fanOut,
+      sloMs: budgetsMs[l],
+    }))
+  );
+}
+
+/** Every way to give `levels` levels whole steps of `steps`, each at least one, summing to `steps`. */
+function compositions(levels: number, steps: number): number[][] {
+  if (levels === 1) return [[steps]];
+  const out: number[][] = [];
+  for (let first = 1; first <= steps - levels + 1; first++) {
+    for (const rest of compositions(levels - 1, steps - first)) out.push([first, ...rest]);
+  }
+  return out;
+}
+
+/** The even split: every level the same budget. */
+export function evenSplit(app: AppGraph): number[] {
+  return app.levels.map(() => app.sloMs / app.levels.length);
+}
+
+/**
+ * The split of `app`'s SLO over its levels that serves `rate` app requests/s on the fewest GPUs (least
+ * unserved first, then fewest GPUs, then least % of the GPUs in use), over a grid of budgets in tenths of
+ * the SLO; the even split is one of the candidates, so the result is never worse than it.
+ */
+export function splitAppSlo(
+  problem: Omit<PlanProblem, "functions">,
+  app: AppGraph,
+  rate: number,
+  policy: Policy = "gpulet",
+  options: PlannerOptions = DEFAULT_OPTIONS,
+): AppSplit {
+  const candidates = compositions(app.levels.length, GRID_STEPS).map((c) => c.map((k) => (app.sloMs * k) / GRID_STEPS));
+  candidates.push(evenSplit(app));
+  let best: AppSplit | undefined;
+  for (const budgetsMs of candidates) {
+    const functions = stageFunctions(app, budgetsMs, rate);
+    const plan = planWithEngine({ ...problem, functions }, policy, options);
+    if (!best || betterPlan(plan, best.plan, functions)) best = { budgetsMs, functions, plan };
+  }
+  return best!;
+}
