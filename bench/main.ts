@@ -1,6 +1,6 @@
 /**
- * `deno task bench [overhead] [gpulet] [interference] [planner] [tail] [autoscale] [reliability] [--seconds N]
- * [--case TEXT]`:
+ * `deno task bench [overhead] [gpulet] [interference] [planner] [apps] [tail] [autoscale] [reliability]
+ * [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
  *
@@ -17,6 +17,7 @@ import { measureTail, tailMarkdown } from "./tail.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
+import { appsMarkdown, measureApps } from "./apps.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -140,6 +141,10 @@ if (import.meta.main) {
     const result = await measurePlanner(console.log);
     const md = plannerMarkdown(result, command);
     await writeResult("planner", { command, ...result }, md);
+  }
+  if (which.includes("apps")) {
+    const rows = await measureApps(console.log);
+    await writeResult("apps", { command, rows }, appsMarkdown(rows, command));
   }
   if (which.includes("tail")) {
     const result = await measureTail(console.log);
