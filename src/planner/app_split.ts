@@ -7,9 +7,17 @@
  * lenets), so each gets its level's whole budget, and the levels' budgets add up to the app's SLO. A stage's
  * rate is the app's rate times its fan-out (traffic: each frame's crops go to googlenet and vgg16).
  */
-import { betterPlan, DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem, planWithEngine } from "./planner.ts";
+import { boundPart } from "./bound.ts";
+import {
+  betterPlan,
+  DEFAULT_OPTIONS,
+  partSet,
+  type PlannerOptions,
+  type PlanProblem,
+  planWithEngine,
+} from "./planner.ts";
 import type { Plan, Policy } from "./plan.ts";
-import type { PlannedFunction } from "./sizing.ts";
+import { LatencyTable, type PlannedFunction } from "./sizing.ts";
 
 /** One stage of an app: a function and how many of its calls one app request makes. */
 export interface AppStage {
@@ -36,6 +44,8 @@ export interface AppSplit {
 
 /** Steps of the budget grid: each level's budget is a multiple of SLO / GRID_STEPS (at least one step). */
 const GRID_STEPS = 10;
+/** Splits planned with the engine: the best ones by the fractional bound, and the even split. */
+const SHORTLIST = 3;
 
 /** The stages of `app` as planned functions for `budgetsMs` at `rate` app requests/s. */
 export function stageFunctions(app: AppGraph, budgetsMs: readonly number[], rate: number): PlannedFunction[] {
@@ -68,7 +78,9 @@ export function evenSplit(app: AppGraph): number[] {
 /**
  * The split of `app`'s SLO over its levels that serves `rate` app requests/s on the fewest GPUs (least
  * unserved first, then fewest GPUs, then least % of the GPUs in use), over a grid of budgets in tenths of
- * the SLO; the even split is one of the candidates, so the result is never worse than it.
+ * the SLO. Every split is ranked by the fractional bound (the least share of GPUs any packing could use; it
+ * is cheap), and the few best, with the even split, are planned with the engine: the result is never worse
+ * than the even split.
  */
 export function splitAppSlo(
   problem: Omit<PlanProblem, "functions">,
@@ -77,8 +89,13 @@ export function splitAppSlo(
   policy: Policy = "gpulet",
   options: PlannerOptions = DEFAULT_OPTIONS,
 ): AppSplit {
-  const candidates = compositions(app.levels.length, GRID_STEPS).map((c) => c.map((k) => (app.sloMs * k) / GRID_STEPS));
-  candidates.push(evenSplit(app));
+  const grid = compositions(app.levels.length, GRID_STEPS).map((c) => c.map((k) => (app.sloMs * k) / GRID_STEPS));
+  const table = LatencyTable.shared(problem.latency, options.latencyRatio, options.tail);
+  const parts = partSet({ ...problem, functions: stageFunctions(app, evenSplit(app), rate) }, options);
+  const bound = (b: number[]) => boundPart(table, stageFunctions(app, b, rate), parts);
+  const ranked = grid.map((b) => ({ b, need: bound(b) })).filter((c) => Number.isFinite(c.need))
+    .sort((x, y) => x.need - y.need);
+  const candidates = [...ranked.slice(0, SHORTLIST).map((c) => c.b), evenSplit(app)];
   let best: AppSplit | undefined;
   for (const budgetsMs of candidates) {
     const functions = stageFunctions(app, budgetsMs, rate);
