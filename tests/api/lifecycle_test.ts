@@ -14,6 +14,7 @@ import {
   waitFor,
   workerPids,
 } from "../helpers.ts";
+import { binaryInferRequest } from "../../src/api/oip_client.ts";
 
 Deno.test("a killed worker: its requests get an answer, it is respawned and serves again", async () => {
   const server = await startTestServer();
@@ -154,5 +155,49 @@ Deno.test("the default `deno task start` plans: three functions, the plan and it
     cli.child.kill("SIGTERM");
     await cli.child.status;
     await cli.done;
+  }
+});
+
+/** One OIP binary request of zeros for `name`'s first input (a row of its shape), answered 200 or not. */
+async function inferZeros(url: string, name: string): Promise<number> {
+  const meta = await (await fetch(`${url}/v2/models/${name}`)).json();
+  const input = meta.inputs[0];
+  const shape = input.shape.map((d: number) => (d < 0 ? 1 : d));
+  const data = new Float32Array(shape.reduce((a: number, b: number) => a * b, 1));
+  const req = binaryInferRequest([{ name: input.name, datatype: "FP32", shape, data }]);
+  const res = await fetch(`${url}/v2/models/${name}/infer`, { method: "POST", body: req.body, headers: req.headers });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("a time-shared gpu-let of the live plan is one process serving both its functions; killed, it comes back whole", async () => {
+  const server = await startTestServer();
+  try {
+    // On this machine's cores (one device, halves as parts) three planned functions cannot all have their own.
+    for (const f of ["lenet", "googlenet", "mobilenet_v2"]) await deploy(server, `${ROOT}/functions/${f}`);
+    const shared = async () => {
+      const plan = await (await fetch(`${server.url}/admin/plan`)).json();
+      return plan.gpus.flatMap((g: { gpulets: { functions: { name: string }[]; pid?: number }[] }) => g.gpulets)
+        .find((l: { functions: unknown[] }) => l.functions.length > 1) as
+          | { functions: { name: string }[]; pid?: number }
+          | undefined;
+    };
+    const before = await shared();
+    assert.ok(before?.pid, "the plan time-shares a gpu-let");
+    const names = before.functions.map((f) => f.name);
+    const plan = await (await fetch(`${server.url}/admin/plan`)).json();
+    const pids = plan.gpus.flatMap((g: { gpulets: { pid: number }[] }) => g.gpulets.map((l) => l.pid));
+    // Gpu-lets the later plans replaced finish stopping in the background.
+    const expected = JSON.stringify([...pids].sort((a, b) => a - b));
+    await waitFor(`worker processes ${expected}`, () => JSON.stringify(gpuletChildren(Deno.pid)) === expected, 10_000);
+    for (const name of names) assert.equal(await inferZeros(server.url, name), 200, name);
+    Deno.kill(before.pid, "SIGKILL");
+    await waitFor("the time-shared gpu-let restarted", async () => {
+      const now = await shared();
+      return now?.pid !== undefined && now.pid !== before.pid;
+    });
+    for (const name of names) assert.equal(await inferZeros(server.url, name), 200, `${name} after the restart`);
+  } finally {
+    await server.shutdown();
   }
 });
