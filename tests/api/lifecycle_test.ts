@@ -147,7 +147,10 @@ Deno.test("the default `deno task start` plans: three functions, the plan and it
     // As many worker processes as gpu-lets: the plan's pids are exactly the controller's worker children.
     const pids = gpulets.map((l: { pid: number }) => l.pid).sort((a: number, b: number) => a - b);
     assert.equal(new Set(pids).size, gpulets.length);
-    assert.deepEqual(gpuletChildren(cli.child.pid), pids);
+    // (A gpu-let a later plan replaced may still be finishing its stop for a moment.)
+    await waitFor("as many worker processes as gpu-lets", () => {
+      return JSON.stringify(gpuletChildren(cli.child.pid)) === JSON.stringify(pids);
+    }, 10_000);
     assert.equal(plan.workers.length, gpulets.length);
     const metrics = await (await fetch(`${cli.url}/metrics`)).text();
     assert.match(metrics, new RegExp(`^gpulet_workers ${gpulets.length}$`, "m"));
