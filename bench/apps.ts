@@ -9,34 +9,12 @@ import { loadProfile } from "../src/planner/profiles.ts";
 import { planWithEngine } from "../src/planner/planner.ts";
 import { totalPart } from "../src/planner/plan.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+import { GAME, TRAFFIC } from "../src/planner/seed_apps.ts";
 
-/** The seed's apps on the H100 profile. */
+/** The seed's apps and the rates they are planned at. */
 export const SEED_APPS: { app: AppGraph; rates: number[] }[] = [
-  {
-    app: {
-      name: "traffic",
-      sloMs: 202 * 0.06,
-      levels: [
-        [{ name: "detect", model: "mobilenet_v2", maxBatch: 32, fanOut: 1 }],
-        [
-          { name: "classify", model: "googlenet", maxBatch: 32, fanOut: 2 },
-          { name: "recognise", model: "vgg16", maxBatch: 32, fanOut: 2 },
-        ],
-      ],
-    },
-    rates: [500, 1000, 2000],
-  },
-  {
-    app: {
-      name: "game",
-      sloMs: 108 * 0.06,
-      levels: [[
-        { name: "frame", model: "resnet50", maxBatch: 32, fanOut: 1 },
-        { name: "digits", model: "lenet", maxBatch: 32, fanOut: 6 },
-      ]],
-    },
-    rates: [1000, 2000],
-  },
+  { app: TRAFFIC, rates: [500, 1000, 2000] },
+  { app: GAME, rates: [1000, 2000] },
 ];
 
 export interface AppSplitRow {

@@ -459,7 +459,7 @@ export class Fleet {
       this.want(this.plan);
       // Still missing (start failed)? Try again later.
       this.idle().then(() => {
-        const wanted = [...(this.plan ? placedGpulets(this.plan) : []), ...this.fixedGpulets()]
+        const wanted = [...this.desired(this.plan).values()]
           .filter((g) => g.functions.some((f) => this.deps.has(f.name))).length;
         const missing = this.running.size < wanted ||
           [...this.running.values()].some((g) => !this.serves(g, g.placed));

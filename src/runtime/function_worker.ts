@@ -6,18 +6,8 @@
  */
 /// <reference lib="deno.worker" />
 import { describe, type LoadedFunction, LoadError, loadFunction } from "./function_runtime.ts";
+import { joinBytes } from "./bytes.ts";
 import type { FromIsolate, ToIsolate } from "./protocol.ts";
-
-/** Joins a result's parts into one buffer of its own, which can be transferred (parts may be views of slabs). */
-function joinParts(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
 
 function post(msg: FromIsolate, transfer: Transferable[] = []): void {
   self.postMessage(msg, transfer);
@@ -54,6 +44,7 @@ self.onmessage = async (e: MessageEvent<ToIsolate>) => {
   const fn = await loaded;
   if (!fn) return;
   const { header, parts } = await fn.run(msg.header, msg.body);
-  const body = joinParts(parts);
+  // Its own buffer, to transfer: the parts may be views of the model's reusable slabs.
+  const body = joinBytes(parts);
   post({ type: "result", header, body }, [body.buffer]);
 };
