@@ -163,16 +163,45 @@ export class Dispatcher {
         };
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
-      this.queue.push(p);
+      this.enqueue(p);
       this.queuedRows += rows;
       this.pump();
     });
   }
 
   /**
+   * Queues a request in deadline order (earliest deadline first). Direct callers share one SLO, so they
+   * arrive in deadline order and are appended; an app's stage call carries what is left of the app's budget
+   * and may go ahead of them.
+   */
+  private enqueue(p: Pending): void {
+    const q = this.queue;
+    if (q.length === 0 || q[q.length - 1].deadline <= p.deadline) {
+      q.push(p);
+      return;
+    }
+    let lo = 0, hi = q.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (q[mid].deadline <= p.deadline) lo = mid + 1;
+      else hi = mid;
+    }
+    q.splice(lo, 0, p);
+  }
+
+  /**
+   * When `rows` more rows submitted now would be answered at the soonest (ms from now): behind the queue
+   * when one waits, else the fastest batch. An app's admission adds these up over its stages.
+   */
+  expectedMs(rows: number): number {
+    if (this.queue.length === 0) return leastLatencyMs(this.slots);
+    return predictedFinishMs(this.slots, this.busyUntil, this.drainRate, this.queuedRows + rows, performance.now());
+  }
+
+  /**
    * Answers 504 to queued requests that cannot finish by their deadline even if run alone right now. The
-   * queue is in deadline order (one SLO per function; requests queued again after a lost batch go back to
-   * the head, and they are the oldest), so this looks only at the head.
+   * queue is in deadline order (see `enqueue`; requests queued again after a lost batch go back to the
+   * head, and they are the oldest), so this looks only at the head.
    */
   private expire(now: number): void {
     if (this.queue.length === 0 || this.opts.admitAll) return;

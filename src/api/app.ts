@@ -8,7 +8,8 @@ import type { Answer, ErrorAnswer, Timing } from "../admission/request.ts";
 import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
-import { Bundle } from "../functions/bundle.ts";
+import { parseBundle } from "../functions/bundle.ts";
+import type { AppDeployment } from "../controller/app_deployment.ts";
 import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
 import {
   BadJsonBody,
@@ -187,7 +188,28 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
   app.get("/v2", (c) => c.json({ name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data"] }));
 
+  /** The live app named in the path, if it is one (404 for another version of it). */
+  const appOf = (name: string, version?: string): AppDeployment | undefined => {
+    const a = controller.getApp(name);
+    if (a && version !== undefined && version !== String(a.version)) {
+      throw new HttpError(404, `app "${name}" has no live version "${version.slice(0, 20)}" (live: ${a.version})`);
+    }
+    return a;
+  };
+
   const metadata = (c: Context) => {
+    const a = appOf(c.req.param("name")!, c.req.param("version"));
+    if (a) {
+      // An app takes JSON, not tensors: listed with its stages, invoked at /functions/{name}/invoke.
+      return c.json({
+        name: a.name,
+        versions: [String(a.version)],
+        platform: "gpulet_app",
+        inputs: [],
+        outputs: [],
+        parameters: { invoke: `/functions/${a.name}/invoke`, stages: a.stages.map((s) => s.function) },
+      });
+    }
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
     return c.json(modelMetadata(dep.name, [String(dep.version)], dep.model));
   };
@@ -195,6 +217,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.get("/v2/models/:name/versions/:version", metadata);
 
   const ready = (c: Context) => {
+    const a = appOf(c.req.param("name")!, c.req.param("version"));
+    if (a) return c.json({ name: a.name, ready: a.ready }, a.ready ? 200 : 503);
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
     return c.json({ name: dep.name, ready: dep.ready }, dep.ready ? 200 : 503);
   };
@@ -206,6 +230,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     dep.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
 
   const infer = async (c: Context) => {
+    const a = appOf(c.req.param("name")!, c.req.param("version"));
+    if (a) throw new HttpError(400, `"${a.name}" is an app and takes JSON: POST /functions/${a.name}/invoke`);
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
     const received = await readBody(c, maxBody);
     // The deadline runs from the whole request in hand (a slow upload is the client's), so decoding counts.
@@ -252,7 +278,23 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.post("/v2/models/:name/versions/:version/infer", infer);
 
   // --- Functions ---
+  /** An app's request: the same checks of its body, then its stages run; one answer, the app's. */
+  const invokeApp = async (c: Context, app: AppDeployment) => {
+    const body = await readBody(c, maxBody);
+    if (body.byteLength === 0) throw new HttpError(400, EMPTY_JSON_BODY);
+    if (bytesNestDeeperThan(body, MAX_JSON_DEPTH)) throw new HttpError(400, tooDeepMessage(MAX_JSON_DEPTH));
+    const answer = await app.invoke(body);
+    if ("error" in answer) throw failure(answer);
+    if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    headers["server-timing"] = `total;dur=${answer.timing.totalMs.toFixed(3)}`;
+    if (simulated) headers[SIMULATED_HEADER] = "true";
+    return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
+  };
+
   app.post("/functions/:name/invoke", async (c) => {
+    const appDep = controller.getApp(c.req.param("name"));
+    if (appDep) return await invokeApp(c, appDep);
     const dep = deploymentOf(c.req.param("name"));
     if (!dep.record.manifest.json) {
       throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
@@ -284,9 +326,11 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     await next();
   });
   app.post("/admin/functions", bodyLimit({ maxSize: maxBundle, onError: tooLarge(maxBundle) }), async (c) => {
-    const parsed = Bundle.safeParse(await readJson(c));
+    const parsed = parseBundle(await readJson(c));
     if (!parsed.success) throw new HttpError(400, `invalid bundle: ${describeZodError(parsed.error)}`);
     const rec = await controller.deploy(parsed.data);
+    const app = controller.getApp(rec.name);
+    if (app) return c.json({ name: rec.name, version: rec.version, manifest: rec.manifest, app: app.describe() }, 201);
     const dep = controller.get(rec.name)!;
     return c.json({ name: rec.name, version: rec.version, manifest: rec.manifest, gpulets: dep.describe() }, 201);
   });
@@ -301,10 +345,18 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
         queueRows: d.dispatcher.depth,
         gpulets: d.describe(),
       })),
+      apps: controller.listApps().map((a) => ({
+        name: a.name,
+        version: a.version,
+        ready: a.ready,
+        deployedAt: a.record.deployedAt,
+        manifest: a.record.manifest,
+        app: a.describe(),
+      })),
     }));
   app.delete("/admin/functions/:name", async (c) => {
     const name = c.req.param("name");
-    deploymentOf(name);
+    if (!controller.getApp(name)) deploymentOf(name);
     await controller.remove(name);
     return c.json({ removed: name });
   });

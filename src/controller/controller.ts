@@ -3,9 +3,15 @@
  * one live {@link Deployment} per function, restores them at start-up, and shuts everything down cleanly.
  */
 import { Metrics } from "../observability/metrics.ts";
-import { type Bundle, writeBundle } from "../functions/bundle.ts";
+import { type Bundle, isAppBundle, writeBundle } from "../functions/bundle.ts";
 import { isBundledModel } from "../functions/manifest.ts";
-import { type FunctionRecord, Registry } from "../functions/registry.ts";
+import {
+  type AppRecord,
+  type DeployedRecord,
+  type FunctionRecord,
+  isAppRecord,
+  Registry,
+} from "../functions/registry.ts";
 import { DEFAULT_MODELS_DIR, ensureModels, ZOO } from "../models/zoo.ts";
 import { CpuDevice } from "../runtime/cpu_device.ts";
 import { WorkerStartError } from "../runtime/worker.ts";
@@ -18,6 +24,7 @@ import { ortBindingPath } from "../runtime/worker_command.ts";
 import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
 import { DEFAULT_FIXED_LAYOUT } from "./fixed_gpulets.ts";
 import { Fleet, type RunningPlan } from "./fleet.ts";
+import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -77,10 +84,12 @@ export const DEFAULT_PROFILES_DIR = new URL("../../profiles/", import.meta.url).
 export class Controller {
   readonly metrics: Metrics;
   private readonly deployments = new Map<string, Deployment>();
+  private readonly apps = new Map<string, AppDeployment>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private restoringNow = true;
   private shuttingDown = false;
   private readonly depOpts: DeploymentOptions;
+  private readonly appOpts: AppDeploymentOptions;
   /** The planned, autoscaled gpu-lets on the devices. */
   readonly fleet: Fleet;
 
@@ -140,6 +149,15 @@ export class Controller {
       startTimeoutMs: opts.startTimeoutMs,
       admitAll: opts.admitAll,
     };
+    this.appOpts = {
+      runtimeDir,
+      startTimeoutMs: opts.startTimeoutMs,
+      log: this.depOpts.log,
+      sloScale: backend.timeScale,
+      functionNamed: (name) => this.deployments.get(name),
+      maxInflight: opts.maxQueueRows ?? 1024,
+      onArrival: (name) => this.fleet.arrived(name),
+    };
   }
 
   /** Opens the state directory and registry. Call {@link restore} to bring deployed functions back. */
@@ -184,13 +202,20 @@ export class Controller {
     return this.depOpts.log;
   }
 
-  /** Starts the live version of every registered function. Failures are logged; the rest still start. */
+  /**
+   * Starts the live version of every registered function, then of every app (they call the functions).
+   * Failures are logged; the rest still start.
+   */
   async restore(): Promise<void> {
     try {
       const records = await this.registry.listLive();
+      records.sort((a, b) => Number(isAppRecord(a)) - Number(isAppRecord(b)));
       for (const rec of records) {
         try {
-          await this.withLock(rec.name, () => this.activate(rec));
+          await this.withLock<unknown>(
+            rec.name,
+            () => isAppRecord(rec) ? this.activateApp(rec) : this.activate(rec),
+          );
           this.log(`restored ${rec.name} v${rec.version}`);
         } catch (e) {
           this.log(`could not restore ${rec.name} v${rec.version}: ${e instanceof Error ? e.message : e}`);
@@ -213,7 +238,8 @@ export class Controller {
 
   /** True when restore finished and every deployed function has a warm gpu-let. */
   get ready(): boolean {
-    return !this.restoringNow && !this.shuttingDown && [...this.deployments.values()].every((d) => d.ready);
+    return !this.restoringNow && !this.shuttingDown && [...this.deployments.values()].every((d) => d.ready) &&
+      [...this.apps.values()].every((a) => a.ready);
   }
 
   /** The live deployment of `name`. */
@@ -224,6 +250,16 @@ export class Controller {
   /** All live deployments. */
   list(): Deployment[] {
     return [...this.deployments.values()];
+  }
+
+  /** The live version of app `name`. */
+  getApp(name: string): AppDeployment | undefined {
+    return this.apps.get(name);
+  }
+
+  /** All live apps. */
+  listApps(): AppDeployment[] {
+    return [...this.apps.values()];
   }
 
   /** Serialises deploys/removals of one name. */
@@ -282,23 +318,62 @@ export class Controller {
     return dep;
   }
 
+  /** Starts app `rec` (its process) and makes it live, replacing (and draining) the previous version. */
+  private async activateApp(rec: AppRecord): Promise<AppDeployment> {
+    const app = new AppDeployment(rec, {
+      ...this.appOpts,
+      observer: this.metrics.observerFor(rec.name, String(rec.version)),
+    });
+    try {
+      await app.start();
+    } catch (e) {
+      if (e instanceof WorkerStartError) {
+        throw new DeployError(400, `app ${rec.name} cannot be served (${e.stage}): ${e.message}`);
+      }
+      throw e;
+    }
+    const old = this.apps.get(rec.name);
+    this.apps.set(rec.name, app);
+    if (old) old.stop().then(() => this.log(`app ${rec.name} v${old.version} drained and stopped`));
+    return app;
+  }
+
+  /** Refuses a bundle whose name is taken by the other kind, or an app whose stages are not deployed. */
+  private checkDeployable(bundle: Bundle): void {
+    const name = bundle.manifest.name;
+    if (isAppBundle(bundle)) {
+      if (this.deployments.has(name)) throw new DeployError(409, `"${name}" is a deployed function, not an app`);
+      const missing = bundle.manifest.stages.filter((s) => !this.deployments.has(s.function));
+      if (missing.length) {
+        throw new DeployError(
+          400,
+          `app ${name} needs its stages' functions deployed first: ${
+            missing.map((s) => `${s.name} → "${s.function}"`).join(", ")
+          } (deno task deploy deploys them from the app's sibling folders)`,
+        );
+      }
+    } else if (this.apps.has(name)) throw new DeployError(409, `"${name}" is a deployed app, not a function`);
+  }
+
   /** Deploys a validated bundle as a new version; the old version serves until the new one is warm. */
-  deploy(bundle: Bundle): Promise<FunctionRecord> {
+  deploy(bundle: Bundle): Promise<DeployedRecord> {
     if (this.shuttingDown) return Promise.reject(new DeployError(503, "the controller is shutting down"));
     const name = bundle.manifest.name;
     return this.withLock(name, async () => {
+      this.checkDeployable(bundle);
       const version = await this.registry.nextVersion(name);
       const dir = `${this.stateDir}/functions/${name}/v${version}`;
       await writeBundle(bundle, dir);
-      const rec: FunctionRecord = {
+      const rec = {
         name,
         version,
         manifest: bundle.manifest,
         dir,
         deployedAt: new Date().toISOString(),
-      };
+      } as DeployedRecord;
       try {
-        await this.activate(rec);
+        if (isAppRecord(rec)) await this.activateApp(rec);
+        else await this.activate(rec);
       } catch (e) {
         await Deno.remove(dir, { recursive: true }).catch(() => {});
         throw e;
@@ -314,12 +389,15 @@ export class Controller {
   remove(name: string): Promise<boolean> {
     return this.withLock(name, async () => {
       const dep = this.deployments.get(name);
+      const app = this.apps.get(name);
       const rec = await this.registry.live(name);
-      if (!dep && !rec) return false;
+      if (!dep && !app && !rec) return false;
       this.deployments.delete(name);
+      this.apps.delete(name);
       await this.registry.remove(name);
+      await app?.stop();
       await dep?.stop(true);
-      await this.fleet.unplace(name);
+      if (dep) await this.fleet.unplace(name);
       await Deno.remove(`${this.stateDir}/functions/${name}`, { recursive: true }).catch(() => {});
       this.log(`removed ${name}`);
       return true;
@@ -328,7 +406,7 @@ export class Controller {
 
   /** The running plan (`GET /admin/plan`, `/ui`): the plan in force, its gpu-lets' processes, its history. */
   plan(): RunningPlan {
-    return this.fleet.describe();
+    return { ...this.fleet.describe(), apps: this.listApps().map((a) => a.describe()) };
   }
 
   /** The devices (`GET /admin/devices`). */
@@ -351,6 +429,9 @@ export class Controller {
   async shutdown(drainTimeoutMs = 30_000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    // Apps first: their requests still call the functions while they drain.
+    await Promise.all(this.listApps().map((a) => a.stop(drainTimeoutMs)));
+    this.apps.clear();
     await Promise.all(this.list().map((d) => d.stop(true, drainTimeoutMs)));
     await this.fleet.close();
     await this.backend.close?.();

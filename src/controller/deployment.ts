@@ -107,10 +107,19 @@ export class Deployment {
     return this.record.manifest.sloMs * (this.opts.sloScale ?? 1);
   }
 
-  /** Submits one request, whole in hand since `arrivedAt` (performance.now() ms; default now). */
-  submit(payload: Payload, rows: number, signal?: AbortSignal, arrivedAt?: number): Promise<Answer> {
+  /**
+   * Submits one request, whole in hand since `arrivedAt` (performance.now() ms; default now), due within
+   * `deadlineMs` of then (default: the function's SLO; an app's stage call: what the app's budget leaves it).
+   */
+  submit(
+    payload: Payload,
+    rows: number,
+    signal?: AbortSignal,
+    arrivedAt?: number,
+    deadlineMs = this.deadlineMs,
+  ): Promise<Answer> {
     this.opts.onArrival?.(this.name);
-    return this.dispatcher.submit(payload, rows, this.deadlineMs, signal, arrivedAt);
+    return this.dispatcher.submit(payload, rows, deadlineMs, signal, arrivedAt);
   }
 
   /**

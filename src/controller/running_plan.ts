@@ -5,6 +5,7 @@
 import type { Plan } from "../planner/plan.ts";
 import type { Backend } from "./backends.ts";
 import type { PlanChange } from "../autoscaler/autoscaler.ts";
+import type { AppDeployment } from "./app_deployment.ts";
 
 /** One gpu-let of the running plan: the plan's entry, and the process serving it once it runs. */
 export interface RunningGpuletView {
@@ -39,7 +40,12 @@ export type RunningPlan = Omit<Plan, "gpus"> & {
   replans: number;
   workers: RunningWorker[];
   history: Omit<PlanRecord, "plan">[];
+  /** The deployed apps, each with its stages' budgets. */
+  apps?: AppView[];
 };
+
+/** An app as `GET /admin/plan` shows it. */
+export type AppView = ReturnType<AppDeployment["describe"]>;
 
 /** A plan change as `GET /admin/plan` shows it. */
 export interface PlanRecord extends Omit<PlanChange, "at"> {

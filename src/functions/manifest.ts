@@ -34,6 +34,30 @@ export const Manifest = z.object({
 }).strict();
 export type Manifest = z.infer<typeof Manifest>;
 
+/** One stage of an app, as deployed: its function, the stages it waits for, its expected fan-out. */
+export const AppStageManifest = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "a stage name"),
+  function: FunctionName,
+  after: z.array(z.string()).max(64).default([]),
+  fanOut: z.number().positive().max(1000).default(1),
+}).strict();
+export type AppStageManifest = z.infer<typeof AppStageManifest>;
+
+/** What the controller needs to know about an app before running any of its code. */
+export const AppManifest = z.object({
+  kind: z.literal("app"),
+  name: FunctionName,
+  sloMs: z.number().positive().max(600_000),
+  description: z.string().max(500).optional(),
+  stages: z.array(AppStageManifest).min(1).max(64)
+    .refine((ss) => new Set(ss.map((s) => s.name)).size === ss.length, "stage names must be unique")
+    .refine(
+      (ss) => ss.every((s) => s.after.every((a) => ss.some((o) => o.name === a))),
+      "a stage waits only for stages of the app",
+    ),
+}).strict();
+export type AppManifest = z.infer<typeof AppManifest>;
+
 /** True if the model reference is a file inside the function folder rather than a zoo name. */
 export function isBundledModel(model: string): boolean {
   return model.endsWith(".onnx");

@@ -2,7 +2,7 @@
  * The function registry in Deno KV: every deployed version of every function, and which version is live.
  * Survives restarts; the controller restores live versions from it at start-up.
  */
-import type { Manifest } from "./manifest.ts";
+import type { AppManifest, Manifest } from "./manifest.ts";
 
 /** One deployed version of a function. */
 export interface FunctionRecord {
@@ -12,6 +12,19 @@ export interface FunctionRecord {
   /** Folder holding the version's files. */
   dir: string;
   deployedAt: string;
+}
+
+/** One deployed version of an app: the same record, with the app's manifest. */
+export interface AppRecord extends Omit<FunctionRecord, "manifest"> {
+  manifest: AppManifest;
+}
+
+/** A deployed version of a function or of an app (functions and apps share one name space). */
+export type DeployedRecord = FunctionRecord | AppRecord;
+
+/** True if the record is an app's. */
+export function isAppRecord(rec: DeployedRecord): rec is AppRecord {
+  return "kind" in rec.manifest && rec.manifest.kind === "app";
 }
 
 export class Registry {
@@ -34,7 +47,7 @@ export class Registry {
   }
 
   /** Stores a version record (not yet live). */
-  async putVersion(rec: FunctionRecord): Promise<void> {
+  async putVersion(rec: DeployedRecord): Promise<void> {
     await this.kv.set(["version", rec.name, rec.version], rec);
   }
 
@@ -44,26 +57,26 @@ export class Registry {
   }
 
   /** The live version of `name`, if any. */
-  async live(name: string): Promise<FunctionRecord | null> {
+  async live(name: string): Promise<DeployedRecord | null> {
     const v = await this.kv.get<number>(["live", name]);
     if (v.value === null) return null;
-    return (await this.kv.get<FunctionRecord>(["version", name, v.value])).value;
+    return (await this.kv.get<DeployedRecord>(["version", name, v.value])).value;
   }
 
-  /** Every function's live version. */
-  async listLive(): Promise<FunctionRecord[]> {
-    const out: FunctionRecord[] = [];
+  /** Every function's and app's live version. */
+  async listLive(): Promise<DeployedRecord[]> {
+    const out: DeployedRecord[] = [];
     for await (const e of this.kv.list<number>({ prefix: ["live"] })) {
-      const rec = await this.kv.get<FunctionRecord>(["version", e.key[1] as string, e.value]);
+      const rec = await this.kv.get<DeployedRecord>(["version", e.key[1] as string, e.value]);
       if (rec.value) out.push(rec.value);
     }
     return out;
   }
 
   /** All stored versions of `name`, oldest first. */
-  async versions(name: string): Promise<FunctionRecord[]> {
-    const out: FunctionRecord[] = [];
-    for await (const e of this.kv.list<FunctionRecord>({ prefix: ["version", name] })) out.push(e.value);
+  async versions(name: string): Promise<DeployedRecord[]> {
+    const out: DeployedRecord[] = [];
+    for await (const e of this.kv.list<DeployedRecord>({ prefix: ["version", name] })) out.push(e.value);
     return out;
   }
 

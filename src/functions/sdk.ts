@@ -74,3 +74,12 @@ export function tensor(type: OrtType, data: TensorData, dims: number[]): Tensor 
 export function isDefinedFunction(x: unknown): x is DefinedFunction {
   return typeof x === "object" && x !== null && (x as Record<symbol, unknown>)[FUNCTION_BRAND] === true;
 }
+
+export {
+  type AppContext,
+  type AppDefinition,
+  AppInputError,
+  type AppStageDefinition,
+  defineApp,
+  StageError,
+} from "./app.ts";

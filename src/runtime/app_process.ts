@@ -1,0 +1,203 @@
+/**
+ * The controller's handle on an app process (`app_main.ts`): start it with least permissions, send it
+ * requests, pass its stage calls on (to `onCall`) and their replies back, learn when it dies, stop it.
+ */
+import { FrameReader, FrameWriter } from "./framing.ts";
+import type { AnswerMessage, AppConfig, AppToController, CallMessage, ReplyMessage } from "./app_protocol.ts";
+import { WorkerLostError, WorkerStartError } from "./worker.ts";
+import { PROJECT_ROOT, workerEnv } from "./worker_command.ts";
+
+/** An app request's outcome as the process gave it: its JSON answer's bytes, or an error. */
+export type AppResult = { ok: true; json: Uint8Array } | { ok: false; status: number; error: string };
+
+export interface AppProcessSpec {
+  id: string;
+  config: Omit<AppConfig, "socket">;
+  runtimeDir: string;
+  startTimeoutMs?: number;
+  /** A stage call from the app's code: answer it with `reply`. `body` is the caller's own copy. */
+  onCall: (call: CallMessage, body: Uint8Array) => void;
+}
+
+const START_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+let socketSeq = 0;
+
+/** The `deno run` command line of an app process: read of its folder and socket, nothing else but the socket. */
+export function appCommand(config: AppConfig, root = PROJECT_ROOT, deno = Deno.execPath()): string[] {
+  const sock = config.socket;
+  return [
+    deno,
+    "run",
+    `--config=${root}/deno.json`,
+    "--cached-only",
+    "--no-prompt",
+    `--allow-read=${config.appDir},${sock}`,
+    `--allow-write=${sock}`,
+    `--allow-net=unix:${sock}`,
+    `${root}/src/runtime/app_main.ts`,
+    JSON.stringify(config),
+  ];
+}
+
+/** A running app process. */
+export class AppProcess {
+  pid = 0;
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** Set once `stop()` was called: an exit after that is not a crash. */
+  stopping = false;
+  private writer!: FrameWriter;
+  private conn!: Deno.Conn;
+  private readonly pending = new Map<number, (r: AppResult) => void>();
+  private stderrTail = "";
+
+  private constructor(
+    readonly id: string,
+    private readonly child: Deno.ChildProcess,
+    private readonly spec: AppProcessSpec,
+  ) {
+    this.exited = child.status;
+    (async () => {
+      const dec = new TextDecoder();
+      try {
+        for await (const c of child.stderr) this.stderrTail = (this.stderrTail + dec.decode(c)).slice(-2000);
+      } catch { /* gone */ }
+    })();
+  }
+
+  /** Spawns the app process and waits until its code is imported and checked, or it fails. */
+  static async start(spec: AppProcessSpec): Promise<AppProcess> {
+    const socket = `${spec.runtimeDir}/a${socketSeq++}.sock`;
+    await Deno.remove(socket).catch(() => {});
+    const listener = Deno.listen({ transport: "unix", path: socket });
+    const [program, ...args] = appCommand({ ...spec.config, socket });
+    const child = new Deno.Command(program, {
+      args,
+      env: workerEnv(),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const p = new AppProcess(spec.id, child, spec);
+    const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(
+        () => rej(new WorkerStartError("spawn", `app process not ready in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      const conn = await Promise.race([
+        listener.accept(),
+        p.exited.then((s) => {
+          throw new WorkerStartError("spawn", `app process exited with code ${s.code}: ${p.stderrTail.trim()}`);
+        }),
+        timeout,
+      ]);
+      p.conn = conn;
+      p.writer = new FrameWriter(conn);
+      const reader = new FrameReader(conn, 64 * 1024);
+      const first = await Promise.race([reader.next<AppToController>(), timeout]);
+      if (!first) {
+        await Promise.race([p.exited, new Promise((r) => setTimeout(r, 1000))]);
+        throw new WorkerStartError("import", `app process ended while loading: ${p.stderrTail.trim()}`);
+      }
+      if (first.header.type === "fatal") throw new WorkerStartError(first.header.stage, first.header.error);
+      if (first.header.type !== "ready") throw new WorkerStartError("import", "unexpected first message from the app");
+      p.pid = first.header.pid;
+      p.readLoop(reader);
+      return p;
+    } catch (e) {
+      p.kill();
+      await p.exited;
+      try {
+        p.conn?.close();
+      } catch { /* closed */ }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      listener.close();
+      await Deno.remove(socket).catch(() => {});
+    }
+  }
+
+  private async readLoop(reader: FrameReader): Promise<void> {
+    let why = `app process ${this.id} closed its connection`;
+    try {
+      for (;;) {
+        const frame = await reader.next<AppToController>();
+        if (!frame) break;
+        const msg = frame.header;
+        const body = frame.body.slice();
+        frame.release();
+        if (msg.type === "call") this.spec.onCall(msg, body);
+        else if (msg.type === "answer") this.settle(msg, body);
+      }
+    } catch (e) {
+      why = `app process ${this.id}: ${e instanceof Error ? e.message : e}`;
+    }
+    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+    if (status && !this.stopping) {
+      why = `the app's process died (${status.signal ?? `exit code ${status.code}`})${
+        this.stderrTail ? `: ${this.stderrTail.trim().split("\n").pop()}` : ""
+      }`;
+    }
+    for (const resolve of this.pending.values()) resolve({ ok: false, status: 503, error: why });
+    this.pending.clear();
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+
+  private settle(msg: AnswerMessage, body: Uint8Array): void {
+    const resolve = this.pending.get(msg.req);
+    if (!resolve) return;
+    this.pending.delete(msg.req);
+    resolve(msg.ok ? { ok: true, json: body } : { ok: false, status: msg.status, error: msg.error });
+  }
+
+  /** Requests sent and not yet answered. */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** Sends request `req` (its JSON body) with `budgetMs` of its SLO left; resolves with its one result. */
+  invoke(req: number, body: Uint8Array, budgetMs: number): Promise<AppResult> {
+    return new Promise((resolve) => {
+      this.pending.set(req, resolve);
+      this.writer.write({ type: "invoke", req, budgetMs }, [body]).catch((e) => {
+        if (this.pending.delete(req)) {
+          resolve({ ok: false, status: 503, error: new WorkerLostError(`app process: ${e.message ?? e}`).message });
+        }
+      });
+    });
+  }
+
+  /** Forgets request `req` (answered by the controller already): a late answer is dropped. */
+  forget(req: number): void {
+    this.pending.delete(req);
+  }
+
+  /** Answers a stage call. */
+  reply(msg: ReplyMessage, body?: Uint8Array): void {
+    this.writer.write(msg, body ? [body] : []).catch(() => {/* the process is gone; its requests fail */});
+  }
+
+  /** Asks the process to exit; kills it if it has not within `graceMs`. */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
+    this.stopping = true;
+    await this.writer?.write({ type: "stop" }).catch(() => {});
+    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), graceMs))]);
+    if (!status) this.kill();
+    await this.exited;
+  }
+
+  /** Kills the process at once (SIGKILL). */
+  kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
