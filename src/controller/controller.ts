@@ -133,6 +133,7 @@ export class Controller {
       log: opts.log ?? (() => {}),
       onWorkerDied: (fn) => this.metrics.workerRestarts.inc({ function: fn }),
       onReplan: (direction) => this.metrics.replans.inc({ direction }),
+      stageBudgetMs: (fn) => this.stageBudgetMs(fn),
     });
     this.fleet = fleet;
     this.metrics.observeFleet(() => ({ gpus: fleet.gpusInUse(), gpulets: fleet.gpuletCount() }));
@@ -252,6 +253,19 @@ export class Controller {
     return [...this.deployments.values()];
   }
 
+  /** The tightest deadline any app gives `fn` as a stage (ms, undilated), if one does. */
+  private stageBudgetMs(fn: string): number | undefined {
+    let least: number | undefined;
+    for (const a of this.apps.values()) {
+      for (const s of a.stages) {
+        if (s.function !== fn) continue;
+        const later = a.budgetsMs.slice(s.level + 1).reduce((x, y) => x + y, 0);
+        least = Math.min(least ?? Infinity, a.record.manifest.sloMs - later);
+      }
+    }
+    return least;
+  }
+
   /** The live version of app `name`. */
   getApp(name: string): AppDeployment | undefined {
     return this.apps.get(name);
@@ -334,6 +348,7 @@ export class Controller {
     }
     const old = this.apps.get(rec.name);
     this.apps.set(rec.name, app);
+    this.fleet.refreshFunctions();
     if (old) old.stop().then(() => this.log(`app ${rec.name} v${old.version} drained and stopped`));
     return app;
   }
@@ -394,6 +409,7 @@ export class Controller {
       if (!dep && !app && !rec) return false;
       this.deployments.delete(name);
       this.apps.delete(name);
+      if (app) this.fleet.refreshFunctions();
       await this.registry.remove(name);
       await app?.stop();
       await dep?.stop(true);

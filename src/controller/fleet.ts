@@ -69,6 +69,11 @@ export interface FleetOptions {
   onWorkerDied?: (fn: string) => void;
   /** Called on every re-plan (metrics). */
   onReplan?: (direction: string) => void;
+  /**
+   * The tightest budget (ms, undilated) an app gives the function as one of its stages, if any: the planner
+   * sizes the function for the smaller of it and the function's own SLO.
+   */
+  stageBudgetMs?: (fn: string) => number | undefined;
 }
 
 /** The batch cap of `m` on its gpu-let ({@link slotBatch}). */
@@ -148,9 +153,14 @@ export class Fleet {
     return [...this.deps.values()].filter((d) => !this.isFixed(d)).map((d) => ({
       name: d.name,
       model: d.record.manifest.model,
-      sloMs: d.record.manifest.sloMs,
+      sloMs: Math.min(d.record.manifest.sloMs, this.opts.stageBudgetMs?.(d.name) ?? Infinity),
       maxBatch: d.record.manifest.maxBatch,
     }));
+  }
+
+  /** Re-reads the functions' SLOs (an app that uses them as stages was deployed, changed or removed). */
+  refreshFunctions(): void {
+    this.autoscaler.setFunctions(this.scaled());
   }
 
   /** Records one arrival of `name` (admitted or not: demand is what the plan is for). */
