@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [gpulet] [interference] [planner] [apps] [tail] [autoscale] [reliability]
+ * `deno task bench [overhead] [apphop] [gpulet] [interference] [planner] [apps] [tail] [autoscale] [reliability]
  * [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
@@ -18,6 +18,7 @@ import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
 import { appsMarkdown, measureApps } from "./apps.ts";
+import { appHopMarkdown, measureAppHop } from "./app_hop.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
@@ -121,6 +122,10 @@ if (import.meta.main) {
     }
     const md = overheadMarkdown(results, command, seconds);
     await writeResult("overhead", { command, seconds, results }, md);
+  }
+  if (which.includes("overhead") || which.includes("apphop")) {
+    const result = await measureAppHop(console.log);
+    await writeResult("app_hop", { command, ...result }, appHopMarkdown(result, command));
   }
   if (which.includes("gpulet")) {
     const result = await measureGpuletHop(console.log);
