@@ -104,6 +104,11 @@ export class AppDeployment {
     return this.process !== undefined && this.missingStage() === undefined;
   }
 
+  /** True while its process runs (whether its stages' functions are deployed or not). */
+  get running(): boolean {
+    return this.process !== undefined;
+  }
+
   /** The first stage whose function is not deployed (or not ready), if any. */
   private missingStage(): StageState | undefined {
     return this.stages.find((s) => !this.opts.functionNamed(s.function)?.ready);

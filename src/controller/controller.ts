@@ -240,7 +240,8 @@ export class Controller {
   /** True when restore finished and every deployed function has a warm gpu-let. */
   get ready(): boolean {
     return !this.restoringNow && !this.shuttingDown && [...this.deployments.values()].every((d) => d.ready) &&
-      [...this.apps.values()].every((a) => a.ready);
+      // An app whose stage was deleted is not waited for: it answers 503 naming the stage.
+      [...this.apps.values()].every((a) => a.running);
   }
 
   /** The live deployment of `name`. */
