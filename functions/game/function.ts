@@ -7,7 +7,7 @@
  * until they are replaced with trained ones.
  */
 import { defineApp, z } from "gpulet";
-import { decodeImage, type RgbImage } from "gpulet/vision";
+import { decodeBase64, decodeImage, type RgbImage } from "gpulet/vision";
 
 /** Digits on the score strip. */
 const DIGITS = 6;
@@ -39,13 +39,6 @@ function digitCell(img: RgbImage, x0: number, y0: number, size: number): number[
 export function scoreCells(img: RgbImage): number[][] {
   const size = Math.max(1, Math.min(img.height, Math.floor(img.width / DIGITS)));
   return Array.from({ length: DIGITS }, (_, d) => digitCell(img, d * Math.floor(img.width / DIGITS), 0, size));
-}
-
-function decodeBase64(b64: string): Uint8Array {
-  const s = atob(b64);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
 }
 
 const Input = z.object({

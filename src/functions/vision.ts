@@ -22,6 +22,27 @@ export const MAX_IMAGE_PIXELS = 16_000_000;
 /** The 1000 ImageNet-1k class names, index = logit position (the torchvision order). */
 export const IMAGENET_LABELS: readonly string[] = Array.from({ length: 1000 }, (_, i) => IMAGENET_CLASSES[i]);
 
+export { decodeBase64 };
+
+/** The `w`×`h` region of `img` at (`x`, `y`), clipped to the image (at least one pixel). */
+export function cropImage(img: RgbImage, x: number, y: number, w: number, h: number): RgbImage {
+  const x0 = Math.max(0, Math.min(img.width - 1, Math.floor(x)));
+  const y0 = Math.max(0, Math.min(img.height - 1, Math.floor(y)));
+  const cw = Math.max(1, Math.min(img.width - x0, Math.floor(w)));
+  const ch = Math.max(1, Math.min(img.height - y0, Math.floor(h)));
+  const rgb = new Uint8Array(cw * ch * 3);
+  for (let r = 0; r < ch; r++) {
+    const from = 3 * ((y0 + r) * img.width + x0);
+    rgb.set(img.rgb.subarray(from, from + 3 * cw), 3 * r * cw);
+  }
+  return { width: cw, height: ch, rgb };
+}
+
+/** `img` as a base64 PNG: the body an image function takes (an app passing a crop on to a stage). */
+export function pngBase64(img: RgbImage): string {
+  return encodeBase64(encodePng({ width: img.width, height: img.height, data: img.rgb, channels: 3, depth: 8 }));
+}
+
 /** Thrown for bytes that are not a decodable PNG or JPEG; its message is fit for a 400 answer. */
 export class ImageDecodeError extends Error {}
 
