@@ -11,6 +11,7 @@ import type { Plan, Policy } from "../planner/plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan } from "../planner/policies.ts";
 import type { PlannedFunction } from "../planner/sizing.ts";
+import { type AppGraph, splitAppSlo } from "../planner/app_split.ts";
 
 /** What a re-plan is made on. */
 export interface PlanContext {
@@ -31,6 +32,12 @@ export interface PlanRequest {
   /** Re-plans down also empty GPUs whose load fits elsewhere; re-plans up only add. */
   compact: boolean;
   headroom: number;
+}
+
+/** The split of `app`'s SLO over its levels (ms each) that serves `rate` app requests/s on the fewest GPUs. */
+export function splitDemand(ctx: PlanContext, app: AppGraph, rate: number): number[] {
+  const problem = { device: ctx.device, gpus: ctx.gpus, latency: ctx.latency, interference: ctx.interference };
+  return splitAppSlo(problem, app, rate, ctx.policy, ctx.planner ?? DEFAULT_OPTIONS).budgetsMs;
 }
 
 /** Plans `request` in `ctx`. */

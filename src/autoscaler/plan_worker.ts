@@ -6,7 +6,8 @@
 import { InterferenceModel, type InterferenceParams } from "../planner/interference.ts";
 import { LatencyModel, type ProfileRow } from "../planner/latency_model.ts";
 import type { Plan } from "../planner/plan.ts";
-import { type PlanContext, planDemand, type PlanRequest } from "./plan_demand.ts";
+import { type PlanContext, planDemand, type PlanRequest, splitDemand } from "./plan_demand.ts";
+import type { AppGraph } from "../planner/app_split.ts";
 
 /** What the controller sends. */
 export type PlanWorkerRequest =
@@ -16,10 +17,14 @@ export type PlanWorkerRequest =
     latency: { source: string; rows: ProfileRow[] };
     interference?: InterferenceParams;
   }
-  | { kind: "plan"; id: number; request: PlanRequest };
+  | { kind: "plan"; id: number; request: PlanRequest }
+  | { kind: "split"; id: number; app: AppGraph; rate: number };
 
-/** What the worker answers to a `plan`. */
-export type PlanWorkerReply = { id: number; plan: Plan } | { id: number; error: string };
+/** What the worker answers to a `plan` (a plan) or a `split` (each level's budget, ms). */
+export type PlanWorkerReply =
+  | { id: number; plan: Plan }
+  | { id: number; budgetsMs: number[] }
+  | { id: number; error: string };
 
 const scope = globalThis as unknown as {
   onmessage: ((e: MessageEvent<PlanWorkerRequest>) => void) | null;
@@ -41,7 +46,8 @@ scope.onmessage = (e) => {
   }
   try {
     if (!context) throw new Error("the planner worker got a plan before its profile");
-    scope.postMessage({ id: m.id, plan: planDemand(context, m.request) });
+    if (m.kind === "split") scope.postMessage({ id: m.id, budgetsMs: splitDemand(context, m.app, m.rate) });
+    else scope.postMessage({ id: m.id, plan: planDemand(context, m.request) });
   } catch (err) {
     scope.postMessage({ id: m.id, error: err instanceof Error ? err.message : String(err) });
   }

@@ -8,6 +8,7 @@
 import type { Plan } from "../planner/plan.ts";
 import { type PlanContext, planDemand, type PlanRequest } from "./plan_demand.ts";
 import type { PlanWorkerReply, PlanWorkerRequest } from "./plan_worker.ts";
+import type { AppGraph } from "../planner/app_split.ts";
 
 /** Longest a re-plan may take in the worker by default (ms); first plans of a big profile take ~1 s here. */
 const DEFAULT_PLAN_TIMEOUT_MS = 30_000;
@@ -19,7 +20,7 @@ export class RemotePlanner {
   private worker?: Worker;
   private closed = false;
   private seq = 0;
-  private readonly pending = new Map<number, { resolve: (p: Plan) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: PlanWorkerReply) => void; reject: (e: Error) => void }>();
 
   /**
    * @param log where a worker failure is reported
@@ -48,16 +49,34 @@ export class RemotePlanner {
     return planDemand(this.context, request);
   }
 
+  /**
+   * Splits `app`'s SLO over its levels for `rate` app requests/s, in the worker only (a split plans several
+   * candidates: seconds on big problems); rejects if the worker fails or takes too long.
+   */
+  async split(app: AppGraph, rate: number): Promise<number[]> {
+    if (this.closed) throw new Error("the planner was closed");
+    const r = await this.ask((id) => ({ kind: "split", id, app, rate }));
+    if (!("budgetsMs" in r)) throw new Error("the planner worker answered a split with a plan");
+    return r.budgetsMs;
+  }
+
   /** Stops the worker; re-plans still waiting are made on this thread by `plan`. */
   close(): void {
     this.closed = true;
     this.stop(new Error("the planner was closed"));
   }
 
-  private inWorker(request: PlanRequest): Promise<Plan> {
+  private async inWorker(request: PlanRequest): Promise<Plan> {
+    const r = await this.ask((id) => ({ kind: "plan", id, request }));
+    if (!("plan" in r)) throw new Error("the planner worker answered a plan with a split");
+    return r.plan;
+  }
+
+  /** Sends one request to the worker (started if need be) and waits for its answer, within the time bound. */
+  private ask(message: (id: number) => PlanWorkerRequest): Promise<PlanWorkerReply> {
     const worker = this.worker ?? this.start();
     const id = ++this.seq;
-    return new Promise<Plan>((resolve, reject) => {
+    return new Promise<PlanWorkerReply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.log(`planner worker did not answer in ${this.timeoutMs} ms; stopped`);
         this.stop(new PlanTimeoutError(`the re-plan took longer than ${this.timeoutMs} ms`));
@@ -67,7 +86,7 @@ export class RemotePlanner {
         f(v);
       };
       this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
-      worker.postMessage({ kind: "plan", id, request } satisfies PlanWorkerRequest);
+      worker.postMessage(message(id));
     });
   }
 
@@ -87,7 +106,7 @@ export class RemotePlanner {
       if (!waiting) return;
       this.pending.delete(r.id);
       if ("error" in r) waiting.reject(new Error(r.error));
-      else waiting.resolve(r.plan);
+      else waiting.resolve(r);
     };
     worker.onerror = (e) => {
       e.preventDefault();

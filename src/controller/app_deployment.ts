@@ -68,6 +68,9 @@ export class AppDeployment {
   private readonly flights = new Map<number, Flight>();
   private nextReq = 1;
   private stopped = false;
+  /** Requests since the rate was last read, and since when. */
+  private arrivals = 0;
+  private arrivalsSince = performance.now();
 
   constructor(readonly record: AppRecord, private readonly opts: AppDeploymentOptions) {
     const m = record.manifest;
@@ -186,6 +189,7 @@ export class AppDeployment {
   /** Runs one app request (its JSON body as received); resolves with its one answer. */
   invoke(body: Uint8Array): Promise<Answer> {
     this.opts.onArrival?.(this.name);
+    this.arrivals++;
     const refuse = (status: number, error: string, retryAfterS?: number): Promise<Answer> => {
       this.opts.observer?.answer({ status, totalMs: 0, withinSlo: false });
       return Promise.resolve({ status, error, ...(retryAfterS ? { retryAfterS } : {}) });
@@ -252,6 +256,14 @@ export class AppDeployment {
         flight.finish(r.ok ? { status: 200, json: r.json, timing } : { status: r.status, error: r.error, timing });
       });
     });
+  }
+
+  /** App requests/s since the last call (admitted or not: the demand), and restarts the count. */
+  takeRate(now = performance.now()): number {
+    const rate = this.arrivals / Math.max(1e-3, (now - this.arrivalsSince) / 1000);
+    this.arrivals = 0;
+    this.arrivalsSince = now;
+    return rate;
   }
 
   /** A completed request's calls per stage update the measured fan-outs. */

@@ -25,6 +25,7 @@ import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
 import { DEFAULT_FIXED_LAYOUT } from "./fixed_gpulets.ts";
 import { Fleet, type RunningPlan } from "./fleet.ts";
 import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
+import type { AppGraph } from "../planner/app_split.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -92,6 +93,8 @@ export class Controller {
   private readonly appOpts: AppDeploymentOptions;
   /** The planned, autoscaled gpu-lets on the devices. */
   readonly fleet: Fleet;
+  private readonly splitTimer: ReturnType<typeof setInterval>;
+  private splitting?: Promise<void>;
 
   private constructor(
     readonly registry: Registry,
@@ -136,6 +139,7 @@ export class Controller {
       stageBudgetMs: (fn) => this.stageBudgetMs(fn),
     });
     this.fleet = fleet;
+    this.splitTimer = setInterval(() => this.splitAppsOnce(), APP_SPLIT_MS);
     this.metrics.observeFleet(() => ({ gpus: fleet.gpusInUse(), gpulets: fleet.gpuletCount() }));
     this.depOpts = {
       modelsDir: opts.modelsDir ?? DEFAULT_MODELS_DIR,
@@ -254,17 +258,60 @@ export class Controller {
     return [...this.deployments.values()];
   }
 
-  /** The tightest deadline any app gives `fn` as a stage (ms, undilated), if one does. */
+  /** The tightest budget any app gives `fn` as a stage (its level's, ms, undilated), if one does. */
   private stageBudgetMs(fn: string): number | undefined {
     let least: number | undefined;
     for (const a of this.apps.values()) {
-      for (const s of a.stages) {
-        if (s.function !== fn) continue;
-        const later = a.budgetsMs.slice(s.level + 1).reduce((x, y) => x + y, 0);
-        least = Math.min(least ?? Infinity, a.record.manifest.sloMs - later);
-      }
+      for (const s of a.stages) if (s.function === fn) least = Math.min(least ?? Infinity, a.budgetsMs[s.level]);
     }
     return least;
+  }
+
+  /** Runs {@link splitApps} unless a run is still going; resolves when the run in progress ends. */
+  private splitAppsOnce(): Promise<void> {
+    this.splitting ??= this.splitApps().finally(() => (this.splitting = undefined));
+    return this.splitting;
+  }
+
+  /**
+   * Re-splits the SLO of every app of more than one level for its rate (in the planner's worker), and has
+   * the fleet plan its stages for the new budgets. An app whose split cannot be made keeps the one it has.
+   */
+  private async splitApps(): Promise<void> {
+    for (const app of this.listApps()) {
+      const rate = app.takeRate() * this.backend.timeScale;
+      if (app.levels < 2) continue;
+      const levels: AppGraph["levels"] = Array.from({ length: app.levels }, () => []);
+      for (const s of app.stages) {
+        const dep = this.deployments.get(s.function);
+        if (!dep) continue;
+        const m = dep.record.manifest;
+        levels[s.level].push({
+          name: `${app.name}.${s.name}`,
+          model: m.model,
+          maxBatch: m.maxBatch,
+          fanOut: s.measuredFanOut,
+        });
+      }
+      if (levels.some((l) => l.length === 0)) continue;
+      try {
+        const budgets = await this.fleet.splitApp(
+          { name: app.name, sloMs: app.record.manifest.sloMs, levels },
+          Math.max(rate, MIN_SPLIT_RATE),
+        );
+        if (!budgets || this.apps.get(app.name) !== app) continue;
+        const changed = budgets.some((b, i) => Math.abs(b - app.budgetsMs[i]) > 1e-9);
+        app.setBudgets(budgets, "planner");
+        if (changed) {
+          this.log(
+            `app ${app.name}: budgets ${budgets.map((b) => b.toFixed(0)).join(" + ")} ms at ${rate.toFixed(1)}/s`,
+          );
+          this.fleet.refreshFunctions();
+        }
+      } catch (e) {
+        this.log(`app ${app.name}: SLO split failed (${e instanceof Error ? e.message : e}); budgets kept`);
+      }
+    }
   }
 
   /** The live version of app `name`. */
@@ -350,6 +397,7 @@ export class Controller {
     const old = this.apps.get(rec.name);
     this.apps.set(rec.name, app);
     this.fleet.refreshFunctions();
+    if (app.levels > 1) this.splitAppsOnce();
     if (old) old.stop().then(() => this.log(`app ${rec.name} v${old.version} drained and stopped`));
     return app;
   }
@@ -446,6 +494,8 @@ export class Controller {
   async shutdown(drainTimeoutMs = 30_000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    clearInterval(this.splitTimer);
+    await this.splitting;
     // Apps first: their requests still call the functions while they drain.
     await Promise.all(this.listApps().map((a) => a.stop(drainTimeoutMs)));
     this.apps.clear();
@@ -457,6 +507,11 @@ export class Controller {
     await Deno.remove(this.depOpts.runtimeDir, { recursive: true }).catch(() => {});
   }
 }
+
+/** How often apps' SLO splits are re-made for their rates (ms). */
+const APP_SPLIT_MS = 5_000;
+/** The rate (app requests/s, profile time) a split is made for at least: an idle app still gets one. */
+const MIN_SPLIT_RATE = 1;
 
 /** Part (%) of a fixed gpu-let: `cores` of a cpu device's cores; the default part elsewhere. */
 function fixedPart(backend: Backend, device: CpuDevice, cores: number): number {

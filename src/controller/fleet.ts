@@ -14,6 +14,7 @@
  */
 import { Autoscaler, type PlanChange, type ScaledFunction } from "../autoscaler/autoscaler.ts";
 import { RemotePlanner } from "../autoscaler/remote_planner.ts";
+import type { AppGraph } from "../planner/app_split.ts";
 import { DEFAULT_SCALE_POLICY, type ScalePolicyOptions } from "../autoscaler/policy.ts";
 import type { Slot } from "../admission/dispatcher.ts";
 import { LatencyEstimate } from "../admission/latency.ts";
@@ -156,6 +157,15 @@ export class Fleet {
       sloMs: Math.min(d.record.manifest.sloMs, this.opts.stageBudgetMs?.(d.name) ?? Infinity),
       maxBatch: d.record.manifest.maxBatch,
     }));
+  }
+
+  /**
+   * The planner's split of `app`'s SLO over its levels at `rate` app requests/s (profile time), made in the
+   * planner's worker; undefined when a stage's model has no profile on the devices (nothing to plan with).
+   */
+  async splitApp(app: AppGraph, rate: number): Promise<number[] | undefined> {
+    if (!app.levels.flat().every((s) => this.opts.backend.latency.has(s.model))) return undefined;
+    return await this.planner.split(app, rate);
   }
 
   /** Re-reads the functions' SLOs (an app that uses them as stages was deployed, changed or removed). */

@@ -29,6 +29,20 @@ export default defineApp({
 });
 `;
 
+/** Two levels over lenet: the second stage waits for the first. */
+const CHAIN_APP = `import { defineApp, z } from "gpulet";
+export default defineApp({
+  sloMs: 2000,
+  input: z.object({ image: z.array(z.number()) }),
+  stages: { first: { function: "lenet" }, second: { function: "lenet", after: ["first"] } },
+  run: async ({ image }, ctx) => {
+    const a = await ctx.call("first", { image });
+    const b = await ctx.call("second", { image });
+    return { first: a.label, second: b.label };
+  },
+});
+`;
+
 Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed and deleted stage, sandbox", async (t) => {
   const server = await startTestServer();
   try {
@@ -103,6 +117,22 @@ Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed an
         );
       },
     );
+
+    await t.step("an app of two levels gets the planner's split of its SLO, and runs its levels in order", async () => {
+      await deploy(server, await makeFunctionFolder("chain", CHAIN_APP));
+      const r = await postJson(`${server.url}/functions/chain/invoke`, { image: testImage(9) });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.first, r.body.second);
+      let app: JsonBody;
+      await waitFor("the planner's split", async () => {
+        app = (await (await fetch(`${server.url}/admin/plan`)).json()).apps.find((a: JsonBody) => a.name === "chain");
+        return app.budgetSource === "planner";
+      });
+      const [first, second] = app.stages;
+      assert.equal(first.budgetMs + second.budgetMs, 2000);
+      assert.equal(first.deadlineMs, first.budgetMs);
+      assert.equal(second.deadlineMs, 2000);
+    });
 
     await t.step("a deleted stage: the app answers 503 naming the missing function", async () => {
       const del = await fetch(`${server.url}/admin/functions/lenet`, { method: "DELETE" });

@@ -10,6 +10,8 @@ import { LatencyTable } from "../../src/planner/sizing.ts";
 import { DEFAULT_TAIL } from "../../src/planner/tail.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../../src/planner/workload.ts";
 import { profile, ROOT } from "../helpers.ts";
+import { splitAppSlo } from "../../src/planner/app_split.ts";
+import { TRAFFIC } from "../../src/planner/seed_apps.ts";
 
 Deno.test("planner worker: the same plan as on this thread, planned elsewhere", async () => {
   const { latency, interference } = await profile("h100");
@@ -54,6 +56,22 @@ Deno.test("planner worker: a re-plan past the time bound fails (not moved onto t
   const planner = new RemotePlanner(context, () => {}, 60_000);
   try {
     assert.ok((await planner.plan(request)).feasible);
+  } finally {
+    planner.close();
+  }
+});
+
+Deno.test("remote planner: an app's SLO split is made in the worker, the same as on this thread", async () => {
+  const { latency, interference } = await profile("h100");
+  const context = { device: "h100", gpus: 8, latency, interference, policy: "gpulet" as const };
+  const planner = new RemotePlanner(context);
+  try {
+    const remote = await planner.split(TRAFFIC, 1000);
+    const local = splitAppSlo(context, TRAFFIC, 1000, "gpulet").budgetsMs;
+    assert.deepEqual(remote, local);
+    assert.ok(Math.abs(remote.reduce((a, b) => a + b, 0) - TRAFFIC.sloMs) < 1e-9);
+    // Traffic's detector is cheap next to its classifiers: it gets less than half (bench apps: 3.64 + 8.48).
+    assert.ok(remote[0] < remote[1], JSON.stringify(remote));
   } finally {
     planner.close();
   }
