@@ -1,6 +1,7 @@
 /**
- * The controller: deploys function bundles (registry in Deno KV, files under the state directory), keeps
- * one live {@link Deployment} per function, restores them at start-up, and shuts everything down cleanly.
+ * The controller: deploys function and app bundles (registry in Deno KV, files under the state directory),
+ * keeps one live {@link Deployment} per function and one {@link AppDeployment} per app, restores them at
+ * start-up, re-splits the apps' SLOs for their rates, and shuts everything down cleanly.
  */
 import { Metrics } from "../observability/metrics.ts";
 import { type Bundle, isAppBundle, writeBundle } from "../functions/bundle.ts";
