@@ -30,12 +30,22 @@ export function dashboardInput(controller: Controller): DashboardInput {
         executors: l.executors ?? [],
       })),
     })),
-    functions: controller.list().map((d) => ({
-      name: d.name,
-      version: d.version,
-      sloMs: d.record.manifest.sloMs * scale,
-      queueRows: d.dispatcher.depth,
-    })),
+    functions: [
+      ...controller.list().map((d) => ({
+        name: d.name,
+        version: d.version,
+        sloMs: d.record.manifest.sloMs * scale,
+        queueRows: d.dispatcher.depth,
+      })),
+      // An app's row: its requests end to end; the queue column shows its requests in flight.
+      ...controller.listApps().map((a) => ({
+        name: a.name,
+        version: a.version,
+        sloMs: a.record.manifest.sloMs * scale,
+        queueRows: a.describe().inflight,
+        stages: a.stages.map((s) => `${s.name}→${s.function} ${Math.round(a.budgetsMs[s.level] * scale)} ms`),
+      })),
+    ],
     changes: plan.history.map((h) => ({
       at: h.at,
       direction: h.direction,

@@ -20,7 +20,8 @@ export interface DashboardInput {
       executors: string[];
     }[];
   }[];
-  functions: { name: string; version: number; sloMs: number; queueRows: number }[];
+  /** Functions and apps (`stages`: an app's, as `stage→function` with its budget). */
+  functions: { name: string; version: number; sloMs: number; queueRows: number; stages?: string[] }[];
   changes: { at: string; direction: string; gpusBefore: number; gpusAfter: number; reason: string }[];
 }
 
@@ -53,6 +54,8 @@ export interface DashboardState {
     attainment: number | null;
     /** The last 60 s, a point per second, oldest first. */
     series: SecondPoint[];
+    /** An app's stages (`stage→function budget`); absent for a function. */
+    stages?: string[];
   }[];
   changes: DashboardInput["changes"];
 }
@@ -91,6 +94,7 @@ export function dashboardState(input: DashboardInput, live: LiveStats, now: numb
       p99Ms: live.p99(f.name),
       attainment: live.attainment(f.name),
       series: live.series(f.name, 60),
+      ...(f.stages ? { stages: f.stages } : {}),
     })),
     changes: input.changes.slice(-10).reverse(),
   };

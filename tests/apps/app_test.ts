@@ -69,6 +69,11 @@ Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed an
       assert.equal(stage.function, "lenet");
       assert.equal(stage.budgetMs, 3000);
       assert.ok(stage.measuredFanOut > 1 && stage.measuredFanOut <= 7, JSON.stringify(stage));
+      // The dashboard shows the app, with its stages and their budgets.
+      const ui = await (await fetch(`${server.url}/ui/state`)).json();
+      const row = ui.functions.find((f: JsonBody) => f.name === "digits");
+      assert.deepEqual(row.stages, ["digits→lenet 3000 ms"]);
+      assert.equal(row.sloMs, 3000);
       const meta = await (await fetch(`${server.url}/v2/models/digits`)).json();
       assert.equal(meta.platform, "gpulet_app");
     });
