@@ -3,6 +3,7 @@
  * requests, pass its stage calls on (to `onCall`) and their replies back, learn when it dies, stop it.
  */
 import { FrameReader, FrameWriter } from "./framing.ts";
+import { SocketProcess } from "./socket_process.ts";
 import type { AnswerMessage, AppConfig, AppToController, CallMessage, ReplyMessage } from "./app_protocol.ts";
 import { WorkerLostError, WorkerStartError } from "./worker.ts";
 import { PROJECT_ROOT, workerEnv } from "./worker_command.ts";
@@ -20,7 +21,6 @@ export interface AppProcessSpec {
 }
 
 const START_TIMEOUT_MS = 60_000;
-const STOP_GRACE_MS = 5_000;
 let socketSeq = 0;
 
 /** The `deno run` command line of an app process: read of its folder and socket, nothing else but the socket. */
@@ -41,28 +41,11 @@ export function appCommand(config: AppConfig, root = PROJECT_ROOT, deno = Deno.e
 }
 
 /** A running app process. */
-export class AppProcess {
-  pid = 0;
-  readonly exited: Promise<Deno.CommandStatus>;
-  /** Set once `stop()` was called: an exit after that is not a crash. */
-  stopping = false;
-  private writer!: FrameWriter;
-  private conn!: Deno.Conn;
+export class AppProcess extends SocketProcess {
   private readonly pending = new Map<number, (r: AppResult) => void>();
-  private stderrTail = "";
 
-  private constructor(
-    readonly id: string,
-    private readonly child: Deno.ChildProcess,
-    private readonly spec: AppProcessSpec,
-  ) {
-    this.exited = child.status;
-    (async () => {
-      const dec = new TextDecoder();
-      try {
-        for await (const c of child.stderr) this.stderrTail = (this.stderrTail + dec.decode(c)).slice(-2000);
-      } catch { /* gone */ }
-    })();
+  private constructor(readonly id: string, child: Deno.ChildProcess, private readonly spec: AppProcessSpec) {
+    super(child);
   }
 
   /** Spawns the app process and waits until its code is imported and checked, or it fails. */
@@ -147,7 +130,7 @@ export class AppProcess {
     for (const resolve of this.pending.values()) resolve({ ok: false, status: 503, error: why });
     this.pending.clear();
     try {
-      this.conn.close();
+      this.conn?.close();
     } catch { /* closed */ }
   }
 
@@ -167,7 +150,7 @@ export class AppProcess {
   invoke(req: number, body: Uint8Array, budgetMs: number): Promise<AppResult> {
     return new Promise((resolve) => {
       this.pending.set(req, resolve);
-      this.writer.write({ type: "invoke", req, budgetMs }, [body]).catch((e) => {
+      this.writer!.write({ type: "invoke", req, budgetMs }, [body]).catch((e) => {
         if (this.pending.delete(req)) {
           resolve({ ok: false, status: 503, error: new WorkerLostError(`app process: ${e.message ?? e}`).message });
         }
@@ -182,22 +165,6 @@ export class AppProcess {
 
   /** Answers a stage call. */
   reply(msg: ReplyMessage, body?: Uint8Array): void {
-    this.writer.write(msg, body ? [body] : []).catch(() => {/* the process is gone; its requests fail */});
-  }
-
-  /** Asks the process to exit; kills it if it has not within `graceMs`. */
-  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
-    this.stopping = true;
-    await this.writer?.write({ type: "stop" }).catch(() => {});
-    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), graceMs))]);
-    if (!status) this.kill();
-    await this.exited;
-  }
-
-  /** Kills the process at once (SIGKILL). */
-  kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch { /* already gone */ }
+    this.writer!.write(msg, body ? [body] : []).catch(() => {/* the process is gone; its requests fail */});
   }
 }

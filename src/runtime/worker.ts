@@ -4,6 +4,7 @@
  */
 import type { BatchResult, Executor } from "./executor.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
+import { SocketProcess } from "./socket_process.ts";
 import type {
   FunctionConfig,
   FunctionReady,
@@ -46,8 +47,6 @@ export interface GpuletSpec {
 const TASKSET = findTaskset();
 /** Default bound on loading and warming a gpu-let (ms). */
 const START_TIMEOUT_MS = 120_000;
-/** How long a stopping process may take to exit after its last batch before it is killed (ms). */
-const STOP_GRACE_MS = 5_000;
 /** Socket names are short (Unix socket paths are limited to ~108 bytes): a counter, not the id. */
 let socketSeq = 0;
 
@@ -55,32 +54,21 @@ let socketSeq = 0;
  * A running, warmed gpu-let process: one process (one MPS client, one core set) serving one or more
  * functions, one {@link FunctionExecutor} each.
  */
-export class GpuletProcess {
+export class GpuletProcess extends SocketProcess {
   readonly id: string;
   readonly cores?: number[];
-  pid = 0;
   /** One per function, in the order of the spec. */
   readonly executors: FunctionExecutor[] = [];
-  /** Resolves when the process has exited (expected or not). */
-  readonly exited: Promise<Deno.CommandStatus>;
-  /** Set once `stop()` was called: an exit after that is not a crash (after `kill()` it is: restarted). */
-  stopping = false;
-  private child: Deno.ChildProcess;
-  private conn?: Deno.Conn;
-  private writer?: FrameWriter;
   private nextBatchId = 1;
   private pending = new Map<
     number,
     { resolve: (r: BatchResult) => void; reject: (e: Error) => void }
   >();
-  private stderrTail = "";
 
   private constructor(spec: GpuletSpec, child: Deno.ChildProcess) {
+    super(child);
     this.id = spec.id;
     this.cores = spec.cores;
-    this.child = child;
-    this.exited = child.status;
-    this.collectStderr(child.stderr);
   }
 
   /** Spawns a gpu-let process and waits until it reports ready (every model loaded, warmed) or fails. */
@@ -173,13 +161,6 @@ export class GpuletProcess {
     }
   }
 
-  private async collectStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const dec = new TextDecoder();
-    try {
-      for await (const chunk of stream) this.stderrTail = (this.stderrTail + dec.decode(chunk)).slice(-2000);
-    } catch { /* process gone */ }
-  }
-
   private async readLoop(reader: FrameReader): Promise<void> {
     let error: Error = new WorkerLostError(`worker ${this.id} closed its connection`);
     try {
@@ -234,22 +215,6 @@ export class GpuletProcess {
         }
       });
     });
-  }
-
-  /** Asks the process to exit after the batches it was sent; kills it if it has not exited within `graceMs`. */
-  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
-    this.stopping = true;
-    await this.writer?.write({ type: "stop" }).catch(() => {});
-    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), graceMs))]);
-    if (!status) this.kill();
-    await this.exited;
-  }
-
-  /** Kills the process at once (SIGKILL). Unless `stop()` was called, its exit counts as a crash. */
-  kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch { /* already gone */ }
   }
 }
 
