@@ -278,12 +278,21 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.post("/v2/models/:name/versions/:version/infer", infer);
 
   // --- Functions ---
-  /** An app's request: the same checks of its body, then its stages run; one answer, the app's. */
-  const invokeApp = async (c: Context, app: AppDeployment) => {
+  /**
+   * An invoke's JSON body as bytes: the gpu-let (or app process) parses and validates it, off the serving
+   * loop. What needs no parsing is refused here, so it never takes a place in a batch: an empty body, or one
+   * nested too deep.
+   */
+  const invokeBody = async (c: Context): Promise<Uint8Array> => {
     const body = await readBody(c, maxBody);
     if (body.byteLength === 0) throw new HttpError(400, EMPTY_JSON_BODY);
     if (bytesNestDeeperThan(body, MAX_JSON_DEPTH)) throw new HttpError(400, tooDeepMessage(MAX_JSON_DEPTH));
-    const answer = await app.invoke(body);
+    return body;
+  };
+
+  /** An app's request: its stages run; one answer, the app's. */
+  const invokeApp = async (c: Context, app: AppDeployment) => {
+    const answer = await app.invoke(await invokeBody(c));
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -299,11 +308,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if (!dep.record.manifest.json) {
       throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
     }
-    // Passed on as bytes: the gpu-let parses and validates the JSON, off the serving loop. What needs no
-    // parsing is refused here, so it never takes a place in a batch: an empty body, or one nested too deep.
-    const body = await readBody(c, maxBody);
-    if (body.byteLength === 0) throw new HttpError(400, EMPTY_JSON_BODY);
-    if (bytesNestDeeperThan(body, MAX_JSON_DEPTH)) throw new HttpError(400, tooDeepMessage(MAX_JSON_DEPTH));
+    const body = await invokeBody(c);
     const answer = await dep.submit({ kind: "json", body }, 1, disconnectSignal(c, dep));
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");

@@ -42,7 +42,7 @@ export function dashboardInput(controller: Controller): DashboardInput {
         name: a.name,
         version: a.version,
         sloMs: a.record.manifest.sloMs * scale,
-        queueRows: a.describe().inflight,
+        queueRows: a.inflight,
         stages: a.stages.map((s) => `${s.name}→${s.function} ${Math.round(a.budgetsMs[s.level] * scale)} ms`),
       })),
     ],

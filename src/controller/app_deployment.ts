@@ -70,6 +70,8 @@ export class AppDeployment {
   private stopped = false;
   /** Requests since the rate was last read, and since when. */
   private arrivals = 0;
+  /** Called when the last request in flight is answered (a stopping app waits for it). */
+  private drained?: () => void;
   private arrivalsSince = performance.now();
 
   constructor(readonly record: AppRecord, private readonly opts: AppDeploymentOptions) {
@@ -157,9 +159,17 @@ export class AppDeployment {
 
   /** The deadline of a call of `stage` for a request due at `deadline`: the later levels keep their budgets. */
   private stageDeadline(stage: StageState, deadline: number): number {
-    const scale = this.opts.sloScale ?? 1;
-    const later = this.budgetsMs.slice(stage.level + 1).reduce((a, b) => a + b, 0) * scale;
-    return deadline - later;
+    return deadline - this.laterBudgetsMs(stage.level) * (this.opts.sloScale ?? 1);
+  }
+
+  /** What the levels after `level` keep of the SLO (ms, undilated). */
+  private laterBudgetsMs(level: number): number {
+    return this.budgetsMs.slice(level + 1).reduce((a, b) => a + b, 0);
+  }
+
+  /** App requests in flight. */
+  get inflight(): number {
+    return this.flights.size;
   }
 
   /**
@@ -232,6 +242,7 @@ export class AppDeployment {
           flight.done = true;
           clearTimeout(timer);
           this.flights.delete(req);
+          if (this.flights.size === 0) this.drained?.();
           process.forget(req);
           const totalMs = performance.now() - arrivedAt;
           this.opts.observer?.answer({
@@ -306,17 +317,14 @@ export class AppDeployment {
   /** Serves what was accepted (up to `drainTimeoutMs`), then stops the process. */
   async stop(drainTimeoutMs = 30_000): Promise<void> {
     this.stopped = true;
-    const drained = Promise.all([...this.flights.values()].map((f) =>
-      new Promise<void>((r) => {
-        const finish = f.finish;
-        f.finish = (a) => {
-          finish(a);
-          r();
-        };
-        if (f.done) r();
-      })
-    ));
-    await Promise.race([drained, new Promise((r) => setTimeout(r, drainTimeoutMs))]);
+    if (this.flights.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((r) => (this.drained = r)),
+        new Promise((r) => (timer = setTimeout(r, drainTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
     for (const f of [...this.flights.values()]) f.finish({ status: 503, error: `app ${this.name} was stopped` });
     await this.starting;
     await this.process?.stop();
@@ -330,7 +338,7 @@ export class AppDeployment {
       version: this.version,
       sloMs: this.record.manifest.sloMs,
       ready: this.ready,
-      inflight: this.flights.size,
+      inflight: this.inflight,
       pid: this.process?.pid ?? 0,
       budgetSource: this.budgetSource,
       stages: this.stages.map((s) => ({
@@ -339,8 +347,7 @@ export class AppDeployment {
         after: s.after,
         level: s.level,
         budgetMs: this.budgetsMs[s.level],
-        deadlineMs: this.record.manifest.sloMs * scale -
-          this.budgetsMs.slice(s.level + 1).reduce((a, b) => a + b, 0) * scale,
+        deadlineMs: (this.record.manifest.sloMs - this.laterBudgetsMs(s.level)) * scale,
         fanOut: s.fanOut,
         measuredFanOut: Math.round(s.measuredFanOut * 100) / 100,
         deployed: this.opts.functionNamed(s.function) !== undefined,
