@@ -21,6 +21,7 @@ import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
 import { checkedTail, percentileName, validatePlan } from "../planner/validate.ts";
+import { appPeakScale, planWithApps, withAppCalls, workloadApps } from "../planner/app_demand.ts";
 import {
   parseJsonText,
   parseWorkload,
@@ -59,6 +60,12 @@ export function formatPlan(plan: Plan): string {
     }
   }
   for (const u of plan.unserved) lines.push(`unserved: ${u.name} ${u.rate.toFixed(1)} req/s`);
+  for (const a of plan.appSplits ?? []) {
+    lines.push(
+      `app ${a.name}: ${a.rate.toFixed(1)} req/s, SLO ${a.sloMs} ms split over its levels as ` +
+        `${a.budgetsMs.map((b) => b.toFixed(2)).join(" + ")} ms`,
+    );
+  }
   return lines.join("\n");
 }
 
@@ -109,7 +116,11 @@ export async function main(args: string[]): Promise<number> {
   const latency = await loadLatencyModel(profile);
   const workload = parseWorkload(await Deno.readTextFile(workloadFile), workloadFile);
   let functions = plannedFunctions(workload, latency, workloadFile);
-  if (values.headroom) functions = functions.map((f) => ({ ...f, rate: poissonHeadroom(f.rate) }));
+  let apps = workloadApps(workload, functions, workloadFile);
+  if (values.headroom) {
+    functions = functions.map((f) => ({ ...f, rate: poissonHeadroom(f.rate) }));
+    apps = apps.map((a) => ({ ...a, rate: poissonHeadroom(a.rate) }));
+  }
   const pairs = values.pairs as string | undefined;
   const interference = pairs ? await loadInterference(latency, pairs) : undefined;
   const options: PlannerOptions = {
@@ -135,18 +146,30 @@ export async function main(args: string[]): Promise<number> {
     // Re-check a plan (made here or elsewhere) against the profile, the interference model and the tail target
     // (the flags', else the plan's own).
     const plan = readPlan(await Deno.readTextFile(check), check);
+    if (apps.length && !plan.appSplits) {
+      throw new WorkloadError(`${check}: the workload has apps; the plan has no app budgets`);
+    }
     const tail = values.averages
       ? null
       : values.percentile !== undefined || values.cv !== undefined || workload.percentile !== undefined ||
           workload.arrivalCv !== undefined
       ? options.tail
       : undefined;
-    const errors = validatePlan(plan, { functions, latency, interference, gpus: problem.gpus, tail });
+    const demand = apps.length ? withAppCalls(functions, apps, plan.appSplits!, 1, options.tail?.cv ?? 1) : functions;
+    const errors = validatePlan(plan, { functions: demand, latency, interference, gpus: problem.gpus, tail });
     const checked = checkedTail(plan, tail);
     const what = checked ? `${percentileName(checked.percentile)}, arrivals of CV ${checked.cv}` : "averages";
     if (errors.length === 0) console.log(`${check}: valid (${what})`);
     else console.log([`${check}: ${errors.length} violation(s) (${what})`, ...errors.map((e) => `  ${e}`)].join("\n"));
     return errors.length === 0 ? 0 : 3;
+  }
+  if (values.peak && apps.length) {
+    // Every app (and function) rate × the scale, each app's SLO re-split at every rate tried.
+    const scale = appPeakScale(problem, apps, policy, options);
+    console.log(
+      JSON.stringify({ policy, scale, appRates: Object.fromEntries(apps.map((a) => [a.name, a.rate * scale])) }),
+    );
+    return 0;
   }
   if (values.peak) {
     console.log(JSON.stringify(peakFor(problem, policy, options)));
@@ -157,9 +180,11 @@ export async function main(args: string[]): Promise<number> {
   if (from) {
     if (policy !== "gpulet") throw new WorkloadError("--from re-plans with the gpulet policy only");
     const current = readPlan(await Deno.readTextFile(from), from);
-    plan = replan(problem, current, { ...options, compact: true });
+    const split = apps.length ? planWithApps(problem, apps, policy, options) : undefined;
+    plan = replan({ ...problem, functions: split?.functions ?? functions }, current, { ...options, compact: true });
+    if (split) plan = { ...plan, appSplits: split.budgets };
     console.error(`${gpuletChanges(current, plan)} gpu-let(s) started or stopped`);
-  } else plan = makePlan(problem, policy, options);
+  } else plan = apps.length ? planWithApps(problem, apps, policy, options).plan : makePlan(problem, policy, options);
   console.log(values.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
   return plan.feasible ? 0 : 3;
 }

@@ -26,7 +26,7 @@ import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
 import { DEFAULT_FIXED_LAYOUT } from "./fixed_gpulets.ts";
 import { Fleet, type RunningPlan } from "./fleet.ts";
 import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
-import type { AppGraph } from "../planner/app_split.ts";
+import { type AppGraph, groupDispersion } from "../planner/app_split.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -137,7 +137,7 @@ export class Controller {
       log: opts.log ?? (() => {}),
       onWorkerDied: (fn) => this.metrics.workerRestarts.inc({ function: fn }),
       onReplan: (direction) => this.metrics.replans.inc({ direction }),
-      stageBudgetMs: (fn) => this.stageBudgetMs(fn),
+      stageDemand: (fn) => this.stageDemand(fn),
     });
     this.fleet = fleet;
     this.splitTimer = setInterval(() => this.splitAppsOnce(), APP_SPLIT_MS);
@@ -259,13 +259,21 @@ export class Controller {
     return [...this.deployments.values()];
   }
 
-  /** The tightest budget any app gives `fn` as a stage (its level's, ms, undilated), if one does. */
-  private stageBudgetMs(fn: string): number | undefined {
-    let least: number | undefined;
+  /**
+   * What apps ask of `fn` as a stage, if any use it: the tightest level budget (ms, undilated), and the CV of
+   * its grouped calls at the largest measured fan-out (direct calls mixed in only make it smoother).
+   */
+  private stageDemand(fn: string): { budgetMs: number; arrivalCv?: number } | undefined {
+    let budgetMs: number | undefined, dispersion = 1;
     for (const a of this.apps.values()) {
-      for (const s of a.stages) if (s.function === fn) least = Math.min(least ?? Infinity, a.budgetsMs[s.level]);
+      for (const s of a.stages) {
+        if (s.function !== fn) continue;
+        budgetMs = Math.min(budgetMs ?? Infinity, a.budgetsMs[s.level]);
+        if (s.measuredFanOut > 0) dispersion = Math.max(dispersion, groupDispersion(s.measuredFanOut, 1));
+      }
     }
-    return least;
+    if (budgetMs === undefined) return undefined;
+    return dispersion > 1 ? { budgetMs, arrivalCv: Number(Math.sqrt(dispersion).toPrecision(6)) } : { budgetMs };
   }
 
   /** Runs {@link splitApps} unless a run is still going; resolves when the run in progress ends. */

@@ -71,10 +71,11 @@ export interface FleetOptions {
   /** Called on every re-plan (metrics). */
   onReplan?: (direction: string) => void;
   /**
-   * The tightest budget (ms, undilated) an app gives the function as one of its stages, if any: the planner
-   * sizes the function for the smaller of it and the function's own SLO.
+   * What apps ask of the function as one of their stages, if any do: the tightest level budget (ms,
+   * undilated), which the planner sizes it for when smaller than its own SLO, and the CV its grouped calls
+   * arrive with (a frame's crops come together: `groupDispersion`).
    */
-  stageBudgetMs?: (fn: string) => number | undefined;
+  stageDemand?: (fn: string) => { budgetMs: number; arrivalCv?: number } | undefined;
 }
 
 /** The batch cap of `m` on its gpu-let ({@link slotBatch}). */
@@ -151,12 +152,17 @@ export class Fleet {
 
   /** Functions as the planner sees them: SLOs in profile time (undilated). */
   private scaled(): ScaledFunction[] {
-    return [...this.deps.values()].filter((d) => !this.isFixed(d)).map((d) => ({
-      name: d.name,
-      model: d.record.manifest.model,
-      sloMs: Math.min(d.record.manifest.sloMs, this.opts.stageBudgetMs?.(d.name) ?? Infinity),
-      maxBatch: d.record.manifest.maxBatch,
-    }));
+    return [...this.deps.values()].filter((d) => !this.isFixed(d)).map((d) => {
+      const stage = this.opts.stageDemand?.(d.name);
+      const f: ScaledFunction = {
+        name: d.name,
+        model: d.record.manifest.model,
+        sloMs: Math.min(d.record.manifest.sloMs, stage?.budgetMs ?? Infinity),
+        maxBatch: d.record.manifest.maxBatch,
+      };
+      if (stage?.arrivalCv !== undefined) f.arrivalCv = stage.arrivalCv;
+      return f;
+    });
   }
 
   /**

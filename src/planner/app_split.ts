@@ -47,16 +47,40 @@ const GRID_STEPS = 10;
 /** Splits planned with the engine: the best ones by the fractional bound, and the even split. */
 const SHORTLIST = 3;
 
-/** The stages of `app` as planned functions for `budgetsMs` at `rate` app requests/s. */
-export function stageFunctions(app: AppGraph, budgetsMs: readonly number[], rate: number): PlannedFunction[] {
+/**
+ * Index of dispersion (variance / mean of counts over a long window) of a stage's calls: app requests at
+ * renewal CV `cv` (dispersion cv²), each making K calls at once (K: the fan-out's integer part, plus one
+ * with the chance of its fraction): `(Var K + cv²·E[K]²) / E[K]`.
+ */
+export function groupDispersion(fanOut: number, cv: number): number {
+  const a = Math.floor(fanOut), p = fanOut - a;
+  const varK = a * a + p * (2 * a + 1) - fanOut * fanOut;
+  return (varK + cv * cv * fanOut * fanOut) / fanOut;
+}
+
+/**
+ * The stages of `app` as planned functions for `budgetsMs` at `rate` app requests/s (arriving with CV `cv`);
+ * a stage whose calls come in groups gets the CV of their dispersion (`arrivalCv`).
+ */
+export function stageFunctions(
+  app: AppGraph,
+  budgetsMs: readonly number[],
+  rate: number,
+  cv = 1,
+): PlannedFunction[] {
   return app.levels.flatMap((level, l) =>
-    level.map((s) => ({
-      name: s.name,
-      model: s.model,
-      maxBatch: s.maxBatch,
-      rate: rate * s.fanOut,
-      sloMs: budgetsMs[l],
-    }))
+    level.map((s) => {
+      const f: PlannedFunction = {
+        name: s.name,
+        model: s.model,
+        maxBatch: s.maxBatch,
+        rate: rate * s.fanOut,
+        sloMs: budgetsMs[l],
+      };
+      const arrivalCv = s.fanOut > 0 ? Math.sqrt(groupDispersion(s.fanOut, cv)) : cv;
+      if (Math.abs(arrivalCv - cv) > 1e-9) f.arrivalCv = Number(arrivalCv.toPrecision(6));
+      return f;
+    })
   );
 }
 
@@ -91,14 +115,15 @@ export function splitAppSlo(
 ): AppSplit {
   const grid = compositions(app.levels.length, GRID_STEPS).map((c) => c.map((k) => (app.sloMs * k) / GRID_STEPS));
   const table = LatencyTable.shared(problem.latency, options.latencyRatio, options.tail);
-  const parts = partSet({ ...problem, functions: stageFunctions(app, evenSplit(app), rate) }, options);
-  const bound = (b: number[]) => boundPart(table, stageFunctions(app, b, rate), parts);
+  const cv = options.tail?.cv ?? 1;
+  const parts = partSet({ ...problem, functions: stageFunctions(app, evenSplit(app), rate, cv) }, options);
+  const bound = (b: number[]) => boundPart(table, stageFunctions(app, b, rate, cv), parts);
   const ranked = grid.map((b) => ({ b, need: bound(b) })).filter((c) => Number.isFinite(c.need))
     .sort((x, y) => x.need - y.need);
   const candidates = [...ranked.slice(0, SHORTLIST).map((c) => c.b), evenSplit(app)];
   let best: AppSplit | undefined;
   for (const budgetsMs of candidates) {
-    const functions = stageFunctions(app, budgetsMs, rate);
+    const functions = stageFunctions(app, budgetsMs, rate, cv);
     const plan = planWithEngine({ ...problem, functions }, policy, options);
     if (!best || betterPlan(plan, best.plan, functions)) best = { budgetsMs, functions, plan };
   }

@@ -39,6 +39,16 @@ export const Plan = z.object({
     cv: z.number().positive(),
     spread: z.number().nonnegative(),
   }).optional(),
+  /**
+   * The workload's applications (`app_demand.ts`): each app's SLO split over its levels (ms each) at the app
+   * rate the plan was made for; its stages' functions are planned for their level's budget. Absent: no apps.
+   */
+  appSplits: z.array(z.object({
+    name: z.string(),
+    rate: z.number().nonnegative(),
+    sloMs: z.number().positive(),
+    budgetsMs: z.array(z.number().positive()).min(1),
+  })).optional(),
 });
 export type Plan = z.infer<typeof Plan>;
 

@@ -23,6 +23,11 @@ export interface PlannedFunction {
   sloMs: number;
   /** Largest batch the function may run at. */
   maxBatch: number;
+  /**
+   * CV of its arrivals where it differs from the tail target's: an app stage's calls come in groups (a
+   * frame's crops together), which a renewal process of this CV stands for (`app_demand.ts`).
+   */
+  arrivalCv?: number;
 }
 
 const sharedTables = new WeakMap<LatencyModel, Map<string, LatencyTable>>();
@@ -111,7 +116,7 @@ export function saturated(
   alpha = 1,
 ): { rate: number; batch: number; latencyMs: number } {
   const cap = batchCap(table, fn);
-  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${cap}`;
+  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${cap}|${fn.arrivalCv ?? ""}`;
   const known = table.saturations.get(key);
   if (known) return known;
   let best = { rate: 0, batch: 0, latencyMs: 0 };
@@ -147,13 +152,19 @@ export function saturated(
 /** A function of a gpu-let as the tail model sees it: its rate, batch and latencies there. */
 export function queueClass(
   table: LatencyTable,
-  fn: Pick<PlannedFunction, "model" | "sloMs">,
+  fn: Pick<PlannedFunction, "model" | "sloMs" | "arrivalCv">,
   part: number,
   alpha: number,
   rate: number,
   batch: number,
 ): QueueClass {
-  return { rate, batch, sloMs: fn.sloMs, latencyMs: (k) => table.latency(fn.model, part, k) * alpha };
+  return {
+    rate,
+    batch,
+    sloMs: fn.sloMs,
+    latencyMs: (k) => table.latency(fn.model, part, k) * alpha,
+    cv: fn.arrivalCv,
+  };
 }
 
 /**
@@ -264,7 +275,7 @@ function gridFloor(rate: number): number {
  */
 export function keepsTailAlone(
   table: LatencyTable,
-  fn: Pick<PlannedFunction, "model" | "sloMs">,
+  fn: Pick<PlannedFunction, "model" | "sloMs" | "arrivalCv">,
   part: number,
   alpha: number,
   rate: number,
@@ -273,7 +284,7 @@ export function keepsTailAlone(
   const tail = table.tail;
   if (!tail) return true;
   const step = Math.ceil(Math.log(rate) / Math.log(RATE_GRID) - EPS);
-  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${batch}|${step}`;
+  const key = `${fn.model}|${part}|${alpha}|${fn.sloMs}|${batch}|${step}|${fn.arrivalCv ?? ""}`;
   let fits = table.aloneChecks.get(key);
   if (fits === undefined) {
     fits = meetsTail([queueClass(table, fn, part, alpha, Math.pow(RATE_GRID, step), batch)], tail);

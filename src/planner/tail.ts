@@ -62,6 +62,8 @@ export interface QueueClass {
   /** Latency of a batch of k rows here, interference included (ms); non-decreasing in k. */
   latencyMs: (k: number) => number;
   sloMs: number;
+  /** CV of its arrivals, where it differs from the target's (an app stage's grouped calls). */
+  cv?: number;
 }
 
 /** Phases of the cycle a request may arrive at (midpoint rule). */
@@ -250,22 +252,30 @@ interface Prepared {
   chain: () => { index: number; solved: BatchChain } | undefined;
 }
 
+/** The CV of class `c`'s arrivals: its own, else the target's. */
+const cvOf = (c: QueueClass, tail: TailTarget) => c.cv ?? tail.cv;
+
 function prepare(classes: readonly QueueClass[], tail: TailTarget): Prepared {
   const fs = serviceFactors(tail.spread);
   const cycleMs = classes.reduce((s, c) => s + (c.rate > 0 ? c.latencyMs(c.batch) : 0), 0);
-  const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + tail.cv * tail.cv) / 2));
+  // Kingman's factor for the gpu-let's merged arrivals: their squared CV, rate-weighted over its functions.
+  const rates = classes.reduce((s, c) => s + c.rate, 0);
+  const cv2 = rates > 0 ? classes.reduce((s, c) => s + c.rate * cvOf(c, tail) ** 2, 0) / rates : tail.cv ** 2;
+  const busy = Math.min(1, busyShare(classes) * Math.max(1, (1 + cv2) / 2));
   // Bursty arrivals come right behind one another even when the gpu-let is mostly idle: a request finds it
   // busy at least when its gap to the previous one is shorter than that one's batch, and then the batch has
   // only just begun (for Poisson arrivals this never exceeds the busy share).
-  const clumped = classes.map((c) => Math.max(0, Math.min(1, gapBelow(c.rate / 1000, tail.cv, c.latencyMs(1))) - busy));
-  const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, tail.cv));
+  const clumped = classes.map((c) =>
+    Math.max(0, Math.min(1, gapBelow(c.rate / 1000, cvOf(c, tail), c.latencyMs(1))) - busy)
+  );
+  const thetas = classes.map((c) => decayRate(c.rate / 1000, cycleMs, c.batch, fs, cvOf(c, tail)));
   const active = classes.flatMap((c, i) => (c.rate > 0 ? [i] : []));
   let chain: ReturnType<Prepared["chain"]> | null = null;
   const solve = () => {
     if (chain !== null) return chain;
     chain = undefined;
     const index = active[0];
-    if (active.length === 1 && tail.cv <= 1 && thetas[index] > 0) {
+    if (active.length === 1 && cvOf(classes[index], tail) <= 1 && thetas[index] > 0) {
       const c = classes[index];
       // Enough backlog states that the chain's last one holds less than e^-16 of it (Kingman's bound).
       const solved = solveBatchChain(c, tail.spread, 2 * c.batch + 16 / thetas[index]);
@@ -296,7 +306,7 @@ function exceeds(
   // Arriving at phase φ of a busy cycle, it waits out the rest of it, then 1 + ⌊X/B⌋ more.
   const late = (phase: number, cycle: number, slack: number) => {
     const x = slack + phase;
-    return x < 0 ? 1 : overflow((Math.floor(x) + 1) * c.batch, (c.rate / 1000) * phase * cycle, theta, tail.cv);
+    return x < 0 ? 1 : overflow((Math.floor(x) + 1) * c.batch, (c.rate / 1000) * phase * cycle, theta, cvOf(c, tail));
   };
   let uniform = 0, begun = 0;
   for (const { f, w } of pre.fs) {

@@ -29,6 +29,26 @@ export const Workload = z.object({
     (fs) => new Set(fs.map((f) => f.name)).size === fs.length,
     "function names must be unique",
   ),
+  /**
+   * Applications (issue 22): each runs its stages' functions (listed above, with their direct rate, often 0)
+   * and adds `rate × fanOut` to each; the planner splits the app's SLO over its levels (`app_demand.ts`).
+   */
+  apps: z.array(
+    z.object({
+      name: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, "an app name is 1-63 characters of a-z, 0-9, '_', '-'"),
+      rate: z.number().nonnegative("a rate is requests per second, ≥ 0"),
+      sloMs: z.number().positive(),
+      stages: z.array(
+        z.object({
+          name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "a stage name is 1-63 characters of a-z, 0-9, '_'"),
+          function: z.string().min(1),
+          after: z.array(z.string()).optional(),
+          /** Calls per app request (mean; default 1). */
+          fanOut: z.number().nonnegative().max(1024).optional(),
+        }).strict(),
+      ).min(1),
+    }).strict(),
+  ).optional(),
 }).strict();
 export type Workload = z.infer<typeof Workload>;
 

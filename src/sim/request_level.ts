@@ -37,7 +37,8 @@ export class RequestLevel {
   private routes = new Map<string, Routes>();
 
   /**
-   * @param onAnswer called for every answered request (function name, arrival and latency in ms)
+   * @param onAnswer called for every answered request (function name, arrival and latency in ms, the tag it
+   *   arrived with)
    */
   private readonly byName: Map<string, SimFunction>;
 
@@ -46,7 +47,7 @@ export class RequestLevel {
     private readonly latency: LatencyModel,
     private readonly interference: InterferenceModel | undefined,
     private readonly random: () => number,
-    private readonly onAnswer: (name: string, arrivalMs: number, latencyMs: number) => void,
+    private readonly onAnswer: (name: string, arrivalMs: number, latencyMs: number, tag: number) => void,
   ) {
     this.byName = new Map(functions.map((f) => [f.name, f]));
   }
@@ -60,7 +61,7 @@ export class RequestLevel {
     for (const gpu of plan.gpus) {
       const engine: GpuEngine = new GpuEngine(planGpulets(gpu, this.byName), this.latency, this.interference, {
         random: this.random,
-        onAnswer: (i, arrival, ms) => this.onAnswer(engine.fns[i].name, arrival, ms),
+        onAnswer: (i, arrival, ms, tag) => this.onAnswer(engine.fns[i].name, arrival, ms, tag),
       });
       engine.fns.forEach((f, i) => {
         const routes = this.routes.get(f.name) ?? { list: [], total: 0 };
@@ -73,14 +74,25 @@ export class RequestLevel {
     }
   }
 
-  /** A request of `name` arrives at `t`; false when no gpu-let of the plan serves the function (shed). */
-  arrive(name: string, t: number): boolean {
+  /**
+   * A request of `name` arrives at `t` (with an optional `tag`, handed back with its answer); false when no
+   * gpu-let of the plan serves the function (shed).
+   */
+  arrive(name: string, t: number, tag = -1): boolean {
     const routes = this.routes.get(name);
     if (!routes) return false;
     let pick = this.random() * routes.total;
     const route = routes.list.find((r) => (pick -= r.weight) <= 0) ?? routes.list[routes.list.length - 1];
-    route.engine.arrive(route.fn, t);
+    route.engine.arrive(route.fn, t, tag);
     return true;
+  }
+
+  /** When the next batch anywhere ends (ms; Infinity when nothing runs). */
+  nextEventMs(): number {
+    let next = Infinity;
+    for (const e of this.engines) next = Math.min(next, e.nextEndMs());
+    for (const e of this.draining) next = Math.min(next, e.nextEndMs());
+    return next;
   }
 
   /** Serves what ends by `t` everywhere. */

@@ -88,6 +88,7 @@ interface Job {
   remaining: number;
   speed: number;
   arrivals: number[];
+  tags: number[];
   startedAt: number;
 }
 
@@ -95,8 +96,11 @@ interface Job {
 export interface EngineOptions {
   random: () => number;
   spread?: number;
-  /** Called for every answered request: function index (in gpu-let order), arrival and latency (ms). */
-  onAnswer?: (fn: number, arrivalMs: number, latencyMs: number) => void;
+  /**
+   * Called for every answered request: function index (in gpu-let order), arrival and latency (ms), and
+   * the tag it arrived with (an app request's id; -1 for none).
+   */
+  onAnswer?: (fn: number, arrivalMs: number, latencyMs: number, tag: number) => void;
 }
 
 /**
@@ -110,6 +114,7 @@ export class GpuEngine {
   readonly batches: number[];
   private readonly sizes: number[][];
   private readonly queues: number[][];
+  private readonly tags: number[][];
   private readonly fnIndex: number[][];
   private readonly turn: number[];
   private readonly running: (Job | undefined)[];
@@ -128,6 +133,7 @@ export class GpuEngine {
     this.spread = opts.spread ?? DEFAULT_SPREAD;
     this.sizes = this.fns.map((f) => preparedSizes(f.batch));
     this.queues = this.fns.map(() => []);
+    this.tags = this.fns.map(() => []);
     this.busyMs = this.fns.map(() => 0);
     this.rows = this.fns.map(() => 0);
     this.batches = this.fns.map(() => 0);
@@ -136,28 +142,39 @@ export class GpuEngine {
     this.running = gpulets.map(() => undefined);
   }
 
-  /** A request of function `fn` arrives at `t` (not before the previous one). */
-  arrive(fn: number, t: number): void {
+  /** A request of function `fn` arrives at `t` (not before the previous one), with an optional `tag`. */
+  arrive(fn: number, t: number, tag = -1): void {
     this.runUntil(t);
     this.advanceTo(t);
     this.queues[fn].push(t);
+    this.tags[fn].push(tag);
     const gi = this.fns[fn].gpulet;
     if (!this.running[gi] && this.startNext(gi, t)) this.respeed();
+  }
+
+  /** When the next running batch ends (ms; Infinity when none runs). */
+  nextEndMs(): number {
+    return this.nextEnd().end;
+  }
+
+  private nextEnd(): { end: number; gpulet: number } {
+    let end = Infinity, gpulet = -1;
+    for (let gi = 0; gi < this.running.length; gi++) {
+      const j = this.running[gi];
+      if (j && this.now + j.remaining / j.speed < end) [end, gpulet] = [this.now + j.remaining / j.speed, gi];
+    }
+    return { end, gpulet };
   }
 
   /** Finishes every batch that ends by `t`. */
   runUntil(t: number): void {
     for (;;) {
-      let end = Infinity, gpulet = -1;
-      for (let gi = 0; gi < this.running.length; gi++) {
-        const j = this.running[gi];
-        if (j && this.now + j.remaining / j.speed < end) [end, gpulet] = [this.now + j.remaining / j.speed, gi];
-      }
+      const { end, gpulet } = this.nextEnd();
       if (gpulet < 0 || end > t) return;
       this.advanceTo(end);
       const j = this.running[gpulet]!;
       this.running[gpulet] = undefined;
-      for (const a of j.arrivals) this.opts.onAnswer?.(j.fn, a, end - a);
+      j.arrivals.forEach((a, k) => this.opts.onAnswer?.(j.fn, a, end - a, j.tags[k]));
       this.busyMs[j.fn] += end - j.startedAt;
       this.rows[j.fn] += j.arrivals.length;
       this.batches[j.fn]++;
@@ -199,6 +216,7 @@ export class GpuEngine {
       this.turn[gi] = (this.turn[gi] + k + 1) % mine.length;
       const f = this.fns[i];
       const take = this.queues[i].splice(0, f.batch);
+      const tags = this.tags[i].splice(0, f.batch);
       const size = this.sizes[i].find((s) => s >= take.length) ?? f.batch;
       const solo = this.latency.latency(f.model, f.part, size);
       this.running[gi] = {
@@ -209,6 +227,7 @@ export class GpuEngine {
         remaining: solo * meanOneLognormal(this.spread, this.opts.random),
         speed: 1,
         arrivals: take,
+        tags,
         startedAt: now,
       };
       return true;
