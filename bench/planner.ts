@@ -2,7 +2,7 @@
  * Planner benchmark (DESIGN.md benchmark 2): for every workload in `resource/workloads/`, on 4 H100s, the
  * peak aggregate rate of every policy and of the fractional bound; whether each policy's plan at its peak
  * passes the validator with interference; GPUs each policy needs at three fixed rates; and planning time for
- * 20 functions on 8 GPUs.
+ * 20 functions on 8 GPUs; for the app workloads, the app peak (gpulet vs timeshare) and 0.8× of it replayed.
  */
 import { InterferenceModel } from "../src/planner/interference.ts";
 import { type LatencyModel, loadLatencyModel } from "../src/planner/latency_model.ts";
@@ -16,6 +16,7 @@ import { makePlan, peakFor } from "../src/planner/policies.ts";
 import { validatePlan } from "../src/planner/validate.ts";
 import { parseWorkload, plannedFunctions, scaled } from "../src/planner/workload.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
+import { type AppPeakRow, appPeaksMarkdown, measureAppPeaks } from "./apps.ts";
 
 const POLICIES: Policy[] = ["bound", "timeshare", "greedy", "gpulet-noint", "gpulet", "ideal"];
 /** Policies whose peak plans are checked with interference (noint's are checked to show what it breaks). */
@@ -58,6 +59,8 @@ export interface PlannerResult {
    * made in the planner's worker (`RemotePlanner`, as the live controller does) and on the serving thread.
    */
   loopStallMs: { inWorker: number; onThread: number };
+  /** The app workloads: app peak of gpulet and timeshare with the SLO split, and 0.8× of it replayed. */
+  apps: AppPeakRow[];
 }
 
 /** Runs the benchmark. */
@@ -76,6 +79,7 @@ export async function measurePlanner(progress: (s: string) => void): Promise<Pla
   for (const name of names) {
     const file = `${PROJECT_ROOT}/resource/workloads/${name}.json`;
     const w = parseWorkload(await Deno.readTextFile(file), file);
+    if (w.apps?.length) continue; // app workloads: their own section (`measureAppPeaks`)
     const functions = plannedFunctions(w, latency, file);
     const problem: PlanProblem = { device: w.device, gpus: GPUS, functions, latency, interference };
     const peaks: PlannerWorkloadResult["peaks"] = {};
@@ -145,6 +149,7 @@ export async function measurePlanner(progress: (s: string) => void): Promise<Pla
     geoMeanGpuletOverTimeshare: geo,
     planningMs20x8: await planningTime(interference),
     loopStallMs: await loopStall(interference),
+    apps: await measureAppPeaks(progress),
   };
 }
 
@@ -318,6 +323,6 @@ export function plannerMarkdown(r: PlannerResult, command: string): string {
       lines.push(`| ${w.workload} | ${f(g.rate)} | ${cells.join(" | ")} |`);
     }
   }
-  lines.push("");
+  lines.push("", appPeaksMarkdown(r.apps));
   return lines.join("\n");
 }

@@ -92,6 +92,7 @@ async function mixChecks(
   for (const entry of names) {
     const file = `${PROJECT_ROOT}/resource/workloads/${entry}`;
     const workload = parseWorkload(await Deno.readTextFile(file), file);
+    if (workload.apps?.length) continue; // app workloads: `bench planner` replays them
     const functions = plannedFunctions(workload, latency, file);
     const problem = { device, gpus: GPUS, functions, latency, interference };
     const arms: { cv: number; sizing: "p99" | "averages"; options: PlannerOptions }[] = [

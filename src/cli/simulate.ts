@@ -14,16 +14,14 @@ import { parseArgs } from "./args.ts";
 import { CsvError } from "../planner/csv.ts";
 import { loadInterference } from "../planner/profiles.ts";
 import { loadLatencyModel, ProfileError } from "../planner/latency_model.ts";
-import { parseJsonText, parseWorkload, plannedFunctions, type Workload, WorkloadError } from "../planner/workload.ts";
+import { parseJsonText, parseWorkload, plannedFunctions, WorkloadError } from "../planner/workload.ts";
 import { Schedule } from "../loadgen/schedule.ts";
 import { DEFAULT_SIM_OPTIONS, type SimReport, simulate } from "../sim/simulator.ts";
 import { formatReplay, replayGpus } from "../sim/plan_replay.ts";
 import { replayGpu } from "../sim/request_sim.ts";
-import { withAppCalls, workloadApps } from "../planner/app_demand.ts";
+import { workloadApps } from "../planner/app_demand.ts";
 import { Plan } from "../planner/plan.ts";
-import { formatAppReplay, replayApps } from "../sim/app_replay.ts";
-import type { LatencyModel } from "../planner/latency_model.ts";
-import type { InterferenceModel } from "../planner/interference.ts";
+import { formatAppReplay, replayAppPlan } from "../sim/app_replay.ts";
 
 const USAGE = "usage: deno task simulate --profile P.csv --pairs P-pairs.csv --workload W.json --schedule S.csv\n" +
   "       [--policy gpulet|gpulet-noint|timeshare|greedy] [--gpus N] [--seconds N] [--seed N] [--warmup-ms N]\n" +
@@ -136,48 +134,17 @@ async function replayPlan(values: Record<string, string | boolean | undefined>):
     cv: count("cv", values.cv, 1),
   };
   if (workload?.apps?.length) {
-    const result = replayWithApps(Plan.parse(json), workload, workloadFile!, latency, interference, opts);
+    // Apps: each judged end to end, beside the functions it calls.
+    const functions = plannedFunctions(workload, latency, workloadFile);
+    const apps = workloadApps(workload, functions, workloadFile);
+    const result = replayAppPlan(Plan.parse(json), functions, apps, latency, interference, opts);
+    if (!result) throw new WorkloadError(`${planFile}: the workload has apps; the plan has no split for every one`);
     console.log(values.json ? JSON.stringify({ ...opts, ...result }, null, 2) : formatAppReplay(result));
     return 0;
   }
   const results = gpus.map((g) => replayGpu(g, latency, interference, opts));
   console.log(values.json ? JSON.stringify({ ...opts, gpus: results }, null, 2) : formatReplay(results));
   return 0;
-}
-
-/**
- * A plan made for a workload with apps (`plan` carries each app's split): app requests and direct calls
- * request by request, each app judged end to end against its SLO, each function against its planned one.
- */
-function replayWithApps(
-  plan: Plan,
-  workload: Workload,
-  source: string,
-  latency: LatencyModel,
-  interference: InterferenceModel | undefined,
-  opts: { seconds: number; seed: number; rateScale: number; cv: number },
-) {
-  if (!plan.appSplits) {
-    throw new WorkloadError(`the workload has apps; the plan has no app budgets (make it with plan --json)`);
-  }
-  const functions = plannedFunctions(workload, latency, source);
-  const apps = workloadApps(workload, functions, source).map((a) => {
-    const budget = plan.appSplits!.find((b) => b.name === a.name);
-    if (!budget) throw new WorkloadError(`the plan has no budgets for app ${a.name}`);
-    return { ...a, rate: budget.rate };
-  });
-  const planned = withAppCalls(functions, apps, plan.appSplits, 1, plan.tail?.cv ?? 1);
-  return replayApps(
-    plan,
-    planned.map((f, i) => ({ name: f.name, model: f.model, sloMs: f.sloMs, directRate: functions[i].rate })),
-    apps.map((a) => ({
-      ...a,
-      levels: a.levels.map((l) => l.map((s) => ({ function: s.function, fanOut: s.fanOut }))),
-    })),
-    latency,
-    interference,
-    opts,
-  );
 }
 
 if (import.meta.main) {

@@ -12,6 +12,8 @@ import { percentile } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { Plan } from "../planner/plan.ts";
+import { withAppCalls, type WorkloadApp } from "../planner/app_demand.ts";
+import type { PlannedFunction } from "../planner/sizing.ts";
 import { seededRandom } from "../planner/random.ts";
 import { RequestLevel } from "./request_level.ts";
 import type { ReplayOptions } from "./request_sim.ts";
@@ -159,6 +161,37 @@ export function replayApps(
       return summary(f.name, f.sloMs, l, shed, l.length + shed);
     }),
   };
+}
+
+/**
+ * Replays a plan made for a workload with apps (`planWithApps`: the plan carries each app's split and the
+ * app rate it was made for): `functions` are the workload's (their own rates are the direct callers'), each
+ * judged against the SLO it was planned for; each app end to end against its own. Undefined when the plan
+ * carries no split for one of the apps.
+ */
+export function replayAppPlan(
+  plan: Plan,
+  functions: readonly PlannedFunction[],
+  apps: readonly WorkloadApp[],
+  latency: LatencyModel,
+  interference: InterferenceModel | undefined,
+  opts: ReplayOptions,
+): AppReplay | undefined {
+  const splits = apps.map((a) => plan.appSplits?.find((b) => b.name === a.name));
+  if (splits.some((s) => s === undefined)) return undefined;
+  const atRates = apps.map((a, i) => ({ ...a, rate: splits[i]!.rate }));
+  const planned = withAppCalls(functions, atRates, splits.map((s) => s!), 1, plan.tail?.cv ?? 1);
+  return replayApps(
+    plan,
+    planned.map((f, i) => ({ name: f.name, model: f.model, sloMs: f.sloMs, directRate: functions[i].rate })),
+    atRates.map((a) => ({
+      ...a,
+      levels: a.levels.map((l) => l.map((s) => ({ function: s.function, fanOut: s.fanOut }))),
+    })),
+    latency,
+    interference,
+    opts,
+  );
 }
 
 /** A replay with apps as a readable table: each app end to end, then each function's calls. */
