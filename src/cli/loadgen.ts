@@ -1,18 +1,19 @@
 /**
  * `deno task loadgen [--url U] (--schedule S.csv | --mix a=RATE,b=RATE --seconds N) [--cv C] [--seed N]
- * [--token T] [--out PREFIX] [--grace-s N] [--json]`: open-loop load against a running controller. Prints a
- * line per second while it runs, then a summary; writes `PREFIX.json` (the report) and `PREFIX.svg` (the
- * timeline plot).
+ * [--token T] [--out PREFIX] [--grace-s N] [--body name=FILE.json,…] [--json]`: open-loop load against a
+ * running controller. Prints a line per second while it runs, then a summary; writes `PREFIX.json` (the
+ * report) and `PREFIX.svg` (the timeline plot). An app is loaded with its JSON body (`--body`), and its
+ * stages' functions are reported beside it, as the server counted their calls.
  */
 import { parseArgs } from "./args.ts";
 import { clientToken } from "./admin_token.ts";
 import { runOpenLoop } from "../loadgen/open_loop.ts";
 import { summarize, timelineSvg } from "../loadgen/report.ts";
 import { Schedule } from "../loadgen/schedule.ts";
-import { discoverTargets, gpuSampler } from "../api/load_targets.ts";
+import { discoverTargets, functionCounts, gpuSampler } from "../api/load_targets.ts";
 
 const USAGE = "usage: deno task loadgen [--url U] (--schedule S.csv | --mix name=rate,… --seconds N) [--cv C]\n" +
-  "       [--seed N] [--token T] [--out PREFIX] [--grace-s N] [--json]";
+  "       [--seed N] [--token T] [--out PREFIX] [--grace-s N] [--body name=FILE.json,… (an app's request)] [--json]";
 
 function fail(message: string): never {
   console.error(`${message}\n${USAGE}`);
@@ -32,7 +33,7 @@ export function mixSchedule(mix: string): Schedule {
 if (import.meta.main) {
   const { values } = parseArgs(
     Deno.args,
-    ["url", "schedule", "mix", "seconds", "cv", "seed", "token", "out", "grace-s"],
+    ["url", "schedule", "mix", "seconds", "cv", "seed", "token", "out", "grace-s", "body"],
     ["json", "help"],
   );
   if (values.help) {
@@ -59,7 +60,16 @@ if (import.meta.main) {
     return n;
   };
   const token = clientToken(values.token as string | undefined);
-  const targets = await discoverTargets(base, schedule.functions(), token).catch((e) => fail(e.message));
+  const bodies = new Map<string, string>();
+  for (const part of values.body ? String(values.body).split(",") : []) {
+    const m = /^([a-z][a-z0-9_-]{0,62})=(.+)$/.exec(part.trim());
+    if (!m) fail(`--body: "${part}" is not name=FILE.json`);
+    const text = await Deno.readTextFile(m[2]).catch((e) => fail(`--body ${m[1]}: ${e.message}`));
+    bodies.set(m[1], text);
+  }
+  const targets = await discoverTargets(base, schedule.functions(), token, bodies).catch((e) => fail(e.message));
+  const staged = targets.filter((t) => t.stages?.length);
+  const before = staged.length ? await functionCounts(base) : undefined;
   const seconds = num("seconds") ?? schedule.end() + 10;
   console.error(`loading ${targets.map((t) => t.name).join(", ")} at ${base} for ${seconds} s`);
   const report = await runOpenLoop({
@@ -78,6 +88,16 @@ if (import.meta.main) {
         }  429 ${s.rejected}  errors ${s.errors}  GPUs ${s.gpus ?? "-"}`,
       ),
   });
+  if (before) {
+    const after = await functionCounts(base);
+    report.stages = Object.fromEntries(staged.map((t) => [
+      t.name,
+      Object.fromEntries(t.stages!.map((fn) => {
+        const [a, b] = [after.get(fn), before.get(fn)];
+        return [fn, { calls: (a?.answered ?? 0) - (b?.answered ?? 0), within: (a?.within ?? 0) - (b?.within ?? 0) }];
+      })),
+    ]));
+  }
   const out = (values.out as string | undefined) ?? "loadgen";
   await Deno.writeTextFile(`${out}.json`, JSON.stringify(report, null, 2) + "\n");
   await Deno.writeTextFile(`${out}.svg`, timelineSvg(report, `gpulet load: ${schedule.functions().join(", ")}`));

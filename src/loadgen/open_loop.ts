@@ -15,6 +15,8 @@ export interface LoadTarget {
   request: PreparedRequest;
   /** Answers later than this (ms) do not count as good. */
   sloMs: number;
+  /** An app's: the functions its stages call (their server-side counts go beside the app's in the report). */
+  stages?: string[];
 }
 
 export interface LoadOptions {
@@ -80,6 +82,11 @@ export interface LoadReport {
   overall: LoadStats;
   functions: Record<string, LoadStats>;
   timeline: LoadSecond[];
+  /**
+   * Per app loaded: each function its stages call, as the server counted it over the run (all its callers;
+   * an app's stage call counts as within when answered by its budget's deadline).
+   */
+  stages?: Record<string, Record<string, { calls: number; within: number }>>;
 }
 
 interface Outcome {

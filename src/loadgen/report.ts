@@ -19,6 +19,20 @@ export function summarize(r: LoadReport): string {
     "|---|---|---|---|---|---|---|---|---|---|---|",
     ...Object.entries(r.functions).map(([n, s]) => row(n, s)),
     row("**all**", r.overall),
+    ...(r.stages && Object.keys(r.stages).length
+      ? [
+        "",
+        "Apps' stages, as the server counted them over the run (within: answered by the stage's deadline):",
+        "",
+        "| app | stage function | calls | within |",
+        "|---|---|---|---|",
+        ...Object.entries(r.stages).flatMap(([app, fns]) =>
+          Object.entries(fns).map(([fn, c]) =>
+            `| ${app} | ${fn} | ${c.calls} | ${c.calls ? pct(c.within / c.calls) : "-"} |`
+          )
+        ),
+      ]
+      : []),
   ].join("\n");
 }
 

@@ -78,6 +78,34 @@ Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed an
       assert.equal(meta.platform, "gpulet_app");
     });
 
+    await t.step("loadgen loads the app and reports its stage function beside it, as the server counted", async () => {
+      const dir = await Deno.makeTempDir();
+      await Deno.writeTextFile(`${dir}/body.json`, JSON.stringify({ images: [testImage(1), testImage(2)] }));
+      const run = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${ROOT}/src/cli/loadgen.ts`, "--url", server.url, "--mix", "digits=15", "--seconds", "2"]
+          .concat(["--body", `digits=${dir}/body.json`, "--out", `${dir}/load`, "--json"]),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(run.stderr);
+      assert.equal(run.code, 0, err);
+      const report = JSON.parse(new TextDecoder().decode(run.stdout));
+      const app = report.functions.digits;
+      assert.ok(app.sent >= 10 && app.ok === app.sent, JSON.stringify(app));
+      // Two images a request: two lenet calls each, every one within the stage's budget.
+      assert.equal(report.stages.digits.lenet.calls, 2 * app.ok);
+      assert.equal(report.stages.digits.lenet.within, 2 * app.ok);
+      // Without a body an app cannot be loaded: said so.
+      const bare = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${ROOT}/src/cli/loadgen.ts`, "--url", server.url, "--mix", "digits=1", "--seconds", "1"],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(bare.code, 2);
+      assert.match(new TextDecoder().decode(bare.stderr), /is an app: give its JSON body with --body digits=FILE.json/);
+      await Deno.remove(dir, { recursive: true });
+    });
+
     await t.step("bad input gets a 400 that says what is wrong", async () => {
       const r = await invoke({ images: "no" });
       assert.equal(r.status, 400);
