@@ -17,7 +17,7 @@ import { measureTail, tailMarkdown } from "./tail.ts";
 import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
-import { appsMarkdown, measureApps } from "./apps.ts";
+import { appPeaksMarkdown, appsMarkdown, measureAppPeaks, measureApps } from "./apps.ts";
 import { appHopMarkdown, measureAppHop } from "./app_hop.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
@@ -149,7 +149,8 @@ if (import.meta.main) {
   }
   if (which.includes("apps")) {
     const rows = await measureApps(console.log);
-    await writeResult("apps", { command, rows }, appsMarkdown(rows, command));
+    const peaks = await measureAppPeaks(console.log);
+    await writeResult("apps", { command, rows, peaks }, appsMarkdown(rows, command) + "\n" + appPeaksMarkdown(peaks));
   }
   if (which.includes("tail")) {
     const result = await measureTail(console.log);
