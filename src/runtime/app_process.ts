@@ -2,10 +2,10 @@
  * The controller's handle on an app process (`app_main.ts`): start it with least permissions, send it
  * requests, pass its stage calls on (to `onCall`) and their replies back, learn when it dies, stop it.
  */
-import { FrameReader, FrameWriter } from "./framing.ts";
+import type { FrameReader } from "./framing.ts";
 import { SocketProcess } from "./socket_process.ts";
 import type { AnswerMessage, AppConfig, AppToController, CallMessage, ReplyMessage } from "./app_protocol.ts";
-import { WorkerLostError, WorkerStartError } from "./worker.ts";
+import { WorkerLostError } from "./worker.ts";
 import { PROJECT_ROOT, workerEnv } from "./worker_command.ts";
 
 /** An app request's outcome as the process gave it: its JSON answer's bytes, or an error. */
@@ -21,7 +21,6 @@ export interface AppProcessSpec {
 }
 
 const START_TIMEOUT_MS = 60_000;
-let socketSeq = 0;
 
 /** The `deno run` command line of an app process: read of its folder and socket, nothing else but the socket. */
 export function appCommand(config: AppConfig, root = PROJECT_ROOT, deno = Deno.execPath()): string[] {
@@ -49,61 +48,32 @@ export class AppProcess extends SocketProcess {
   }
 
   /** Spawns the app process and waits until its code is imported and checked, or it fails. */
-  static async start(spec: AppProcessSpec): Promise<AppProcess> {
-    const socket = `${spec.runtimeDir}/a${socketSeq++}.sock`;
-    await Deno.remove(socket).catch(() => {});
-    const listener = Deno.listen({ transport: "unix", path: socket });
-    const [program, ...args] = appCommand({ ...spec.config, socket });
-    const child = new Deno.Command(program, {
-      args,
-      env: workerEnv(),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const p = new AppProcess(spec.id, child, spec);
-    const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(
-        () => rej(new WorkerStartError("spawn", `app process not ready in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      const conn = await Promise.race([
-        listener.accept(),
-        p.exited.then((s) => {
-          throw new WorkerStartError("spawn", `app process exited with code ${s.code}: ${p.stderrTail.trim()}`);
-        }),
-        timeout,
-      ]);
-      p.conn = conn;
-      p.writer = new FrameWriter(conn);
-      const reader = new FrameReader(conn, 64 * 1024);
-      const first = await Promise.race([reader.next<AppToController>(), timeout]);
-      if (!first) {
-        await Promise.race([p.exited, new Promise((r) => setTimeout(r, 1000))]);
-        throw new WorkerStartError("import", `app process ended while loading: ${p.stderrTail.trim()}`);
-      }
-      if (first.header.type === "fatal") throw new WorkerStartError(first.header.stage, first.header.error);
-      if (first.header.type !== "ready") throw new WorkerStartError("import", "unexpected first message from the app");
-      p.pid = first.header.pid;
+  static start(spec: AppProcessSpec): Promise<AppProcess> {
+    return SocketProcess.launch<AppProcess, { pid: number }>({
+      runtimeDir: spec.runtimeDir,
+      prefix: "a",
+      spawn: (socket) => {
+        const [program, ...args] = appCommand({ ...spec.config, socket });
+        const child = new Deno.Command(program, {
+          args,
+          env: workerEnv(),
+          clearEnv: true,
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        return new AppProcess(spec.id, child, spec);
+      },
+      timeoutMs: spec.startTimeoutMs ?? START_TIMEOUT_MS,
+      label: "app process",
+      loading: "loading its code",
+      readyStage: "import",
+      loadStage: "import",
+      readerBytes: 64 * 1024,
+    }, (p, ready, reader) => {
+      p.pid = ready.pid;
       p.readLoop(reader);
-      return p;
-    } catch (e) {
-      p.kill();
-      await p.exited;
-      try {
-        p.conn?.close();
-      } catch { /* closed */ }
-      throw e;
-    } finally {
-      clearTimeout(timer);
-      listener.close();
-      await Deno.remove(socket).catch(() => {});
-    }
+    });
   }
 
   private async readLoop(reader: FrameReader): Promise<void> {

@@ -1,12 +1,45 @@
 /**
  * What the controller's handles on its child processes share (a gpu-let process, `worker.ts`; an app
- * process, `app_process.ts`): the child, its exit, the tail of its stderr for error messages, and stopping
- * it over its socket (then killing it if it does not exit in time).
+ * process, `app_process.ts`): starting one (a fresh socket, the child connects back and says whether it is
+ * ready), the child, its exit, the tail of its stderr for error messages, and stopping it over its socket
+ * (then killing it if it does not exit in time).
  */
-import type { FrameWriter } from "./framing.ts";
+import { type Frame, FrameReader, FrameWriter } from "./framing.ts";
 
 /** How long a stopping process may take to exit after its last message before it is killed (ms). */
 const STOP_GRACE_MS = 5_000;
+/** Socket names are short (Unix socket paths are limited to ~108 bytes): a counter, not the id. */
+let socketSeq = 0;
+
+/** A process failed to start; `stage` says where (spawn, load, warmup, import, …). */
+export class WorkerStartError extends Error {
+  constructor(readonly stage: string, message: string) {
+    super(message);
+  }
+}
+
+/** How {@link SocketProcess.launch} starts a child, and what its start errors call things. */
+export interface Launch<P> {
+  /** Folder of the socket file, and its name's prefix. */
+  runtimeDir: string;
+  prefix: string;
+  /** Spawns the child that will connect to `socket`, and wraps it. */
+  spawn: (socket: string) => P;
+  /** Bound on connecting, and again on the first message after it (ms). */
+  timeoutMs: number;
+  /** "worker", "app process": the subject of every start error. */
+  label: string;
+  /** What the child does before it is ready, as in "while loading the function". */
+  loading: string;
+  /** Error stages: of a first message that does not come in time, and of a child gone before sending one. */
+  readyStage: string;
+  loadStage: string;
+  /** The first frame buffer of the connection's reader (bytes; FrameReader's default when absent). */
+  readerBytes?: number;
+}
+
+/** The first message of every child: `ready` (with its own fields), or `fatal` with the stage it failed in. */
+type FirstMessage = { type: string; stage?: string; error?: string };
 
 /** A child process the controller talks to over one Unix socket. */
 export abstract class SocketProcess {
@@ -30,6 +63,78 @@ export abstract class SocketProcess {
     try {
       for await (const chunk of stream) this.stderrTail = (this.stderrTail + dec.decode(chunk)).slice(-2000);
     } catch { /* process gone */ }
+  }
+
+  /**
+   * Starts a child: listens on a fresh socket, spawns it (`l.spawn`), waits for it to connect and for its
+   * first message. A `fatal` one, another one than `ready`, the child's exit or a timeout fail the start with
+   * a {@link WorkerStartError} that says which; `ready` gets the `ready` message and the reader (for the read
+   * loop) and may throw too. On failure the child is killed; the socket file is removed either way.
+   */
+  protected static async launch<P extends SocketProcess, R>(
+    l: Launch<P>,
+    ready: (p: P, message: R, reader: FrameReader) => void,
+  ): Promise<P> {
+    const socket = `${l.runtimeDir}/${l.prefix}${socketSeq++}.sock`;
+    await Deno.remove(socket).catch(() => {});
+    const listener = Deno.listen({ transport: "unix", path: socket });
+    const p = l.spawn(socket);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = (stage: string, what: string) =>
+      new Promise<never>((_, rej) => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => rej(new WorkerStartError(stage, `${l.label} ${what} in ${l.timeoutMs} ms`)),
+          l.timeoutMs,
+        );
+      });
+    try {
+      const conn = await Promise.race([
+        listener.accept(),
+        p.exited.then((s) => {
+          throw new WorkerStartError(
+            "spawn",
+            `${l.label} exited with code ${s.code} before connecting: ${p.stderrTail.trim()}`,
+          );
+        }),
+        timeout("spawn", "did not connect"),
+      ]);
+      p.conn = conn;
+      p.writer = new FrameWriter(conn);
+      const reader = new FrameReader(conn, l.readerBytes);
+      const first: Frame<FirstMessage> | null = await Promise.race([
+        reader.next<FirstMessage>(),
+        timeout(l.readyStage, "not ready"),
+      ]);
+      if (!first) {
+        // It died while importing its code, loading or warming up: say how.
+        const status = await Promise.race([p.exited, new Promise<null>((r) => setTimeout(() => r(null), 1000))]);
+        const how = status
+          ? (status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`)
+          : "";
+        const tail = p.stderrTail.trim();
+        throw new WorkerStartError(
+          l.loadStage,
+          `${l.label} ${how || "closed its socket"} while ${l.loading}${tail ? `: ${tail}` : ""}`,
+        );
+      }
+      const h = first.header;
+      if (h.type === "fatal") throw new WorkerStartError(String(h.stage), String(h.error));
+      if (h.type !== "ready") throw new WorkerStartError(l.loadStage, `unexpected first message from the ${l.label}`);
+      ready(p, h as R, reader);
+      return p;
+    } catch (e) {
+      p.kill();
+      await p.exited;
+      try {
+        p.conn?.close();
+      } catch { /* closed by its end */ }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      listener.close();
+      await Deno.remove(socket).catch(() => {});
+    }
   }
 
   /** Asks the process to exit after what it was sent; kills it if it has not exited within `graceMs`. */

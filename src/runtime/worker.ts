@@ -3,8 +3,10 @@
  * function on it is warm), send it each function's batches, learn when it dies, stop it.
  */
 import type { BatchResult, Executor } from "./executor.ts";
-import { FrameReader, FrameWriter } from "./framing.ts";
-import { SocketProcess } from "./socket_process.ts";
+import type { FrameReader } from "./framing.ts";
+import { SocketProcess, WorkerStartError } from "./socket_process.ts";
+
+export { WorkerStartError };
 import type {
   FunctionConfig,
   FunctionReady,
@@ -14,16 +16,8 @@ import type {
   RunItem,
   RunMessage,
   WorkerConfig,
-  WorkerToController,
 } from "./protocol.ts";
 import { findTaskset, ortBindingPath, workerCommand, workerEnv } from "./worker_command.ts";
-
-/** The worker failed to start: its function or model could not be loaded or warmed. */
-export class WorkerStartError extends Error {
-  constructor(readonly stage: string, message: string) {
-    super(message);
-  }
-}
 
 /** The worker died or was stopped while a batch was in flight. */
 export class WorkerLostError extends Error {}
@@ -47,8 +41,6 @@ export interface GpuletSpec {
 const TASKSET = findTaskset();
 /** Default bound on loading and warming a gpu-let (ms). */
 const START_TIMEOUT_MS = 120_000;
-/** Socket names are short (Unix socket paths are limited to ~108 bytes): a counter, not the id. */
-let socketSeq = 0;
 
 /**
  * A running, warmed gpu-let process: one process (one MPS client, one core set) serving one or more
@@ -72,93 +64,42 @@ export class GpuletProcess extends SocketProcess {
   }
 
   /** Spawns a gpu-let process and waits until it reports ready (every model loaded, warmed) or fails. */
-  static async start(spec: GpuletSpec): Promise<GpuletProcess> {
-    const socket = `${spec.runtimeDir}/g${socketSeq++}.sock`;
-    await Deno.remove(socket).catch(() => {});
-    const listener = Deno.listen({ transport: "unix", path: socket });
-    const config: WorkerConfig = {
-      socket,
-      threads: spec.threads,
-      bindingPath: ortBindingPath(),
-      cuda: spec.cuda,
-      functions: spec.functions,
-    };
-    const { program, args } = workerCommand({ config, cores: spec.cores, tasksetPath: TASKSET });
-    const child = new Deno.Command(program, {
-      args,
-      env: { ...workerEnv(), ...spec.env },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const w = new GpuletProcess(spec, child);
-    const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      const conn = await Promise.race([
-        listener.accept(),
-        w.exited.then((s) => {
-          throw new WorkerStartError(
-            "spawn",
-            `worker exited with code ${s.code} before connecting: ${w.stderrTail.trim()}`,
-          );
-        }),
-        new Promise<never>((_, rej) => {
-          timer = setTimeout(
-            () => rej(new WorkerStartError("spawn", `worker did not connect in ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }),
-      ]);
-      w.conn = conn;
-      w.writer = new FrameWriter(conn);
-      const reader = new FrameReader(conn);
-      const first = await Promise.race([
-        reader.next<WorkerToController>(),
-        new Promise<never>((_, rej) => {
-          clearTimeout(timer);
-          timer = setTimeout(
-            () => rej(new WorkerStartError("warmup", `worker not ready in ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }),
-      ]);
-      if (!first) {
-        // It died while importing the function, loading or warming up: say how.
-        const status = await Promise.race([w.exited, new Promise<null>((r) => setTimeout(() => r(null), 1000))]);
-        const how = status
-          ? (status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`)
-          : "";
-        throw new WorkerStartError(
-          "load",
-          `worker ${how || "closed its socket"} while loading the function${
-            w.stderrTail.trim() ? `: ${w.stderrTail.trim()}` : ""
-          }`,
-        );
-      }
-      if (first.header.type === "fatal") throw new WorkerStartError(first.header.stage, first.header.error);
-      if (first.header.type !== "ready") throw new WorkerStartError("load", "unexpected first message from worker");
-      const ready = first.header as ReadyMessage;
+  static start(spec: GpuletSpec): Promise<GpuletProcess> {
+    return SocketProcess.launch<GpuletProcess, ReadyMessage>({
+      runtimeDir: spec.runtimeDir,
+      prefix: "g",
+      spawn: (socket) => {
+        const config: WorkerConfig = {
+          socket,
+          threads: spec.threads,
+          bindingPath: ortBindingPath(),
+          cuda: spec.cuda,
+          functions: spec.functions,
+        };
+        const { program, args } = workerCommand({ config, cores: spec.cores, tasksetPath: TASKSET });
+        const child = new Deno.Command(program, {
+          args,
+          env: { ...workerEnv(), ...spec.env },
+          clearEnv: true,
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        return new GpuletProcess(spec, child);
+      },
+      timeoutMs: spec.startTimeoutMs ?? START_TIMEOUT_MS,
+      label: "worker",
+      loading: "loading the function",
+      readyStage: "warmup",
+      loadStage: "load",
+    }, (w, ready, reader) => {
       w.pid = ready.pid;
       ready.functions.forEach((f, i) => {
         const id = spec.functions.length === 1 ? spec.id : `${spec.id}/${spec.functions[i].name}`;
         w.executors.push(new FunctionExecutor(w, i, id, f));
       });
       w.readLoop(reader);
-      return w;
-    } catch (e) {
-      w.kill();
-      await w.exited;
-      try {
-        w.conn?.close();
-      } catch { /* closed by its end */ }
-      throw e;
-    } finally {
-      clearTimeout(timer);
-      listener.close();
-      await Deno.remove(socket).catch(() => {});
-    }
+    });
   }
 
   private async readLoop(reader: FrameReader): Promise<void> {
