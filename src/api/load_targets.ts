@@ -3,6 +3,7 @@
  * SLO and the devices' time scale (admin API), and one pre-encoded binary infer request of zeros, batch 1;
  * an app's JSON body and the functions its stages call; and the server's own per-function counts.
  */
+import parsePrometheus from "parse-prometheus-text-format";
 import { binaryInferRequest } from "./oip_client.ts";
 import { type OipDatatype, ortTypeOf, TYPES } from "../functions/tensor.ts";
 import { prepareRequest } from "../loadgen/http.ts";
@@ -83,13 +84,23 @@ export async function functionCounts(base: string): Promise<Map<string, Function
   const res = await fetch(`${base}/metrics`);
   if (!res.ok) throw new Error(`GET ${base}/metrics: ${res.status}`);
   const out = new Map<string, FunctionCounts>();
-  const at = (fn: string) => out.get(fn) ?? out.set(fn, { answered: 0, within: 0 }).get(fn)!;
-  for (const line of (await res.text()).split("\n")) {
-    const m = /^(gpulet_requests_total|gpulet_requests_within_slo_total)\{([^}]*)\} ([0-9.e+-]+)$/.exec(line);
-    const fn = m && /function="([^"]*)"/.exec(m[2])?.[1];
-    if (!m || fn === undefined || fn === null) continue;
-    if (m[1] === "gpulet_requests_total") at(fn).answered += Number(m[3]);
-    else at(fn).within += Number(m[3]);
+  const families = parsePrometheus(await res.text()) as {
+    name: string;
+    metrics: { value?: string; labels?: Record<string, string> }[];
+  }[];
+  for (const family of families) {
+    const field = family.name === "gpulet_requests_total"
+      ? "answered"
+      : family.name === "gpulet_requests_within_slo_total"
+      ? "within"
+      : undefined;
+    if (!field) continue;
+    for (const m of family.metrics) {
+      const fn = m.labels?.function;
+      if (fn === undefined || m.value === undefined) continue;
+      const counts = out.get(fn) ?? out.set(fn, { answered: 0, within: 0 }).get(fn)!;
+      counts[field] += Number(m.value);
+    }
   }
   return out;
 }

@@ -21,7 +21,7 @@ import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
 import { checkedTail, percentileName, validatePlan } from "../planner/validate.ts";
-import { appPeakScale, planWithApps, withAppCalls, workloadApps } from "../planner/app_demand.ts";
+import { appDemand, appPeakScale, planWithApps, withAppCalls, workloadApps } from "../planner/app_demand.ts";
 import {
   parseJsonText,
   parseWorkload,
@@ -180,7 +180,7 @@ export async function main(args: string[]): Promise<number> {
   if (from) {
     if (policy !== "gpulet") throw new WorkloadError("--from re-plans with the gpulet policy only");
     const current = readPlan(await Deno.readTextFile(from), from);
-    const split = apps.length ? planWithApps(problem, apps, policy, options) : undefined;
+    const split = apps.length ? appDemand(problem, apps, policy, options) : undefined;
     plan = replan({ ...problem, functions: split?.functions ?? functions }, current, { ...options, compact: true });
     if (split) plan = { ...plan, appSplits: split.budgets };
     console.error(`${gpuletChanges(current, plan)} gpu-let(s) started or stopped`);

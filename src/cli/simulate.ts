@@ -21,6 +21,7 @@ import { formatReplay, replayGpus } from "../sim/plan_replay.ts";
 import { replayGpu } from "../sim/request_sim.ts";
 import { workloadApps } from "../planner/app_demand.ts";
 import { Plan } from "../planner/plan.ts";
+import { describeZodError } from "../functions/manifest.ts";
 import { formatAppReplay, replayAppPlan } from "../sim/app_replay.ts";
 
 const USAGE = "usage: deno task simulate --profile P.csv --pairs P-pairs.csv --workload W.json --schedule S.csv\n" +
@@ -126,6 +127,7 @@ async function replayPlan(values: Record<string, string | boolean | undefined>):
   const workloadFile = values.workload as string | undefined;
   const workload = workloadFile ? parseWorkload(await Deno.readTextFile(workloadFile), workloadFile) : undefined;
   const json = parseJsonText(await Deno.readTextFile(planFile), planFile);
+  // Checks the file (a plan or a replay job) and that its functions are the workload's.
   const gpus = replayGpus(json, workload, planFile);
   const opts = {
     seconds: count("seconds", values.seconds, 15),
@@ -137,7 +139,15 @@ async function replayPlan(values: Record<string, string | boolean | undefined>):
     // Apps: each judged end to end, beside the functions it calls.
     const functions = plannedFunctions(workload, latency, workloadFile);
     const apps = workloadApps(workload, functions, workloadFile);
-    const result = replayAppPlan(Plan.parse(json), functions, apps, latency, interference, opts);
+    const plan = Plan.safeParse(json);
+    if (!plan.success) {
+      throw new WorkloadError(
+        `${planFile}: a workload with apps replays a plan (plan --json), not a replay job: ${
+          describeZodError(plan.error)
+        }`,
+      );
+    }
+    const result = replayAppPlan(plan.data, functions, apps, latency, interference, opts);
     if (!result) throw new WorkloadError(`${planFile}: the workload has apps; the plan has no split for every one`);
     console.log(values.json ? JSON.stringify({ ...opts, ...result }, null, 2) : formatAppReplay(result));
     return 0;

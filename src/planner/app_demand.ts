@@ -133,24 +133,28 @@ export function withAppCalls(
 /** Policies the SLO splitter plans with (the others are bounds, not engines: splits use `gpulet`'s). */
 const SPLIT_POLICIES: readonly Policy[] = ["gpulet", "gpulet-noint", "timeshare", "greedy"];
 
-/** The plan of a workload with apps, the demand it was made for, and each app's split. */
-export interface AppPlan {
-  plan: Plan;
+/** What a workload with apps asks the planner: each app's split, and the functions with its calls added. */
+export interface AppDemand {
   functions: PlannedFunction[];
   budgets: AppBudget[];
 }
 
+/** The plan of a workload with apps, with the demand it was made for. */
+export interface AppPlan extends AppDemand {
+  plan: Plan;
+}
+
 /**
- * Splits every app's SLO for its rate × `scale` (a one-level app gets its whole SLO) and plans the functions
- * with the apps' calls added. The plan carries the splits (`appSplits`), so a replay can judge each app whole.
+ * Splits every app's SLO for its rate × `scale` (a one-level app gets its whole SLO) and adds the apps'
+ * calls at those budgets to the functions.
  */
-export function planWithApps(
+export function appDemand(
   problem: PlanProblem,
   apps: readonly WorkloadApp[],
   policy: Policy,
   options: PlannerOptions = DEFAULT_OPTIONS,
   scale = 1,
-): AppPlan {
+): AppDemand {
   const splitPolicy = SPLIT_POLICIES.includes(policy) ? policy : "gpulet";
   const budgets = apps.map((app) => {
     const rate = app.rate * scale;
@@ -159,7 +163,21 @@ export function planWithApps(
       : splitAppSlo(problem, appGraph(app, problem.functions), rate, splitPolicy, options).budgetsMs;
     return { name: app.name, rate, sloMs: app.sloMs, budgetsMs };
   });
-  const functions = withAppCalls(problem.functions, apps, budgets, scale, options.tail?.cv ?? 1);
+  return { functions: withAppCalls(problem.functions, apps, budgets, scale, options.tail?.cv ?? 1), budgets };
+}
+
+/**
+ * Plans a workload with apps: {@link appDemand}, then the plan for it. The plan carries the splits
+ * (`appSplits`), so a replay can judge each app whole.
+ */
+export function planWithApps(
+  problem: PlanProblem,
+  apps: readonly WorkloadApp[],
+  policy: Policy,
+  options: PlannerOptions = DEFAULT_OPTIONS,
+  scale = 1,
+): AppPlan {
+  const { functions, budgets } = appDemand(problem, apps, policy, options, scale);
   const plan = makePlan({ ...problem, functions }, policy, options);
   return { plan: budgets.length ? { ...plan, appSplits: budgets } : plan, functions, budgets };
 }
