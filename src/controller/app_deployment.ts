@@ -44,7 +44,6 @@ export interface StageState extends AppStageManifest {
 
 /** One app request in flight. */
 interface Flight {
-  arrivedAt: number;
   deadline: number;
   /** Calls per stage so far. */
   calls: Map<string, number>;
@@ -233,7 +232,6 @@ export class AppDeployment {
         });
       }, hangAfter);
       const flight: Flight = {
-        arrivedAt,
         deadline,
         calls: new Map(),
         done: false,
