@@ -26,7 +26,7 @@ import { Deployment, type DeploymentOptions, modelPath } from "./deployment.ts";
 import { DEFAULT_FIXED_LAYOUT } from "./fixed_gpulets.ts";
 import { Fleet, type RunningPlan } from "./fleet.ts";
 import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
-import { type AppGraph, groupDispersion } from "../planner/app_split.ts";
+import { type AppGraph, dispersedCv, groupDispersion } from "../planner/app_split.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
@@ -273,7 +273,8 @@ export class Controller {
       }
     }
     if (budgetMs === undefined) return undefined;
-    return dispersion > 1 ? { budgetMs, arrivalCv: Number(Math.sqrt(dispersion).toPrecision(6)) } : { budgetMs };
+    const arrivalCv = dispersedCv(dispersion, 1);
+    return arrivalCv === undefined ? { budgetMs } : { budgetMs, arrivalCv };
   }
 
   /** Runs {@link splitApps} unless a run is still going; resolves when the run in progress ends. */

@@ -6,7 +6,7 @@
  * two apps share is sized once, for both.
  */
 import { stageLevels } from "../functions/app.ts";
-import { type AppGraph, groupDispersion, splitAppSlo } from "./app_split.ts";
+import { type AppGraph, dispersedCv, groupDispersion, splitAppSlo } from "./app_split.ts";
 import { monotonePeak, peakScale } from "./peak.ts";
 import type { Plan, Policy } from "./plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "./planner.ts";
@@ -124,8 +124,8 @@ export function withAppCalls(
       });
     });
     const out: PlannedFunction = { ...f, rate, sloMs: Number.isFinite(sloMs) ? sloMs : f.sloMs };
-    const arrivalCv = rate > 0 ? Math.sqrt(dispersed / rate) : cv;
-    if (Math.abs(arrivalCv - cv) > 1e-9) out.arrivalCv = Number(arrivalCv.toPrecision(6));
+    const arrivalCv = rate > 0 ? dispersedCv(dispersed / rate, cv) : undefined;
+    if (arrivalCv !== undefined) out.arrivalCv = arrivalCv;
     return out;
   });
 }

@@ -59,6 +59,15 @@ export function groupDispersion(fanOut: number, cv: number): number {
 }
 
 /**
+ * The arrival CV of calls whose counts have index of dispersion `dispersion`, when it differs from the
+ * arrivals' own `cv` (undefined when it does not: the function is planned at the target's CV).
+ */
+export function dispersedCv(dispersion: number, cv: number): number | undefined {
+  const arrivalCv = Math.sqrt(dispersion);
+  return Math.abs(arrivalCv - cv) > 1e-9 ? Number(arrivalCv.toPrecision(6)) : undefined;
+}
+
+/**
  * The stages of `app` as planned functions for `budgetsMs` at `rate` app requests/s (arriving with CV `cv`);
  * a stage whose calls come in groups gets the CV of their dispersion (`arrivalCv`).
  */
@@ -77,8 +86,8 @@ export function stageFunctions(
         rate: rate * s.fanOut,
         sloMs: budgetsMs[l],
       };
-      const arrivalCv = s.fanOut > 0 ? Math.sqrt(groupDispersion(s.fanOut, cv)) : cv;
-      if (Math.abs(arrivalCv - cv) > 1e-9) f.arrivalCv = Number(arrivalCv.toPrecision(6));
+      const arrivalCv = s.fanOut > 0 ? dispersedCv(groupDispersion(s.fanOut, cv), cv) : undefined;
+      if (arrivalCv !== undefined) f.arrivalCv = arrivalCv;
       return f;
     })
   );
