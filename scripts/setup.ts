@@ -26,6 +26,18 @@ export const COMPONENTS: Component[] = [
     candidates: ["/usr/bin/chromium", "chromium"],
     aptPackage: "chromium",
   },
+  {
+    what: "ImageMagick (the OCR tests render their own text images)",
+    env: "GPULET_CONVERT",
+    // Debian's own path: another `convert` earlier on PATH may not be ImageMagick.
+    candidates: ["/usr/bin/convert-im6.q16", "/usr/bin/magick"],
+    aptPackage: "imagemagick",
+  },
+  {
+    what: "DejaVu fonts (the OCR tests' text: sans, serif, mono)",
+    candidates: ["/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"],
+    aptPackage: "fonts-dejavu-core",
+  },
 ];
 
 /** True when `program` runs (an absolute path that exists, or a name found on PATH). */

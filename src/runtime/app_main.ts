@@ -7,6 +7,7 @@
 // Preloaded so app code can import them without read access to the project (as for functions).
 import "zod";
 import { ImageDecodeError } from "../functions/vision.ts";
+import "../functions/ocr.ts";
 import "../functions/sdk.ts";
 import { type AppContext, AppInputError, type DefinedApp, isDefinedApp, StageError } from "../functions/app.ts";
 import { describeZodError } from "../functions/manifest.ts";

@@ -8,6 +8,7 @@ import ort from "onnxruntime-node";
 // Preloaded so function code can import them without read access to the project (see DESIGN.md).
 import "zod";
 import "../functions/vision.ts";
+import "../functions/ocr.ts";
 import { type FunctionDefinition, isDefinedFunction, type Tensors } from "../functions/sdk.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { encodeAnswer, ItemError, parseItemJson, tensorsToWire, wireToTensors } from "./item_codec.ts";
