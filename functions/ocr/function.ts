@@ -17,7 +17,7 @@ const DROP_SCORE = 0.5;
 const TURN_SCORE = 0.9;
 
 export default defineApp({
-  sloMs: 8000,
+  sloMs: 15000,
   description: "OCR: PNG/JPEG -> its text lines and their boxes (PP-OCRv4 detection, direction, recognition)",
   input: z.object({ image: z.base64() }),
   stages: {

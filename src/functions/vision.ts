@@ -48,6 +48,7 @@ export class ImageDecodeError extends Error {}
 
 /** Decodes PNG (any bit depth, palette, grey, alpha) or baseline/progressive JPEG bytes to 8-bit RGB. */
 export function decodeImage(bytes: Uint8Array): RgbImage {
+  if (bytes.length === 0) throw new ImageDecodeError("image is empty (0 bytes)");
   if (hasPngSignature(bytes)) return pngToRgb(bytes);
   if (bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8) return jpegToRgb(bytes);
   throw new ImageDecodeError("image is neither a PNG nor a JPEG (bad signature)");

@@ -1,0 +1,60 @@
+/**
+ * The OCR app end to end on the real server, workers and pretrained models: images rendered here
+ * (ImageMagick, `tests/fixtures/text_images.ts`: three fonts, 24–64 px, one to three lines, noise or a
+ * tilt) come back as their text; a line read by the recogniser alone; a wrong-format, an empty and a blank
+ * image each get a clear answer.
+ */
+import assert from "node:assert/strict";
+import { encode as encodePng } from "fast-png";
+import { encodeBase64 } from "../../src/functions/bundle.ts";
+import { charSimilarity, renderText, TEXT_CASES } from "../fixtures/text_images.ts";
+import { deploy, postJson, ROOT, startTestServer } from "../helpers.ts";
+
+Deno.test("ocr: deployed as an app over three real models, it reads rendered text back (mean similarity ≥ 0.95)", async () => {
+  const server = await startTestServer();
+  try {
+    for (const f of ["ocr_det", "ocr_cls", "ocr_rec", "ocr"]) await deploy(server, `${ROOT}/functions/${f}`);
+    const images = await Promise.all(TEXT_CASES.map(renderText));
+    // Three at a time (each stage batches across them), few enough that no machine's speed makes admission
+    // refuse one for its SLO.
+    const answers = [];
+    for (let i = 0; i < images.length; i += 3) {
+      answers.push(
+        ...await Promise.all(
+          images.slice(i, i + 3).map((png) =>
+            postJson(`${server.url}/functions/ocr/invoke`, { image: encodeBase64(png) })
+          ),
+        ),
+      );
+    }
+    const scores = answers.map((r, i) => {
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.lines.length, r.body.text.split("\n").length, JSON.stringify(r.body));
+      for (const l of r.body.lines) assert.ok(l.box.length === 4 && l.score >= 0.5 && l.score <= 1, JSON.stringify(l));
+      return charSimilarity(TEXT_CASES[i].lines.join("\n"), r.body.text);
+    });
+    const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
+    console.log(`ocr: mean character similarity ${mean.toFixed(4)} over ${scores.length} images`);
+    assert.ok(mean >= 0.95, `mean similarity ${mean}: ${JSON.stringify(answers.map((a) => a.body.text))}`);
+
+    // One line, straight to the recogniser.
+    const line = await renderText({ lines: ["gpulet reads"], font: "sans", size: 32 });
+    const rec = await postJson(`${server.url}/functions/ocr_rec/invoke`, { image: encodeBase64(line) });
+    assert.equal(rec.status, 200, JSON.stringify(rec.body));
+    assert.equal(rec.body.text.trim(), "gpulet reads");
+
+    const invoke = (image: string) => postJson(`${server.url}/functions/ocr/invoke`, { image });
+    const wrong = await invoke("aGVsbG8=");
+    assert.equal(wrong.status, 400);
+    assert.match(wrong.body.error, /neither a PNG nor a JPEG/);
+    const empty = await invoke("");
+    assert.equal(empty.status, 400);
+    assert.match(empty.body.error, /image is empty/);
+    const white = new Uint8Array(200 * 80 * 3).fill(255);
+    const blank = await invoke(encodeBase64(encodePng({ width: 200, height: 80, data: white, channels: 3, depth: 8 })));
+    assert.equal(blank.status, 200, JSON.stringify(blank.body));
+    assert.deepEqual(blank.body, { text: "", lines: [] });
+  } finally {
+    await server.shutdown();
+  }
+});
