@@ -20,6 +20,7 @@ import {
   tooDeepMessage,
 } from "../runtime/json_body.ts";
 import { registerUi } from "./ui.ts";
+import { hasRandomWeights } from "../models/zoo.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { traceRequest } from "../observability/tracing.ts";
 import {
@@ -47,6 +48,22 @@ export const SERVER_VERSION = "0.1.0";
 
 /** Response header on answers from simulated devices. */
 export const SIMULATED_HEADER = "x-gpulet-simulated";
+/** Response header on answers computed with random weights (`"weights": "random"` in the JSON too). */
+export const WEIGHTS_HEADER = "x-gpulet-weights";
+
+const encoder = new TextEncoder();
+const WEIGHTS_ONLY = encoder.encode(`{"weights":"random"`);
+const WEIGHTS_FIRST = encoder.encode(`{"weights":"random",`);
+
+/**
+ * A JSON answer with `"weights": "random"` first in it, when it is an object (spliced into the bytes the
+ * worker wrote: no parse). Other JSON values are left as they are; the header says it for them.
+ */
+export function markRandomWeights(json: Uint8Array): Uint8Array {
+  if (json[0] !== 0x7b) return json; // not "{"
+  const rest = json.subarray(1);
+  return concatBytes([rest[0] === 0x7d ? WEIGHTS_ONLY : WEIGHTS_FIRST, rest]); // "}": it was empty
+}
 
 /** A failure with an HTTP status, answered as JSON. */
 export class HttpError extends Error {
@@ -143,6 +160,13 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const maxElements = options.maxTensorElements ?? 64 * 1024 * 1024;
   const app = new Hono();
   const simulated = controller.backend?.kind === "sim";
+  /** Whether a function's answers come from random weights; an app's, when any of its stages' do. */
+  const random = (dep: Deployment) => hasRandomWeights(dep.record.manifest.model);
+  const appRandom = (a: AppDeployment) =>
+    a.stages.some((s) => {
+      const dep = controller.get(s.function);
+      return dep !== undefined && random(dep);
+    });
 
   const tooLarge = (limit: number) => (c: Context) =>
     c.json({ error: `request body is larger than the limit of ${limit} bytes` }, 413);
@@ -208,10 +232,12 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
         inputs: [],
         outputs: [],
         parameters: { invoke: `/functions/${a.name}/invoke`, stages: a.stages.map((s) => s.function) },
+        ...(appRandom(a) ? { weights: "random" } : {}),
       });
     }
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
-    return c.json(modelMetadata(dep.name, [String(dep.version)], dep.model));
+    const meta = modelMetadata(dep.name, [String(dep.version)], dep.model);
+    return c.json(random(dep) ? { ...meta, weights: "random" } : meta);
   };
   app.get("/v2/models/:name", metadata);
   app.get("/v2/models/:name/versions/:version", metadata);
@@ -264,9 +290,14 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       model_name: dep.name,
       model_version: String(dep.version),
       // A simulated answer never passes for a real inference.
-      parameters: { ...timingParameters(answer.timing), ...(simulated ? { simulated: true } : {}) },
+      parameters: {
+        ...timingParameters(answer.timing),
+        ...(simulated ? { simulated: true } : {}),
+        ...(random(dep) ? { weights: "random" } : {}),
+      },
     };
     if (simulated) c.header(SIMULATED_HEADER, "true");
+    if (random(dep)) c.header(WEIGHTS_HEADER, "random");
     traceRequest(dep.name, dep.version, answer.timing);
     const res = encodeInferResponse(req, head, answer.outputs);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
@@ -298,7 +329,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     const headers: Record<string, string> = { "content-type": "application/json" };
     headers["server-timing"] = `total;dur=${answer.timing.totalMs.toFixed(3)}`;
     if (simulated) headers[SIMULATED_HEADER] = "true";
-    return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
+    if (!appRandom(app)) return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
+    headers[WEIGHTS_HEADER] = "random";
+    return c.body(markRandomWeights(answer.json) as Uint8Array<ArrayBuffer>, 200, headers);
   };
 
   app.post("/functions/:name/invoke", async (c) => {
@@ -316,7 +349,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     const headers = timingHeaders(answer);
     headers["content-type"] = "application/json";
     if (simulated) headers[SIMULATED_HEADER] = "true";
-    return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
+    if (!random(dep)) return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
+    headers[WEIGHTS_HEADER] = "random";
+    return c.body(markRandomWeights(answer.json) as Uint8Array<ArrayBuffer>, 200, headers);
   });
 
   // --- Admin ---

@@ -99,6 +99,15 @@ export const ZOO: Record<string, ZooEntry> = {
   },
 };
 
+/**
+ * True when `model` is a zoo model generated here: its weights are seeded random numbers, so what it answers
+ * means nothing (answers say so, `"weights": "random"`). A model shipped pretrained (npm) or a function's
+ * own `.onnx` file is not.
+ */
+export function hasRandomWeights(model: string): boolean {
+  return ZOO[model]?.kind === "generated";
+}
+
 /** Default directory of model files: `resource/models/` at the project root. */
 export const DEFAULT_MODELS_DIR = new URL("../../resource/models/", import.meta.url).pathname;
 

@@ -208,6 +208,8 @@ Deno.test("game: deploying the app needs its stages; one request answers the sce
     assert.equal(r.body.scene.length, 5);
     assert.equal(r.body.digits.length, 6);
     assert.equal(r.body.score, r.body.digits.join(""));
+    // Its stages run on generated weights: the app's answer says so.
+    assert.equal(r.body.weights, "random");
     const bad = await postJson(`${server.url}/functions/game/invoke`, { image: "aGVsbG8=" });
     assert.equal(bad.status, 400);
     assert.match(bad.body.error, /neither a PNG nor a JPEG/);

@@ -33,6 +33,9 @@ Deno.test("ocr: deployed as an app over three real models, it reads rendered tex
       for (const l of r.body.lines) assert.ok(l.box.length === 4 && l.score >= 0.5 && l.score <= 1, JSON.stringify(l));
       return charSimilarity(TEXT_CASES[i].lines.join("\n"), r.body.text);
     });
+    // Pretrained weights: nothing in the answer or the metadata says otherwise.
+    assert.equal(answers[0].headers.get("x-gpulet-weights"), null);
+    assert.equal((await (await fetch(`${server.url}/v2/models/ocr_rec`)).json()).weights, undefined);
     const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
     console.log(`ocr: mean character similarity ${mean.toFixed(4)} over ${scores.length} images`);
     assert.ok(mean >= 0.95, `mean similarity ${mean}: ${JSON.stringify(answers.map((a) => a.body.text))}`);

@@ -34,7 +34,11 @@ Deno.test("sim:h100x8: a 4x step scales GPUs out and back in, losing nothing", a
     });
     assert.equal(one.status, 200);
     assert.equal(one.headers.get("x-gpulet-simulated"), "true");
-    assert.equal((await one.json()).parameters.simulated, true);
+    const answered = await one.json();
+    assert.equal(answered.parameters.simulated, true);
+    // And lenet's generated weights are random: the OIP answer says that too.
+    assert.equal(answered.parameters.weights, "random");
+    assert.equal(one.headers.get("x-gpulet-weights"), "random");
 
     // bert: 40/s → 160/s (×200 in simulated time: ~90 % of 8 H100s) → 40/s; lenet steady.
     const schedule = Schedule.parse("time_s,function,rate\n0,bert,40\n6,bert,160\n18,bert,40\n0,lenet,15\n");

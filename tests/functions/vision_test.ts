@@ -97,6 +97,12 @@ Deno.test("mobilenet_v2 function: PNG and JPEG give top-5 labels that match OIP 
     const fromJpeg = await postJson(url, { image: encodeBase64(jpg(img)) });
     const top10 = await postJson(url, { image: encodeBase64(png(img)), top: 10 });
     for (const r of [fromPng, fromJpeg, top10]) assert.equal(r.status, 200, JSON.stringify(r.body));
+    // Generated weights: every answer says its labels mean nothing, as does the model's metadata.
+    for (const r of [fromPng, fromJpeg, top10]) {
+      assert.equal(r.body.weights, "random");
+      assert.equal(r.headers.get("x-gpulet-weights"), "random");
+    }
+    assert.equal((await (await fetch(`${server.url}/v2/models/mobilenet_v2`)).json()).weights, "random");
     assert.equal(fromPng.body.top.length, 5);
     assert.equal(top10.body.top.length, 10);
     const p = fromPng.body.top.map((t: { probability: number }) => t.probability);
