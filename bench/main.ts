@@ -18,6 +18,7 @@ import { autoscaleMarkdown, measureAutoscale } from "./autoscale.ts";
 import { measureOverhead, type OverheadCase, type OverheadResult } from "./overhead.ts";
 import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
 import { appPeaksMarkdown, appsMarkdown, measureAppPeaks, measureApps } from "./apps.ts";
+import { measureOcr, ocrMarkdown } from "./ocr.ts";
 import { appHopMarkdown, measureAppHop } from "./app_hop.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
@@ -151,6 +152,10 @@ if (import.meta.main) {
     const rows = await measureApps(console.log);
     const peaks = await measureAppPeaks(console.log);
     await writeResult("apps", { command, rows, peaks }, appsMarkdown(rows, command) + "\n" + appPeaksMarkdown(peaks));
+  }
+  if (which.includes("ocr")) {
+    const result = await measureOcr(console.log, values.seconds ? seconds : 20);
+    await writeResult("ocr", { command, ...result }, ocrMarkdown(result, command));
   }
   if (which.includes("tail")) {
     const result = await measureTail(console.log);
