@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [apphop] [gpulet] [interference] [planner] [apps] [tail] [autoscale] [reliability]
+ * `deno task bench [overhead] [apphop] [gpulet] [interference] [planner] [apps] [ocr] [tail] [autoscale] [reliability]
  * [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
@@ -154,7 +154,7 @@ if (import.meta.main) {
     await writeResult("apps", { command, rows, peaks }, appsMarkdown(rows, command) + "\n" + appPeaksMarkdown(peaks));
   }
   if (which.includes("ocr")) {
-    const result = await measureOcr(console.log, values.seconds ? seconds : 20);
+    const result = await measureOcr(console.log, values.seconds ? seconds : 15);
     await writeResult("ocr", { command, ...result }, ocrMarkdown(result, command));
   }
   if (which.includes("tail")) {

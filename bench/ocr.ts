@@ -23,7 +23,8 @@ export interface OcrArm {
 export interface OcrResult {
   seconds: number;
   cores: number;
-  loads: { clients: number; platform: OcrArm; direct: OcrArm }[];
+  /** Per load: the platform with unprofiled gpu-lets of 1 core (the default) and of 2, and the direct arm. */
+  loads: { clients: number; platform1: OcrArm; platform2: OcrArm; direct: OcrArm }[];
 }
 
 const LOADS = [1, 8];
@@ -49,35 +50,35 @@ async function direct(seconds: number, clients: number): Promise<OcrArm> {
   return arm(r.latencies, r.seconds);
 }
 
-/** Runs both arms at every load; `progress` gets a line per arm. */
-export async function measureOcr(progress: (line: string) => void, seconds = 20): Promise<OcrResult> {
-  const bodies = (await Promise.all(TEXT_CASES.map(renderText))).map((png) =>
-    JSON.stringify({ image: encodeBase64(png) })
-  );
+/**
+ * The platform arm at every load: a server whose unprofiled gpu-lets (the OCR models have no CPU profile)
+ * get `cores` cores each (`--cores-per-gpulet`), the four OCR folders deployed, warmed on every image.
+ */
+async function platform(
+  bodies: string[],
+  cores: number,
+  seconds: number,
+  progress: (line: string) => void,
+): Promise<OcrArm[]> {
   const stateDir = await Deno.makeTempDir({ prefix: "gpulet-bench-ocr-" });
-  const server = await startServer({ port: 0, stateDir, log: () => {} });
-  const loads: OcrResult["loads"] = [];
+  const server = await startServer({ port: 0, stateDir, log: () => {}, coresPerGpulet: cores });
+  const post = async (path: string, body: string) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${path}: ${res.status} ${text}`);
+  };
   try {
     for (const f of ["ocr_det", "ocr_cls", "ocr_rec", "ocr"]) {
-      const res = await fetch(`${server.url}/admin/functions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(await bundleFolder(`${PROJECT_ROOT}/functions/${f}`)),
-      });
-      if (!res.ok) throw new Error(`deploy ${f}: ${res.status} ${await res.text()}`);
+      await post("/admin/functions", JSON.stringify(await bundleFolder(`${PROJECT_ROOT}/functions/${f}`)));
     }
-    const invoke = async (body: string) => {
-      const res = await fetch(`${server.url}/functions/ocr/invoke`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`ocr: ${res.status} ${text}`);
-    };
-    for (const b of bodies) await invoke(b); // warm-up
+    for (const b of bodies) await post("/functions/ocr/invoke", b); // warm-up
+    const arms: OcrArm[] = [];
     for (const clients of LOADS) {
-      progress(`ocr: platform, ${clients} client(s), ${seconds} s`);
+      progress(`ocr: platform (${cores} core(s) a gpu-let), ${clients} client(s), ${seconds} s`);
       const latencies: number[] = [];
       let next = 0, failed = 0;
       const t0 = performance.now(), end = t0 + seconds * 1000;
@@ -85,7 +86,7 @@ export async function measureOcr(progress: (line: string) => void, seconds = 20)
         while (performance.now() < end) {
           const s = performance.now();
           try {
-            await invoke(bodies[next++ % bodies.length]);
+            await post("/functions/ocr/invoke", bodies[next++ % bodies.length]);
             latencies.push(performance.now() - s);
           } catch {
             failed++;
@@ -93,13 +94,26 @@ export async function measureOcr(progress: (line: string) => void, seconds = 20)
         }
       }));
       if (failed) progress(`ocr: ${failed} platform request(s) failed (not counted)`);
-      const platform = arm(latencies, (performance.now() - t0) / 1000);
-      progress(`ocr: direct, ${clients} client(s), ${seconds} s`);
-      loads.push({ clients, platform, direct: await direct(seconds, clients) });
+      arms.push(arm(latencies, (performance.now() - t0) / 1000));
     }
+    return arms;
   } finally {
     await server.shutdown();
     await Deno.remove(stateDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Runs every arm at every load; `progress` gets a line per arm. */
+export async function measureOcr(progress: (line: string) => void, seconds = 15): Promise<OcrResult> {
+  const bodies = (await Promise.all(TEXT_CASES.map(renderText))).map((png) =>
+    JSON.stringify({ image: encodeBase64(png) })
+  );
+  const one = await platform(bodies, 1, seconds, progress);
+  const two = await platform(bodies, 2, seconds, progress);
+  const loads: OcrResult["loads"] = [];
+  for (const [i, clients] of LOADS.entries()) {
+    progress(`ocr: direct, ${clients} client(s), ${seconds} s`);
+    loads.push({ clients, platform1: one[i], platform2: two[i], direct: await direct(seconds, clients) });
   }
   return { seconds, cores: onlineCpuCount(), loads };
 }
@@ -115,13 +129,19 @@ export function ocrMarkdown(r: OcrResult, command: string): string {
     "`POST /functions/ocr/invoke` (ocr_det, ocr_cls, ocr_rec each on its own gpu-let, batched across images).",
     "Direct: one process on every core, the same pre- and post-processing, each image's crops in one batch.",
     "",
-    "| clients | platform images/s | p50 (ms) | p99 (ms) | direct images/s | p50 (ms) | p99 (ms) | ratio |",
-    "|---|---|---|---|---|---|---|---|",
-    ...r.loads.map((l) =>
-      `| ${l.clients} | ${f(l.platform.imagesPerS, 2)} | ${f(l.platform.p50Ms)} | ${f(l.platform.p99Ms)} | ${
-        f(l.direct.imagesPerS, 2)
-      } | ${f(l.direct.p50Ms)} | ${f(l.direct.p99Ms)} | **${f(l.platform.imagesPerS / l.direct.imagesPerS, 2)}** |`
-    ),
+    "Platform with its default, 1 core for each gpu-let of a function without a profile (the OCR models have",
+    "none on this machine), and with `--cores-per-gpulet 2` (each of the three on both cores). Images/s, p50 and",
+    "p99 (ms); ratio = platform images/s / direct images/s.",
+    "",
+    "| clients | platform, 1 core: images/s | p50 | p99 | platform, 2 cores: images/s | p50 | p99 | direct: images/s | p50 | p99 | ratio 1 core | ratio 2 cores |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ...r.loads.map((l) => {
+      const cells = (a: OcrArm) => `${f(a.imagesPerS, 2)} | ${f(a.p50Ms)} | ${f(a.p99Ms)}`;
+      const ratio = (a: OcrArm) => f(a.imagesPerS / l.direct.imagesPerS, 2);
+      return `| ${l.clients} | ${cells(l.platform1)} | ${cells(l.platform2)} | ${cells(l.direct)} | ${
+        ratio(l.platform1)
+      } | **${ratio(l.platform2)}** |`;
+    }),
     "",
     "Target: ratio ≥ 0.8 at high load.",
     "",
