@@ -167,6 +167,12 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       const dep = controller.get(s.function);
       return dep !== undefined && random(dep);
     });
+  /** A JSON answer of `invoke`, marked as simulated or as from random weights where it is. */
+  const invokeAnswer = (c: Context, json: Uint8Array, headers: Record<string, string>, randomWeights: boolean) => {
+    if (simulated) headers[SIMULATED_HEADER] = "true";
+    if (randomWeights) headers[WEIGHTS_HEADER] = "random";
+    return c.body((randomWeights ? markRandomWeights(json) : json) as Uint8Array<ArrayBuffer>, 200, headers);
+  };
 
   const tooLarge = (limit: number) => (c: Context) =>
     c.json({ error: `request body is larger than the limit of ${limit} bytes` }, 413);
@@ -328,10 +334,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
     const headers: Record<string, string> = { "content-type": "application/json" };
     headers["server-timing"] = `total;dur=${answer.timing.totalMs.toFixed(3)}`;
-    if (simulated) headers[SIMULATED_HEADER] = "true";
-    if (!appRandom(app)) return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
-    headers[WEIGHTS_HEADER] = "random";
-    return c.body(markRandomWeights(answer.json) as Uint8Array<ArrayBuffer>, 200, headers);
+    return invokeAnswer(c, answer.json, headers, appRandom(app));
   };
 
   app.post("/functions/:name/invoke", async (c) => {
@@ -348,10 +351,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     traceRequest(dep.name, dep.version, answer.timing);
     const headers = timingHeaders(answer);
     headers["content-type"] = "application/json";
-    if (simulated) headers[SIMULATED_HEADER] = "true";
-    if (!random(dep)) return c.body(answer.json as Uint8Array<ArrayBuffer>, 200, headers);
-    headers[WEIGHTS_HEADER] = "random";
-    return c.body(markRandomWeights(answer.json) as Uint8Array<ArrayBuffer>, 200, headers);
+    return invokeAnswer(c, answer.json, headers, random(dep));
   });
 
   // --- Admin ---
