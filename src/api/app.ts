@@ -46,6 +46,11 @@ export interface ApiOptions {
 
 export const SERVER_VERSION = "0.1.0";
 
+/** Server metadata, the same on HTTP and gRPC: its name, version and the protocol extensions it serves. */
+export function serverInfo() {
+  return { name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data", "model_repository"] };
+}
+
 /** Response header on answers from simulated devices. */
 export const SIMULATED_HEADER = "x-gpulet-simulated";
 /** Response header on answers computed with random weights (`"weights": "random"` in the JSON too). */
@@ -216,7 +221,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   // --- Open Inference Protocol ---
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
-  app.get("/v2", (c) => c.json({ name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data"] }));
+  const serverMetadata = (c: Context) => c.json(serverInfo());
+  app.get("/v2", serverMetadata);
+  app.get("/v2/", serverMetadata); // the protocol's OpenAPI file spells it with the slash
 
   /** The live app named in the path, if it is one (404 for another version of it). */
   const appOf = (name: string, version?: string): AppDeployment | undefined => {

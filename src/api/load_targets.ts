@@ -59,7 +59,13 @@ export async function discoverTargets(
     const req = binaryInferRequest(meta.inputs.map((i) => {
       const shape = i.shape.map((d, k) => (k === 0 || d < 0 ? 1 : d));
       const type = ortTypeOf(i.datatype)!;
-      return { name: i.name, datatype: i.datatype, shape, data: TYPES[type].alloc(shape.reduce((a, b) => a * b, 1)) };
+      const count = shape.reduce((a, b) => a * b, 1);
+      return {
+        name: i.name,
+        datatype: i.datatype,
+        shape,
+        data: type === "string" ? new Array<string>(count).fill("") : TYPES[type].alloc(count),
+      };
     }));
     return {
       name,

@@ -3,15 +3,29 @@
  * tensors travel as raw bytes, and reads responses whose outputs do. Used by the CLI, the benchmarks and
  * the tests; any HTTP client can do the same by hand.
  */
-import { type OipDatatype, ortTypeOf, type TensorData, TYPES } from "../functions/tensor.ts";
+import {
+  bytesElementsToStrings,
+  encodeBytesElements,
+  type OipDatatype,
+  ortTypeOf,
+  type TensorData,
+  TYPES,
+} from "../functions/tensor.ts";
 import { HEADER_LENGTH_HEADER } from "./oip_codec.ts";
 
-/** An input tensor with typed-array data. */
+/** An input tensor with typed-array data, or (BYTES) its elements. */
 export interface BinaryTensor {
   name: string;
   datatype: OipDatatype;
   shape: number[];
-  data: TensorData;
+  data: TensorData | (string | Uint8Array)[];
+}
+
+/** A tensor's bytes as the binary extension carries them. */
+function wireBytes(data: BinaryTensor["data"]): Uint8Array {
+  return Array.isArray(data)
+    ? encodeBytesElements(data)
+    : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** A request ready for `fetch`: body and the headers that say where its JSON part ends. */
@@ -25,23 +39,24 @@ export function binaryInferRequest(
   inputs: BinaryTensor[],
   opts: { id?: string; jsonOutputs?: boolean } = {},
 ): BinaryInferRequest {
+  const parts = inputs.map((t) => wireBytes(t.data));
   const header = {
     ...(opts.id !== undefined ? { id: opts.id } : {}),
     ...(opts.jsonOutputs ? {} : { parameters: { binary_data_output: true } }),
-    inputs: inputs.map((t) => ({
+    inputs: inputs.map((t, i) => ({
       name: t.name,
       datatype: t.datatype,
       shape: t.shape,
-      parameters: { binary_data_size: t.data.byteLength },
+      parameters: { binary_data_size: parts[i].byteLength },
     })),
   };
   const head = new TextEncoder().encode(JSON.stringify(header));
-  const body = new Uint8Array(head.byteLength + inputs.reduce((n, t) => n + t.data.byteLength, 0));
+  const body = new Uint8Array(head.byteLength + parts.reduce((n, p) => n + p.byteLength, 0));
   body.set(head, 0);
   let at = head.byteLength;
-  for (const t of inputs) {
-    body.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
+  for (const p of parts) {
+    body.set(p, at);
+    at += p.byteLength;
   }
   return {
     body,
@@ -49,7 +64,10 @@ export function binaryInferRequest(
   };
 }
 
-/** An output tensor of a response: `data` is a typed array for binary outputs, the JSON array otherwise. */
+/**
+ * An output tensor of a response: `data` is a typed array for binary numeric outputs, the strings of a
+ * binary BYTES output, the JSON array otherwise.
+ */
 export interface ResponseTensor {
   name: string;
   datatype: string;
@@ -74,7 +92,9 @@ export async function readInferResponse(
     if (!type) throw new Error(`output ${o.name}: unknown datatype ${o.datatype}`);
     // Copy so the typed array is aligned for its element size.
     const copy = bytes.slice(at, at + size);
-    o.data = TYPES[type].make(copy.buffer, 0, size / TYPES[type].bytes);
+    o.data = type === "string"
+      ? bytesElementsToStrings(copy)
+      : TYPES[type].make(copy.buffer, 0, size / TYPES[type].bytes);
     at += size;
   }
   return json;

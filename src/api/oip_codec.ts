@@ -8,7 +8,16 @@ import { z } from "zod";
 import type { OutputTensor } from "../admission/request.ts";
 import { padTo8 } from "../runtime/framing.ts";
 import type { ModelInfo, WireTensor } from "../runtime/protocol.ts";
-import { elementCount, type OrtType, ortTypeOf, TYPES } from "../functions/tensor.ts";
+import {
+  BadBytesTensor,
+  bytesElementsToStrings,
+  elementCount,
+  encodeBytesElements,
+  oipName,
+  type OrtType,
+  ortTypeOf,
+  TYPES,
+} from "../functions/tensor.ts";
 
 /** A request that is well-formed JSON but says something the model cannot take. */
 export class BadTensorRequest extends Error {}
@@ -19,9 +28,12 @@ export const HEADER_LENGTH_HEADER = "inference-header-content-length";
 /** Free-form OIP parameters plus the ones this server reads. */
 const parameters = <T extends z.ZodRawShape>(known: T) => z.object(known).catchall(z.unknown()).optional();
 
+/** Longest request id (characters): the protocol sets no limit; this one only bounds what is echoed back. */
+export const MAX_REQUEST_ID = 16384;
+
 /** The JSON body (or JSON header) of `POST /v2/models/{name}/infer`. */
 export const InferRequest = z.object({
-  id: z.string().max(256).optional(),
+  id: z.string().max(MAX_REQUEST_ID).optional(),
   parameters: parameters({ binary_data_output: z.boolean().optional() }),
   inputs: z.array(z.object({
     name: z.string().max(256),
@@ -56,12 +68,20 @@ function flatten(data: unknown[], maxDepth: number, out: unknown[], where: strin
   }
 }
 
-/** Writes `values` as `type` into a new typed array; says which element is wrong when one is. */
-function encodeValues(values: unknown[], type: OrtType, where: string): Uint8Array {
+/**
+ * Writes `values` as `type` into a new typed array (BYTES: its OIP binary form); says which element is
+ * wrong when one is.
+ */
+export function encodeValues(values: unknown[], type: OrtType, where: string): Uint8Array {
+  const bad = (i: number, what: string) =>
+    new BadTensorRequest(`${where}: element ${i} (${JSON.stringify(values[i])?.slice(0, 40)}) is not ${what}`);
+  if (type === "string") {
+    const i = values.findIndex((v) => typeof v !== "string");
+    if (i >= 0) throw bad(i, "a string (BYTES in JSON are UTF-8 strings)");
+    return encodeBytesElements(values as string[]);
+  }
   const info = TYPES[type];
   const arr = info.alloc(values.length);
-  const bad = (i: number, what: string) =>
-    new BadTensorRequest(`${where}: element ${i} (${JSON.stringify(values[i])}) is not ${what}`);
   if (type === "bool") {
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
@@ -126,6 +146,19 @@ export function splitInferBody(
   return { json: new TextDecoder().decode(body.subarray(0, n)), binary: body.subarray(n) };
 }
 
+/**
+ * Checks a BYTES tensor in OIP binary form: `count` elements, each valid UTF-8 (what onnxruntime's string
+ * tensors hold), so the gpu-let never meets a malformed one.
+ */
+export function checkBytesTensor(bytes: Uint8Array, count: number, where: string): void {
+  try {
+    bytesElementsToStrings(bytes, count);
+  } catch (e) {
+    if (e instanceof BadBytesTensor) throw new BadTensorRequest(`${where}: BYTES data ${e.message}`);
+    throw e;
+  }
+}
+
 /** Takes an input's bytes from the binary part, checking their size against its shape and datatype. */
 function binaryInput(
   binary: Uint8Array,
@@ -135,11 +168,13 @@ function binaryInput(
   type: OrtType,
   where: string,
 ): Uint8Array {
-  const expected = count * TYPES[type].bytes;
-  if (size !== expected) {
-    throw new BadTensorRequest(
-      `${where}: binary_data_size ${size} does not match ${count} elements of ${TYPES[type].oip} (${expected} bytes)`,
-    );
+  if (type !== "string") {
+    const expected = count * TYPES[type].bytes;
+    if (size !== expected) {
+      throw new BadTensorRequest(
+        `${where}: binary_data_size ${size} does not match ${count} elements of ${TYPES[type].oip} (${expected} bytes)`,
+      );
+    }
   }
   if (cursor + size > binary.byteLength) {
     throw new BadTensorRequest(
@@ -147,6 +182,7 @@ function binaryInput(
     );
   }
   const bytes = binary.subarray(cursor, cursor + size);
+  if (type === "string") checkBytesTensor(bytes, count, where);
   if (type === "bool") {
     const i = bytes.findIndex((b) => b > 1);
     if (i >= 0) throw new BadTensorRequest(`${where}: element ${i} is byte ${bytes[i]}, BOOL takes 0 or 1`);
@@ -181,7 +217,7 @@ export function decodeInferRequest(
     const type = ortTypeOf(t.datatype);
     if (!type) throw new BadTensorRequest(`${where}: unsupported datatype "${t.datatype}"`);
     if (type !== spec.type) {
-      throw new BadTensorRequest(`${where}: datatype ${t.datatype}, the model expects ${TYPES[spec.type].oip}`);
+      throw new BadTensorRequest(`${where}: datatype ${t.datatype}, the model expects ${oipName(spec.type)}`);
     }
     if (t.shape.length !== spec.shape.length) {
       throw new BadTensorRequest(
@@ -269,8 +305,12 @@ export function encodeInferResponse(
     const binary = asked?.get(o.name) ?? allBinary;
     if (!binary) return encodeOutput(o);
     parts.push(o.data);
-    const info = TYPES[o.type];
-    return { name: o.name, datatype: info.oip, shape: o.shape, parameters: { binary_data_size: o.data.byteLength } };
+    return {
+      name: o.name,
+      datatype: oipName(o.type),
+      shape: o.shape,
+      parameters: { binary_data_size: o.data.byteLength },
+    };
   });
   const header = JSON.stringify({ ...head, id: req.id, outputs: json });
   if (parts.length === 0) return { body: header };
@@ -285,8 +325,14 @@ export function encodeInferResponse(
   return { body, headerLength: headerBytes.byteLength };
 }
 
-/** An output tensor as OIP JSON: flat row-major data; 64-bit integers become numbers, BOOL booleans. */
+/**
+ * An output tensor as OIP JSON: flat row-major data; 64-bit integers become numbers, BOOL booleans, BYTES
+ * strings.
+ */
 export function encodeOutput(t: OutputTensor) {
+  if (t.type === "string") {
+    return { name: t.name, datatype: "BYTES", shape: t.shape, data: bytesElementsToStrings(t.data) };
+  }
   const info = TYPES[t.type];
   const typed = info.make(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength / info.bytes);
   let data: unknown[];
@@ -296,8 +342,11 @@ export function encodeOutput(t: OutputTensor) {
   return { name: t.name, datatype: info.oip, shape: t.shape, data };
 }
 
+/** The platform name of every function's model, as Triton spells it for ONNX models. */
+export const PLATFORM = "onnxruntime_onnx";
+
 /** Model metadata in OIP form (`-1` for symbolic dimensions). */
 export function modelMetadata(name: string, versions: string[], model: ModelInfo) {
-  const spec = (s: ModelInfo["inputs"][number]) => ({ name: s.name, datatype: TYPES[s.type].oip, shape: s.shape });
-  return { name, versions, platform: "onnxruntime", inputs: model.inputs.map(spec), outputs: model.outputs.map(spec) };
+  const spec = (s: ModelInfo["inputs"][number]) => ({ name: s.name, datatype: oipName(s.type), shape: s.shape });
+  return { name, versions, platform: PLATFORM, inputs: model.inputs.map(spec), outputs: model.outputs.map(spec) };
 }

@@ -7,10 +7,10 @@
  * sandboxed gpu-let worker, never in the controller.
  */
 import { z } from "zod";
-import type { OrtType, Tensor, TensorData } from "./tensor.ts";
+import type { NumericType, OrtType, Tensor, TensorData } from "./tensor.ts";
 
 export { z };
-export type { OrtType, Tensor, TensorData };
+export type { NumericType, OrtType, Tensor, TensorData };
 
 /** Named tensors: model inputs or outputs. */
 export type Tensors = Record<string, Tensor>;
@@ -61,13 +61,20 @@ export function defineFunction<I, O>(def: FunctionDefinition<I, O>): DefinedFunc
   return { ...def, [FUNCTION_BRAND]: true };
 }
 
-/** Makes a tensor. `dims` must match `data.length`. */
-export function tensor(type: OrtType, data: TensorData, dims: number[]): Tensor {
+/** Makes a tensor: numeric from a typed array, or `string` (OIP BYTES) from text. `dims` must match `data.length`. */
+export function tensor(type: "string", data: string[], dims: number[]): Tensor;
+export function tensor(type: NumericType, data: TensorData, dims: number[]): Tensor;
+export function tensor(type: OrtType, data: TensorData | string[], dims: number[]): Tensor {
   const n = dims.reduce((a, b) => a * b, 1);
   if (n !== data.length) {
     throw new RangeError(`tensor: dims ${JSON.stringify(dims)} need ${n} elements, got ${data.length}`);
   }
-  return { type, data, dims };
+  if ((type === "string") !== Array.isArray(data)) {
+    throw new TypeError(
+      `tensor: a ${type} tensor takes ${type === "string" ? "an array of strings" : "a typed array"}`,
+    );
+  }
+  return { type, data, dims } as Tensor;
 }
 
 /** True if `x` is a definition made by {@link defineFunction} (what `function.ts` must default-export). */

@@ -28,6 +28,7 @@ export const ElemType = {
   float64: 11,
   uint32: 12,
   uint64: 13,
+  string: 8,
 } as const;
 export type ElemTypeName = keyof typeof ElemType;
 
@@ -43,13 +44,14 @@ export interface TensorSignature {
   shape: number[];
 }
 
-const AttrType = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7, FLOATS: 6 } as const;
+const AttrType = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7, FLOATS: 6, STRINGS: 8 } as const;
 
-/** An attribute value: int, int list, string, or `{ f }` for a float. */
-export type Attr = number | number[] | string | { f: number };
+/** An attribute value: int, int list, string, string list, or `{ f }` for a float. */
+export type Attr = number | number[] | string | string[] | { f: number };
 
 interface NodeProto {
   opType: string;
+  domain?: string;
   input: string[];
   output: string[];
   name: string;
@@ -153,26 +155,34 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Adds a node; returns the name of its first output. */
-  op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, outputName?: string): string {
+  /** Adds a node (of operator set `domain`, default ONNX's own); returns the name of its first output. */
+  op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, outputName?: string, domain = ""): string {
     const out = outputName ?? this.fresh(type.toLowerCase());
     const attribute = Object.entries(attrs).map(([name, v]) => {
+      if (Array.isArray(v) && v.every((x) => typeof x === "string")) {
+        return { name, type: AttrType.STRINGS, strings: v.map((x) => new TextEncoder().encode(x)) };
+      }
       if (Array.isArray(v)) return { name, type: AttrType.INTS, ints: v };
       if (typeof v === "string") return { name, type: AttrType.STRING, s: new TextEncoder().encode(v) };
       if (typeof v === "object") return { name, type: AttrType.FLOAT, f: v.f };
       return { name, type: AttrType.INT, i: v };
     });
-    this.nodes.push({ opType: type, input: inputs, output: [out], name: this.fresh("node"), attribute });
+    const node: NodeProto = { opType: type, input: inputs, output: [out], name: this.fresh("node"), attribute };
+    if (domain) node.domain = domain;
+    this.nodes.push(node);
     return out;
   }
 
-  /** Serialises the model (opset 17 by default). */
-  encode(graphName: string, opset = 17): Uint8Array {
+  /** Serialises the model (opset 17 by default; `domains`: other operator sets it uses, e.g. `ai.onnx.ml`). */
+  encode(graphName: string, opset = 17, domains: Record<string, number> = {}): Uint8Array {
     if (this.dry) throw new Error("a dry GraphBuilder only counts; build without { dry: true } to encode");
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: "gpulet",
-      opsetImport: [{ domain: "", version: opset }],
+      opsetImport: [
+        { domain: "", version: opset },
+        ...Object.entries(domains).map(([domain, version]) => ({ domain, version })),
+      ],
       graph: {
         name: graphName,
         node: this.nodes,

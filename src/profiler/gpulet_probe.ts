@@ -3,7 +3,7 @@
  * serve traffic, running a tensors-only function over one zoo model, fed zero batches of any size.
  */
 import type { WireTensor } from "../runtime/protocol.ts";
-import { elementCount, TYPES } from "../functions/tensor.ts";
+import { elementCount, zeroByteLength } from "../functions/tensor.ts";
 import { type FunctionExecutor, GpuletProcess } from "../runtime/worker.ts";
 
 /** A running probe gpu-let. */
@@ -82,7 +82,7 @@ export class GpuletProbe {
     for (const spec of this.worker.model.inputs) {
       const shape = [batch, ...spec.shape.slice(1)];
       if (shape.some((d) => d < 0)) throw new Error(`input ${spec.name} has a dynamic non-batch dimension`);
-      const bytes = elementCount(shape) * TYPES[spec.type].bytes;
+      const bytes = zeroByteLength(spec.type, elementCount(shape));
       const padded = bytes + ((8 - (bytes % 8)) % 8);
       made.inputs.push({ name: spec.name, type: spec.type, shape, offset, bytes });
       made.body.push(new Uint8Array(padded));

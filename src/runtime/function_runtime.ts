@@ -146,7 +146,10 @@ function zeroItem(info: ModelInfo, batch: number): Tensors | null {
   for (const spec of info.inputs) {
     if (spec.shape.slice(1).some((d) => d < 0) || spec.shape[0] !== -1) return null;
     const dims = [batch, ...spec.shape.slice(1)];
-    item[spec.name] = { type: spec.type, dims, data: TYPES[spec.type].alloc(elementCount(dims)) };
+    const n = elementCount(dims);
+    item[spec.name] = spec.type === "string"
+      ? { type: "string", dims, data: new Array<string>(n).fill("") }
+      : { type: spec.type, dims, data: TYPES[spec.type].alloc(n) };
   }
   return item;
 }

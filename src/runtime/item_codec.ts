@@ -6,7 +6,7 @@ import { padTo8 } from "./framing.ts";
 import { BadJsonBody, parseJsonBytes } from "./json_body.ts";
 import type { ByteRange, WireTensor } from "./protocol.ts";
 import type { Tensors } from "../functions/sdk.ts";
-import { TYPES } from "../functions/tensor.ts";
+import { bytesElementsToStrings, elementCount, encodeBytesElements, TYPES } from "../functions/tensor.ts";
 
 /** A failure that belongs to one request (bad input), not to the worker. */
 export class ItemError extends Error {
@@ -41,6 +41,12 @@ export function encodeAnswer(value: unknown): Uint8Array {
 export function wireToTensors(inputs: WireTensor[], body: Uint8Array): Tensors {
   const out: Tensors = {};
   for (const w of inputs) {
+    if (w.type === "string") {
+      // The controller checked these bytes (element count, UTF-8) before queueing them.
+      const elements = bytesElementsToStrings(body.subarray(w.offset, w.offset + w.bytes), elementCount(w.shape));
+      out[w.name] = { type: "string", dims: w.shape, data: elements };
+      continue;
+    }
     const info = TYPES[w.type];
     const n = w.bytes / info.bytes;
     const abs = body.byteOffset + w.offset;
@@ -66,7 +72,9 @@ export function tensorsToWire(
   const wires: WireTensor[] = [];
   for (const [name, t] of Object.entries(ts)) {
     if (only && !only.has(name)) continue;
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const bytes = t.type === "string"
+      ? encodeBytesElements(t.data)
+      : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     // Keep every tensor 8-byte aligned in the body so the reader can view it without copying.
     offset.n = padTo8(parts, offset.n);
     wires.push({ name, type: t.type, shape: t.dims, offset: offset.n, bytes: bytes.byteLength });

@@ -4,7 +4,15 @@
  */
 import ort from "onnxruntime-node";
 import type { ModelRunner, Tensors } from "../functions/sdk.ts";
-import { elementCount, isOrtType, type Tensor, type TensorData, TYPES } from "../functions/tensor.ts";
+import {
+  elementCount,
+  isOrtType,
+  type NumericType,
+  type OrtType,
+  type Tensor,
+  type TensorData,
+  TYPES,
+} from "../functions/tensor.ts";
 import { ItemError } from "./item_codec.ts";
 import type { ModelInfo, TensorSpec } from "./protocol.ts";
 
@@ -12,7 +20,7 @@ import type { ModelInfo, TensorSpec } from "./protocol.ts";
 class Slabs {
   private readonly slabs = new Map<string, TensorData>();
 
-  get(name: string, type: Tensor["type"], elements: number): TensorData {
+  get(name: string, type: NumericType, elements: number): TensorData {
     let s = this.slabs.get(name);
     if (!s || s.length < elements) {
       s = TYPES[type].alloc(Math.max(elements, s ? s.length * 2 : 0));
@@ -27,9 +35,10 @@ class Slabs {
  * Float16Array, which Deno's N-API reports as 0 bytes ("not enough space"), so the tensor keeps a
  * Uint16Array view of the same bytes instead.
  */
-function ortTensor(type: Tensor["type"], data: TensorData, dims: readonly number[]): ort.Tensor {
+function ortTensor(type: OrtType, data: TensorData | string[], dims: readonly number[]): ort.Tensor {
   if (type !== "float16") return new ort.Tensor(type, data as never, dims);
-  const bits = new Uint16Array(data.buffer, data.byteOffset, data.length);
+  const half = data as Float16Array;
+  const bits = new Uint16Array(half.buffer, half.byteOffset, half.length);
   const t = new ort.Tensor("float16", bits, dims);
   (t as unknown as { cpuData: Uint16Array }).cpuData = bits;
   return t;
@@ -74,7 +83,7 @@ export class ModelExecutor {
     this.computeMs += performance.now() - t0;
     const result: Tensors = {};
     for (const [name, t] of Object.entries(out)) {
-      result[name] = { type: t.type as Tensor["type"], dims: [...t.dims], data: t.data as TensorData };
+      result[name] = { type: t.type, dims: [...t.dims], data: t.data } as Tensor;
     }
     return result;
   }
@@ -126,19 +135,25 @@ export class ModelExecutor {
           throw new ItemError(400, `input "${spec.name}": items in one batch must have the same non-batch shape`);
         }
       }
+      const dims = [rows, ...items[0][spec.name].dims.slice(1)];
+      if (spec.type === "string") {
+        feeds[spec.name] = { type: "string", dims, data: items.flatMap((it) => it[spec.name].data as string[]) };
+        continue;
+      }
       const slab = this.inSlabs.get(spec.name, spec.type, rows * perRow);
       let off = 0;
       for (const it of items) {
         slab.set(it[spec.name].data as never, off);
         off += it[spec.name].data.length;
       }
-      feeds[spec.name] = { type: spec.type, dims: [rows, ...items[0][spec.name].dims.slice(1)], data: slab };
+      feeds[spec.name] = { type: spec.type, dims, data: slab };
     }
     // Preallocated outputs where the model declares every non-batch dimension.
     const fetches: Record<string, ort.Tensor> = {};
     let allStatic = true;
     for (const spec of this.info.outputs) {
-      if (spec.shape.slice(1).some((d) => d < 0)) {
+      // onnxruntime allocates string outputs itself.
+      if (spec.type === "string" || spec.shape.slice(1).some((d) => d < 0)) {
         allStatic = false;
         break;
       }
@@ -152,11 +167,10 @@ export class ModelExecutor {
       const item: Tensors = {};
       for (const [name, t] of Object.entries(out)) {
         const perRow = elementCount(t.dims.slice(1));
-        item[name] = {
-          type: t.type,
-          dims: [n, ...t.dims.slice(1)],
-          data: t.data.subarray(row * perRow, (row + n) * perRow) as TensorData,
-        };
+        const dims = [n, ...t.dims.slice(1)];
+        item[name] = t.type === "string"
+          ? { type: "string", dims, data: t.data.slice(row * perRow, (row + n) * perRow) }
+          : { type: t.type, dims, data: t.data.subarray(row * perRow, (row + n) * perRow) as TensorData };
       }
       result.push(item);
       row += n;
@@ -168,6 +182,6 @@ export class ModelExecutor {
 /** A copy of `ts` that owns its data. */
 export function copyTensors(ts: Tensors): Tensors {
   const out: Tensors = {};
-  for (const [k, t] of Object.entries(ts)) out[k] = { ...t, data: t.data.slice() as TensorData };
+  for (const [k, t] of Object.entries(ts)) out[k] = { ...t, data: t.data.slice() } as Tensor;
   return out;
 }

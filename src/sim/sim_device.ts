@@ -16,7 +16,7 @@ import { meanOneLognormal } from "../loadgen/arrivals.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { BatchResult, Executor } from "../runtime/executor.ts";
 import type { ItemResult, ModelInfo, RunItem } from "../runtime/protocol.ts";
-import { TYPES } from "../functions/tensor.ts";
+import { zeroByteLength } from "../functions/tensor.ts";
 import { parseJsonBytes } from "../runtime/json_body.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 
@@ -233,7 +233,7 @@ export class SimExecutor implements Executor {
       const r = rowsOf(item);
       const outputs = this.model.outputs.map((o) => {
         const shape = o.shape.map((d, i) => (i === 0 && d === -1 ? r : Math.max(1, d)));
-        const n = shape.reduce((a, b) => a * b, 1) * TYPES[o.type].bytes;
+        const n = zeroByteLength(o.type, shape.reduce((a, b) => a * b, 1));
         bytes = Math.max(bytes, n);
         return { name: o.name, type: o.type, shape, offset: TENSORS_AT, bytes: n };
       });

@@ -4,12 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
-import { type OrtType, TYPES } from "../../src/functions/tensor.ts";
+import { type NumericType, TYPES } from "../../src/functions/tensor.ts";
 import { ALL_TYPES, identityModel, makeFunctionFolder, tensorFunctionSource } from "../fixtures/function_folders.ts";
 import { deploy, postJson, startTestServer } from "../helpers.ts";
 
 /** Two rows of three values per type, at the edges of each type's range where JSON can carry them exactly. */
-const VALUES: Record<OrtType, (number | boolean)[]> = {
+const VALUES: Record<NumericType, (number | boolean)[]> = {
   bool: [true, false, true, false, false, true],
   uint8: [0, 1, 255, 7, 128, 254],
   int8: [-128, 127, 0, -1, 5, -7],
@@ -25,12 +25,12 @@ const VALUES: Record<OrtType, (number | boolean)[]> = {
 };
 
 /** What JSON output should read for a type (FP32 values come back rounded to single precision). */
-function expected(t: OrtType): (number | boolean)[] {
+function expected(t: NumericType): (number | boolean)[] {
   if (t === "float32") return Array.from(new Float32Array(VALUES[t] as number[]));
   return VALUES[t];
 }
 
-function typedArrayOf(t: OrtType) {
+function typedArrayOf(t: NumericType) {
   const arr = TYPES[t].alloc(6);
   VALUES[t].forEach((v, i) => {
     if (t === "int64" || t === "uint64") (arr as BigInt64Array)[i] = BigInt(v as number);

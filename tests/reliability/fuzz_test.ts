@@ -9,7 +9,7 @@ import { BadJsonBody, parseJsonBody } from "../../src/runtime/json_body.ts";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
 import { BadTensorRequest, decodeInferRequest, InferRequest } from "../../src/api/oip_codec.ts";
 import type { ModelInfo } from "../../src/runtime/protocol.ts";
-import { type OrtType, TYPES } from "../../src/functions/tensor.ts";
+import { type NumericType, TYPES, zeroByteLength } from "../../src/functions/tensor.ts";
 import { ALL_TYPES, identityModel, makeFunctionFolder, tensorFunctionSource } from "../fixtures/function_folders.ts";
 import { deploy, startTestServer } from "../helpers.ts";
 
@@ -21,7 +21,7 @@ const IDENTITY: ModelInfo = {
 };
 
 // Values each datatype can carry exactly through JSON and back.
-const valuesOf: Record<OrtType, fc.Arbitrary<number | boolean>> = {
+const valuesOf: Record<NumericType, fc.Arbitrary<number | boolean>> = {
   bool: fc.boolean(),
   uint8: fc.integer({ min: 0, max: 255 }),
   int8: fc.integer({ min: -128, max: 127 }),
@@ -42,7 +42,7 @@ const validTensors = fc.integer({ min: 1, max: 4 }).chain((rows) =>
   fc.record(
     Object.fromEntries(
       ALL_TYPES.map((type) => [type, fc.array(valuesOf[type], { minLength: rows * 3, maxLength: rows * 3 })]),
-    ) as Record<OrtType, fc.Arbitrary<(number | boolean)[]>>,
+    ) as Record<NumericType, fc.Arbitrary<(number | boolean)[]>>,
   ).map((data) => ({ rows, data }))
 );
 
@@ -53,7 +53,7 @@ interface LooseRequest {
   parameters?: unknown;
 }
 
-function jsonRequest({ rows, data }: { rows: number; data: Record<OrtType, (number | boolean)[]> }): LooseRequest {
+function jsonRequest({ rows, data }: { rows: number; data: Record<NumericType, (number | boolean)[]> }): LooseRequest {
   return {
     inputs: ALL_TYPES.map((type) => ({
       name: `x_${type}`,
@@ -147,7 +147,7 @@ Deno.test("decodeInferRequest: a mutated request is decoded or refused with BadT
         decoded++;
         // Every tensor has the bytes its shape and type say, and the rows are its dimension 0.
         for (const t of out.inputs) {
-          assert.equal(t.bytes, t.shape.reduce((a, b) => a * b, 1) * TYPES[t.type].bytes);
+          assert.equal(t.bytes, zeroByteLength(t.type, t.shape.reduce((a, b) => a * b, 1)));
           assert.equal(t.shape[0], out.rows);
         }
       } catch (e) {
@@ -225,7 +225,7 @@ Deno.test("live: random bodies get 200 or a 4xx with a JSON error; random tensor
       await fc.assert(
         fc.asyncProperty(validTensors, fc.boolean(), async ({ rows, data }, binary) => {
           // JSON cannot tell -0 from 0; binary can, and keeps it.
-          const clean = (type: OrtType) => data[type].map((v) => (v === 0 && !binary ? 0 : v));
+          const clean = (type: NumericType) => data[type].map((v) => (v === 0 && !binary ? 0 : v));
           let res: Response;
           if (binary) {
             const req = binaryInferRequest(ALL_TYPES.map((type) => {

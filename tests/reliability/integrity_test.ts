@@ -8,13 +8,13 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../../src/models/onnx_builder.ts";
 import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
-import type { OipDatatype, OrtType, TensorData } from "../../src/functions/tensor.ts";
+import type { NumericType, OipDatatype, TensorData } from "../../src/functions/tensor.ts";
 import { TYPES } from "../../src/functions/tensor.ts";
 import { makeFunctionFolder } from "../fixtures/function_folders.ts";
 import { deploy, startTestServer } from "../helpers.ts";
 
 /** The tensors of one request: name, types and width of one row. */
-const TENSORS: { name: string; type: OrtType; datatype: OipDatatype; width: number }[] = [
+const TENSORS: { name: string; type: NumericType; datatype: OipDatatype; width: number }[] = [
   { name: "f32", type: "float32", datatype: "FP32", width: 100_000 },
   { name: "i64", type: "int64", datatype: "INT64", width: 20_000 },
   { name: "u8", type: "uint8", datatype: "UINT8", width: 50_000 },
