@@ -107,7 +107,16 @@ export function freePort(): number {
 /** Starts `src/cli/start.ts` as a real process (on `port`, default any) and waits until it prints where it listens. */
 export async function startCli(args: string[], port = 0, env: Record<string, string> = {}): Promise<StartedCli> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", String(port), ...args],
+    // gRPC on a free port too, unless the test chooses: two servers (or a user's) may hold the default.
+    args: [
+      "run",
+      "-A",
+      `${ROOT}/src/cli/start.ts`,
+      "--port",
+      String(port),
+      ...(args.includes("--grpc-port") ? [] : ["--grpc-port", "0"]),
+      ...args,
+    ],
     cwd: ROOT,
     env,
     stdout: "piped",

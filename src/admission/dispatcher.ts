@@ -56,6 +56,8 @@ const DEADLINE_MARGIN_MS = 1;
 const PIPELINE_LEAD_MS = 2;
 /** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
 const ADMIT_FRACTION = 0.8;
+/** The answer of a request whose client went away (HTTP connection closed, gRPC call cancelled). */
+const CLIENT_GONE: Answer = { status: 499, error: "client closed the request" };
 
 export class Dispatcher {
   private queue: Pending[] = [];
@@ -138,8 +140,10 @@ export class Dispatcher {
         rows,
         arrivedAt,
         deadline: arrivedAt + deadlineMs,
-        resolve: (a) => {
+        resolve: (answer) => {
           if (p.onAbort) signal?.removeEventListener("abort", p.onAbort);
+          // Answered after its client went away (it had already run): dropped, and counted as canceled.
+          const a: Answer = signal?.aborted && answer.status === 200 ? CLIENT_GONE : answer;
           const answeredAt = performance.now();
           this.opts.observer?.answer({
             status: a.status,
@@ -158,7 +162,7 @@ export class Dispatcher {
           if (i >= 0) {
             this.queue.splice(i, 1);
             this.queuedRows -= p.rows;
-            p.resolve({ status: 499, error: "client closed the request" });
+            p.resolve(CLIENT_GONE);
           }
         };
         signal.addEventListener("abort", p.onAbort, { once: true });

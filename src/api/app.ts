@@ -4,13 +4,14 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { Answer, ErrorAnswer, Timing } from "../admission/request.ts";
+import type { Answer } from "../admission/request.ts";
 import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { parseBundle } from "../functions/bundle.ts";
 import type { AppDeployment } from "../controller/app_deployment.ts";
 import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
+import { z } from "zod";
 import {
   BadJsonBody,
   bytesNestDeeperThan,
@@ -20,7 +21,17 @@ import {
   tooDeepMessage,
 } from "../runtime/json_body.ts";
 import { registerUi } from "./ui.ts";
-import { hasRandomWeights } from "../models/zoo.ts";
+import {
+  answerError,
+  appHasRandomWeights,
+  functionHasRandomWeights,
+  HttpError,
+  liveApp,
+  liveFunction,
+  safeTokenEqual,
+  serverInfo,
+  timingParameters,
+} from "./data_plane.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { traceRequest } from "../observability/tracing.ts";
 import {
@@ -44,12 +55,10 @@ export interface ApiOptions {
   maxTensorElements?: number;
 }
 
-export const SERVER_VERSION = "0.1.0";
-
-/** Server metadata, the same on HTTP and gRPC: its name, version and the protocol extensions it serves. */
-export function serverInfo() {
-  return { name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data", "model_repository"] };
-}
+/** Largest data-plane request body (bytes) and gRPC message, unless configured. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Largest input tensor (elements), unless configured. */
+export const DEFAULT_MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024;
 
 /** Response header on answers from simulated devices. */
 export const SIMULATED_HEADER = "x-gpulet-simulated";
@@ -68,13 +77,6 @@ export function markRandomWeights(json: Uint8Array): Uint8Array {
   if (json[0] !== 0x7b) return json; // not "{"
   const rest = json.subarray(1);
   return concatBytes([rest[0] === 0x7d ? WEIGHTS_ONLY : WEIGHTS_FIRST, rest]); // "}": it was empty
-}
-
-/** A failure with an HTTP status, answered as JSON. */
-export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
-    super(message);
-  }
 }
 
 function parseJson(text: string): unknown {
@@ -140,38 +142,21 @@ function timingHeaders(a: Answer): Record<string, string> {
   };
 }
 
-/** The same times as OIP response parameters (scalars, as the protocol wants). */
-function timingParameters(t: Timing): Record<string, number> {
-  const ms = (x: number) => Math.round(x * 1000) / 1000;
-  return {
-    queue_ms: ms(t.queueMs),
-    batch_wait_ms: ms(t.batchWaitMs),
-    worker_ms: ms(t.workerMs),
-    compute_ms: ms(t.computeMs),
-    batch_rows: t.batchRows,
-  };
-}
-
-function failure(a: ErrorAnswer): HttpError {
-  const headers = timingHeaders(a);
-  if (a.retryAfterS !== undefined) headers["retry-after"] = String(a.retryAfterS);
-  return new HttpError(a.status, a.error, headers);
-}
+/** The body of `POST /v2/repository/index` (empty is `{}`). */
+const RepositoryIndexRequest = z.object({ repository_name: z.string().optional(), ready: z.boolean().optional() });
 
 /** Builds the hono app over a controller. */
 export function createApp(controller: Controller, options: ApiOptions = {}): Hono {
-  const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxBundle = options.maxBundleBytes ?? 1024 * 1024 * 1024;
-  const maxElements = options.maxTensorElements ?? 64 * 1024 * 1024;
+  const maxElements = options.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
   const app = new Hono();
   const simulated = controller.backend?.kind === "sim";
-  /** Whether a function's answers come from random weights; an app's, when any of its stages' do. */
-  const random = (dep: Deployment) => hasRandomWeights(dep.record.manifest.model);
-  const appRandom = (a: AppDeployment) =>
-    a.stages.some((s) => {
-      const dep = controller.get(s.function);
-      return dep !== undefined && random(dep);
-    });
+  const random = functionHasRandomWeights;
+  const appRandom = (a: AppDeployment) => appHasRandomWeights(controller, a);
+  const deploymentOf = (name: string, version?: string): Deployment => liveFunction(controller, name, version);
+  const appOf = (name: string, version?: string) => liveApp(controller, name, version);
+  const failure = (a: Answer & { error: string }) => answerError(a, timingHeaders(a));
   /** A JSON answer of `invoke`, marked as simulated or as from random weights where it is. */
   const invokeAnswer = (c: Context, json: Uint8Array, headers: Record<string, string>, randomWeights: boolean) => {
     if (simulated) headers[SIMULATED_HEADER] = "true";
@@ -193,46 +178,12 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
-  /** The live deployment of a function named in the path: 400 for an invalid name, 404 if unknown. */
-  const deploymentOf = (name: string, version?: string): Deployment => {
-    // Only valid names are ever deployed: the name check is needed only when the lookup fails.
-    const dep = controller.get(name);
-    if (!dep && !FunctionName.safeParse(name).success) {
-      throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
-    }
-    if (!dep) {
-      // Right after a restart the function may just not be back yet: say so rather than "unknown".
-      if (controller.restoring) {
-        throw new HttpError(503, `gpulet is restoring its deployed functions; "${name}" is not back yet`, {
-          "retry-after": "1",
-        });
-      }
-      throw new HttpError(404, `unknown function "${name}"`);
-    }
-    if (version !== undefined && version !== String(dep.version)) {
-      throw new HttpError(
-        404,
-        `function "${name}" has no live version "${version.slice(0, 20)}" (live: ${dep.version})`,
-      );
-    }
-    return dep;
-  };
-
   // --- Open Inference Protocol ---
   app.get("/v2/health/live", (c) => c.json({ live: true }));
   app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
   const serverMetadata = (c: Context) => c.json(serverInfo());
   app.get("/v2", serverMetadata);
   app.get("/v2/", serverMetadata); // the protocol's OpenAPI file spells it with the slash
-
-  /** The live app named in the path, if it is one (404 for another version of it). */
-  const appOf = (name: string, version?: string): AppDeployment | undefined => {
-    const a = controller.getApp(name);
-    if (a && version !== undefined && version !== String(a.version)) {
-      throw new HttpError(404, `app "${name}" has no live version "${version.slice(0, 20)}" (live: ${a.version})`);
-    }
-    return a;
-  };
 
   const metadata = (c: Context) => {
     const a = appOf(c.req.param("name")!, c.req.param("version"));
@@ -361,17 +312,46 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     return invokeAnswer(c, answer.json, headers, random(dep));
   });
 
-  // --- Admin ---
-  app.use("/admin/*", async (c, next) => {
+  // --- Model repository (Triton's extension): admin operations, so the admin token guards them ---
+  const adminOnly = async (c: Context, next: () => Promise<void>) => {
     if (options.adminToken) {
       const auth = c.req.header("authorization") ?? "";
-      if (!timingSafeEqual(auth, `Bearer ${options.adminToken}`)) {
+      if (!safeTokenEqual(auth, `Bearer ${options.adminToken}`)) {
         c.header("www-authenticate", 'Bearer realm="gpulet admin"');
         throw new HttpError(401, "the admin API needs `Authorization: Bearer <token>`");
       }
     }
     await next();
+  };
+  app.use("/v2/repository/*", adminOnly);
+  app.post("/v2/repository/index", async (c) => {
+    const body = (await c.req.text()).trim();
+    const parsed = RepositoryIndexRequest.safeParse(body ? parseJson(body) : {});
+    if (!parsed.success) throw new HttpError(400, `invalid index request: ${describeZodError(parsed.error)}`);
+    const models = await controller.repositoryIndex();
+    return c.json(parsed.data.ready ? models.filter((m) => m.state === "READY") : models);
   });
+  const repositoryName = (c: Context) => {
+    const name = c.req.param("name")!;
+    if (!FunctionName.safeParse(name).success) {
+      throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
+    }
+    return name;
+  };
+  app.post("/v2/repository/models/:name/load", async (c) => {
+    const name = repositoryName(c);
+    const rec = await controller.load(name);
+    if (!rec) throw new HttpError(404, `"${name}" is not registered: deploy it first (deno task deploy)`);
+    return c.json({ name, version: String(rec.version), state: "READY" });
+  });
+  app.post("/v2/repository/models/:name/unload", async (c) => {
+    const name = repositoryName(c);
+    if (!(await controller.unload(name))) throw new HttpError(404, `"${name}" is not loaded`);
+    return c.json({ name, state: "UNAVAILABLE" });
+  });
+
+  // --- Admin ---
+  app.use("/admin/*", adminOnly);
   app.post("/admin/functions", bodyLimit({ maxSize: maxBundle, onError: tooLarge(maxBundle) }), async (c) => {
     const parsed = parseBundle(await readJson(c));
     if (!parsed.success) throw new HttpError(400, `invalid bundle: ${describeZodError(parsed.error)}`);
@@ -420,13 +400,4 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   });
 
   return app;
-}
-
-/** Compares two strings in time independent of where they differ. */
-function timingSafeEqual(a: string, b: string): boolean {
-  const ea = new TextEncoder().encode(a);
-  const eb = new TextEncoder().encode(b);
-  let diff = ea.length ^ eb.length;
-  for (let i = 0; i < Math.max(ea.length, eb.length); i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
-  return diff === 0;
 }

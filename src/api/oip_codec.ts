@@ -68,13 +68,18 @@ function flatten(data: unknown[], maxDepth: number, out: unknown[], where: strin
   }
 }
 
+/** A value as an error message quotes it (bigints, which JSON cannot carry, as their digits). */
+function shown(v: unknown): string {
+  return (typeof v === "bigint" ? v.toString() : String(JSON.stringify(v))).slice(0, 40);
+}
+
 /**
  * Writes `values` as `type` into a new typed array (BYTES: its OIP binary form); says which element is
  * wrong when one is.
  */
 export function encodeValues(values: unknown[], type: OrtType, where: string): Uint8Array {
   const bad = (i: number, what: string) =>
-    new BadTensorRequest(`${where}: element ${i} (${JSON.stringify(values[i])?.slice(0, 40)}) is not ${what}`);
+    new BadTensorRequest(`${where}: element ${i} (${shown(values[i])}) is not ${what}`);
   if (type === "string") {
     const i = values.findIndex((v) => typeof v !== "string");
     if (i >= 0) throw bad(i, "a string (BYTES in JSON are UTF-8 strings)");
@@ -93,7 +98,10 @@ export function encodeValues(values: unknown[], type: OrtType, where: string): U
     const [lo, hi] = type === "int64" ? [-(2n ** 63n), 2n ** 63n - 1n] : [0n, 2n ** 64n - 1n];
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (typeof v !== "number" || !Number.isInteger(v)) throw bad(i, `an integer (${type})`);
+      // gRPC's int64 contents arrive exact, as bigints; JSON's as numbers.
+      if (typeof v !== "bigint" && (typeof v !== "number" || !Number.isInteger(v))) {
+        throw bad(i, `an integer (${type})`);
+      }
       const b = BigInt(v);
       if (b < lo || b > hi) throw bad(i, `in range for ${type}`);
       big[i] = b;

@@ -9,8 +9,11 @@ import { parseArgs } from "./args.ts";
 import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
 
-const HELP = `usage: deno task start [--port N] [--host ADDR] [--state DIR] [--devices D] [--sim-scale K] [--token T]
-  --port N          listen port (default 8080; 0 picks a free one and prints it)
+const HELP =
+  `usage: deno task start [--port N] [--grpc-port N|off] [--host ADDR] [--state DIR] [--devices D] [--token T]
+  --port N          HTTP port (default 8080; 0 picks a free one and prints it)
+  --grpc-port N     gRPC port, the Open Inference Protocol's GRPCInferenceService (default 8081; 0 picks a
+                    free one and prints it; off serves no gRPC)
   --host ADDR       listen address (default 127.0.0.1)
   --state DIR       registry and deployed functions (default .gpulet)
   --devices D       where gpu-lets run, always planned and autoscaled: cpu (default: this machine's cores as
@@ -48,6 +51,7 @@ function intFlag(values: Record<string, unknown>, name: string, fallback?: numbe
 if (import.meta.main) {
   const { values } = parseArgs(Deno.args, [
     "port",
+    "grpc-port",
     "host",
     "state",
     "devices",
@@ -87,6 +91,12 @@ if (import.meta.main) {
     hostname,
     stateDir,
   );
+  const grpcFlag = (values["grpc-port"] as string | undefined) ?? "8081";
+  const grpcPort = grpcFlag === "off" ? "off" : Number(grpcFlag);
+  if (grpcPort !== "off" && !(Number.isInteger(grpcPort) && grpcPort >= 0 && grpcPort < 65536)) {
+    console.error(`--grpc-port ${grpcFlag}: expected a port number (0 picks one) or off`);
+    Deno.exit(2);
+  }
   const mps = (values.mps as string | undefined) ?? "existing";
   if (mps !== "existing" && mps !== "start") {
     console.error(`--mps ${mps}: expected existing or start`);
@@ -96,6 +106,7 @@ if (import.meta.main) {
   try {
     server = await startServer({
       port: Number(values.port ?? 8080),
+      grpcPort,
       hostname,
       stateDir,
       adminToken: token,
@@ -120,7 +131,8 @@ if (import.meta.main) {
     }
     throw e;
   }
-  console.log(`gpulet listening on ${server.url} (state ${server.controller.stateDir})`);
+  const grpcAt = server.grpcPort !== undefined ? `, gRPC on ${hostname}:${server.grpcPort}` : "";
+  console.log(`gpulet listening on ${server.url}${grpcAt} (state ${server.controller.stateDir})`);
   if (madeAt) {
     console.log(`admin API needs a bearer token (listening beyond loopback): it is in ${madeAt}`);
   }

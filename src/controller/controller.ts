@@ -29,6 +29,14 @@ import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
 import { type AppGraph, dispersedCv, groupDispersion } from "../planner/app_split.ts";
 
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
+/** One entry of the repository index (Triton's model repository extension). */
+export interface RepositoryEntry {
+  name: string;
+  version: string;
+  state: "READY" | "LOADING" | "UNAVAILABLE";
+  reason: string;
+}
+
 export class DeployError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
@@ -477,6 +485,66 @@ export class Controller {
       this.log(`removed ${name}`);
       return true;
     });
+  }
+
+  /**
+   * Unloads a function or app (the repository API): it drains and stops like `remove`, but its bundle stays
+   * registered, so `load` brings the same version back (also after a restart). False if nothing is live.
+   */
+  unload(name: string): Promise<boolean> {
+    return this.withLock(name, async () => {
+      const dep = this.deployments.get(name);
+      const app = this.apps.get(name);
+      if (!dep && !app) return false;
+      this.deployments.delete(name);
+      this.apps.delete(name);
+      if (app) this.fleet.refreshFunctions();
+      await this.registry.unload(name);
+      await app?.stop();
+      await dep?.stop(true);
+      if (dep) await this.fleet.unplace(name);
+      this.log(`unloaded ${name}`);
+      return true;
+    });
+  }
+
+  /**
+   * Loads a registered function or app (the repository API): an unloaded one starts again at the version it
+   * had; a live one stays as it is (bundles do not change once deployed). Null if `name` was never deployed
+   * or was removed.
+   */
+  load(name: string): Promise<DeployedRecord | null> {
+    if (this.shuttingDown) return Promise.reject(new DeployError(503, "the controller is shutting down"));
+    return this.withLock(name, async () => {
+      const live = await this.registry.live(name);
+      if (live) return live;
+      const rec = await this.registry.unloaded(name);
+      if (!rec) return null;
+      if (isAppRecord(rec)) await this.activateApp(rec);
+      else await this.activate(rec);
+      await this.registry.setLive(name, rec.version);
+      this.log(`loaded ${name} v${rec.version}`);
+      return rec;
+    });
+  }
+
+  /**
+   * The repository index: every registered function and app, with its state (READY, LOADING while its
+   * gpu-lets warm up, UNAVAILABLE when unloaded) and why, where there is a reason.
+   */
+  async repositoryIndex(): Promise<RepositoryEntry[]> {
+    const entries: RepositoryEntry[] = [];
+    for (const d of this.deployments.values()) {
+      entries.push({ name: d.name, version: String(d.version), state: d.ready ? "READY" : "LOADING", reason: "" });
+    }
+    for (const a of this.apps.values()) {
+      const state = a.ready ? "READY" : a.running ? "LOADING" : "UNAVAILABLE";
+      entries.push({ name: a.name, version: String(a.version), state, reason: a.running ? "" : "a stage is missing" });
+    }
+    for (const rec of await this.registry.listUnloaded()) {
+      entries.push({ name: rec.name, version: String(rec.version), state: "UNAVAILABLE", reason: "unloaded" });
+    }
+    return entries.sort((x, y) => x.name.localeCompare(y.name));
   }
 
   /** The running plan (`GET /admin/plan`, `/ui`): the plan in force, its gpu-lets' processes, its history. */

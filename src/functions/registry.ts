@@ -51,9 +51,9 @@ export class Registry {
     await this.kv.set(["version", rec.name, rec.version], rec);
   }
 
-  /** Marks a stored version as the live one. */
+  /** Marks a stored version as the live one (a name that was unloaded is no longer). */
   async setLive(name: string, version: number): Promise<void> {
-    await this.kv.set(["live", name], version);
+    await this.kv.atomic().set(["live", name], version).delete(["unloaded", name]).commit();
   }
 
   /** The live version of `name`, if any. */
@@ -80,9 +80,38 @@ export class Registry {
     return out;
   }
 
+  /**
+   * Unloads `name` (the repository API): its live version stops being live but stays stored, to be made live
+   * again with {@link setLive}. Returns the version, or null when none was live.
+   */
+  async unload(name: string): Promise<number | null> {
+    const live = await this.kv.get<number>(["live", name]);
+    if (live.value === null) return null;
+    const res = await this.kv.atomic().check(live).delete(["live", name]).set(["unloaded", name], live.value).commit();
+    return res.ok ? live.value : null;
+  }
+
+  /** The stored version record of an unloaded function or app, if `name` is one. */
+  async unloaded(name: string): Promise<DeployedRecord | null> {
+    const v = await this.kv.get<number>(["unloaded", name]);
+    if (v.value === null) return null;
+    return (await this.kv.get<DeployedRecord>(["version", name, v.value])).value;
+  }
+
+  /** Every unloaded function's and app's record. */
+  async listUnloaded(): Promise<DeployedRecord[]> {
+    const out: DeployedRecord[] = [];
+    for await (const e of this.kv.list<number>({ prefix: ["unloaded"] })) {
+      const rec = await this.kv.get<DeployedRecord>(["version", e.key[1] as string, e.value]);
+      if (rec.value) out.push(rec.value);
+    }
+    return out;
+  }
+
   /** Removes a function: its live pointer and its version records (the counter stays, versions never repeat). */
   async remove(name: string): Promise<void> {
     await this.kv.delete(["live", name]);
+    await this.kv.delete(["unloaded", name]);
     for await (const e of this.kv.list({ prefix: ["version", name] })) await this.kv.delete(e.key);
   }
 

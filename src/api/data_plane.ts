@@ -1,0 +1,100 @@
+/**
+ * What the HTTP and gRPC front ends share, so a request means the same on both: the lookup of the function
+ * or app a request names, the error a failed answer becomes, the timing parameters of an answer and the
+ * random-weights mark. Protocol-free: each front end turns an {@link HttpError} into its own status.
+ */
+import type { ErrorAnswer, Timing } from "../admission/request.ts";
+import type { AppDeployment } from "../controller/app_deployment.ts";
+import type { Controller } from "../controller/controller.ts";
+import type { Deployment } from "../controller/deployment.ts";
+import { FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
+import { hasRandomWeights } from "../models/zoo.ts";
+
+export const SERVER_VERSION = "0.1.0";
+
+/** Server metadata, the same on HTTP and gRPC: its name, version and the protocol extensions it serves. */
+export function serverInfo() {
+  return { name: "gpulet", version: SERVER_VERSION, extensions: ["binary_tensor_data", "model_repository"] };
+}
+
+/** A failure with an HTTP status (gRPC maps it to a status code), answered with its message. */
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+/**
+ * The live deployment of the function `name` (of `version`, when given): 400 for an invalid name, 404 if
+ * unknown or another version, 503 while the controller is still restoring it after a restart.
+ */
+export function liveFunction(controller: Controller, name: string, version?: string): Deployment {
+  // Only valid names are ever deployed: the name check is needed only when the lookup fails.
+  const dep = controller.get(name);
+  if (!dep && !FunctionName.safeParse(name).success) {
+    throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
+  }
+  if (!dep) {
+    // Right after a restart the function may just not be back yet: say so rather than "unknown".
+    if (controller.restoring) {
+      throw new HttpError(503, `gpulet is restoring its deployed functions; "${name}" is not back yet`, {
+        "retry-after": "1",
+      });
+    }
+    throw new HttpError(404, `unknown function "${name}"`);
+  }
+  if (version !== undefined && version !== "" && version !== String(dep.version)) {
+    throw new HttpError(404, `function "${name}" has no live version "${version.slice(0, 20)}" (live: ${dep.version})`);
+  }
+  return dep;
+}
+
+/** The live app `name`, if it is one (404 for another version of it). */
+export function liveApp(controller: Controller, name: string, version?: string): AppDeployment | undefined {
+  const a = controller.getApp(name);
+  if (a && version !== undefined && version !== "" && version !== String(a.version)) {
+    throw new HttpError(404, `app "${name}" has no live version "${version.slice(0, 20)}" (live: ${a.version})`);
+  }
+  return a;
+}
+
+/** Whether a function's answers come from random weights. */
+export function functionHasRandomWeights(dep: Deployment): boolean {
+  return hasRandomWeights(dep.record.manifest.model);
+}
+
+/** Whether an app's answers do: when any of its stages' do. */
+export function appHasRandomWeights(controller: Controller, app: AppDeployment): boolean {
+  return app.stages.some((s) => {
+    const dep = controller.get(s.function);
+    return dep !== undefined && functionHasRandomWeights(dep);
+  });
+}
+
+/** A failed answer as an error, with `retry-after` when the answer gives one and `extra` headers. */
+export function answerError(a: ErrorAnswer, extra: Record<string, string> = {}): HttpError {
+  const headers = { ...extra };
+  if (a.retryAfterS !== undefined) headers["retry-after"] = String(a.retryAfterS);
+  return new HttpError(a.status, a.error, headers);
+}
+
+/** Where an answer's time went as OIP response parameters (scalars, as the protocol wants), in ms. */
+export function timingParameters(t: Timing): Record<string, number> {
+  const ms = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    queue_ms: ms(t.queueMs),
+    batch_wait_ms: ms(t.batchWaitMs),
+    worker_ms: ms(t.workerMs),
+    compute_ms: ms(t.computeMs),
+    batch_rows: t.batchRows,
+  };
+}
+
+/** Compares two strings in time independent of where they differ. */
+export function safeTokenEqual(a: string, b: string): boolean {
+  const ea = new TextEncoder().encode(a);
+  const eb = new TextEncoder().encode(b);
+  let diff = ea.length ^ eb.length;
+  for (let i = 0; i < Math.max(ea.length, eb.length); i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
+  return diff === 0;
+}

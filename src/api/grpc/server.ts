@@ -1,0 +1,256 @@
+/**
+ * The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`, `inference.proto` beside this
+ * file), on its own port: Deno's HTTP server cannot send HTTP/2 trailers, so grpc-js serves it. Requests go
+ * through the same lookups, validation, admission and batching as HTTP ones (a gRPC and an HTTP request
+ * may share a batch) and fail with the same messages, as gRPC status codes. A call's deadline
+ * (`grpc-timeout`) becomes its request's deadline when sooner than the SLO; a cancelled call leaves the
+ * queue. The repository RPCs take the admin token as `authorization: Bearer <token>` metadata.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import type { Controller } from "../../controller/controller.ts";
+import { DeployError } from "../../controller/controller.ts";
+import { describeZodError } from "../../functions/manifest.ts";
+import { traceRequest } from "../../observability/tracing.ts";
+import {
+  answerError,
+  functionHasRandomWeights,
+  HttpError,
+  liveApp,
+  liveFunction,
+  safeTokenEqual,
+  serverInfo,
+  timingParameters,
+} from "../data_plane.ts";
+import { BadTensorRequest, decodeInferRequest, InferRequest, modelMetadata } from "../oip_codec.ts";
+import { type DecodedInferRequest, InferenceService, inferRequestOf, inferResponseOf } from "./codec.ts";
+
+/** Where and how the gRPC server listens. */
+export interface GrpcOptions {
+  hostname: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Required (as `authorization: Bearer <token>`) on the repository RPCs when set. */
+  adminToken?: string;
+  /** Largest message either way (bytes): the HTTP side's body limit. */
+  maxMessageBytes: number;
+  /** Largest number of elements in one input tensor. */
+  maxTensorElements: number;
+}
+
+/** A running gRPC server. */
+export interface GrpcServer {
+  port: number;
+  /** Stops taking calls; calls in flight finish first (bounded by the controller's drain). */
+  stop(): Promise<void>;
+}
+
+/** How long open streams may stay after shutdown began, before they are cut. */
+const STREAM_CLOSE_GRACE_MS = 2000;
+
+/** gRPC status codes of the HTTP statuses the platform answers with. */
+const GRPC_STATUS: Record<number, grpc.status> = {
+  400: grpc.status.INVALID_ARGUMENT,
+  401: grpc.status.UNAUTHENTICATED,
+  404: grpc.status.NOT_FOUND,
+  409: grpc.status.FAILED_PRECONDITION,
+  413: grpc.status.RESOURCE_EXHAUSTED,
+  429: grpc.status.RESOURCE_EXHAUSTED,
+  499: grpc.status.CANCELLED,
+  500: grpc.status.INTERNAL,
+  503: grpc.status.UNAVAILABLE,
+  504: grpc.status.DEADLINE_EXCEEDED,
+};
+
+/** A failure as a gRPC error: its status code, the same message as HTTP, HTTP-only headers as metadata. */
+function grpcError(e: unknown): grpc.ServiceError {
+  let status = 500, message = e instanceof Error ? e.message : String(e);
+  const metadata = new grpc.Metadata();
+  if (e instanceof HttpError) {
+    status = e.status;
+    for (const [k, v] of Object.entries(e.headers)) metadata.set(k, v);
+  } else if (e instanceof DeployError) status = e.status;
+  else if (e instanceof BadTensorRequest) status = 400;
+  else {
+    console.error("unhandled gRPC error:", e);
+    message = `internal error: ${message}`;
+  }
+  return Object.assign(new Error(message), {
+    code: GRPC_STATUS[status] ?? grpc.status.UNKNOWN,
+    details: message,
+    metadata,
+  });
+}
+
+/** A grpc-js service definition for the .proto's service, with protobufjs doing the (de)serialising. */
+function serviceDefinition(): grpc.ServiceDefinition {
+  const def: Record<string, grpc.MethodDefinition<object, object>> = {};
+  for (const method of InferenceService.methodsArray) {
+    method.resolve();
+    const req = method.resolvedRequestType!, res = method.resolvedResponseType!;
+    const bytes = (u: Uint8Array) => (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+    def[method.name] = {
+      path: `/inference.GRPCInferenceService/${method.name}`,
+      requestStream: method.requestStream === true,
+      responseStream: method.responseStream === true,
+      requestSerialize: (m: object) => bytes(req.encode(m).finish()),
+      requestDeserialize: (b: Buffer) => req.decode(b),
+      responseSerialize: (m: object) => bytes(res.encode(m).finish()),
+      responseDeserialize: (b: Buffer) => res.decode(b),
+      originalName: method.name,
+    };
+  }
+  return def;
+}
+
+/** A unary handler from an async function: its value answers the call, its error fails it. */
+// deno-lint-ignore no-explicit-any
+function unary<Req = any>(
+  fn: (req: Req, call: grpc.ServerUnaryCall<Req, unknown>) => unknown | Promise<unknown>,
+): grpc.handleUnaryCall<Req, unknown> {
+  return (call, callback) => {
+    Promise.resolve().then(() => fn(call.request, call)).then(
+      (value) => callback(null, value),
+      (e) => callback(grpcError(e)),
+    );
+  };
+}
+
+/** Milliseconds left before a call's deadline (Infinity when it has none). */
+function remainingMs(call: { getDeadline(): grpc.Deadline }): number {
+  const d = call.getDeadline();
+  const at = d instanceof Date ? d.getTime() : d;
+  return at === Infinity ? Infinity : at - Date.now();
+}
+
+/** Starts the gRPC server over a controller. */
+export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
+  const simulated = controller.backend?.kind === "sim";
+
+  /** One inference, as HTTP's `POST /v2/models/{name}/infer` does it. */
+  const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
+    const app = liveApp(controller, m.modelName, m.modelVersion);
+    if (app) throw new HttpError(400, `"${app.name}" is an app and takes JSON: POST /functions/${app.name}/invoke`);
+    const dep = liveFunction(controller, m.modelName, m.modelVersion);
+    const arrivedAt = performance.now();
+    const { req, binary } = inferRequestOf(m);
+    const parsed = InferRequest.safeParse(req);
+    if (!parsed.success) throw new HttpError(400, `invalid inference request: ${describeZodError(parsed.error)}`);
+    const decoded = decodeInferRequest(parsed.data, dep.model, opts.maxTensorElements, binary);
+    if (deadlineInMs <= 0) throw new HttpError(504, "the call's deadline passed before it was queued");
+    const answer = await dep.submit(
+      { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
+      decoded.rows,
+      signal,
+      arrivedAt,
+      Math.min(dep.deadlineMs, deadlineInMs),
+    );
+    if ("error" in answer) throw answerError(answer);
+    if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
+    traceRequest(dep.name, dep.version, answer.timing);
+    const parameters: Record<string, unknown> = {
+      ...timingParameters(answer.timing),
+      ...(simulated ? { simulated: true } : {}),
+      ...(functionHasRandomWeights(dep) ? { weights: "random" } : {}),
+    };
+    return inferResponseOf(m, { modelName: dep.name, modelVersion: String(dep.version), parameters }, answer.outputs);
+  };
+
+  /** The call's client went away: its request leaves the queue (or its answer is dropped). */
+  const cancelSignal = (call: { on(event: "cancelled", listener: () => void): unknown }) => {
+    const ac = new AbortController();
+    call.on("cancelled", () => ac.abort());
+    return ac.signal;
+  };
+
+  const requireAdmin = (call: grpc.ServerUnaryCall<unknown, unknown>) => {
+    if (!opts.adminToken) return;
+    const auth = String(call.metadata.get("authorization")[0] ?? "");
+    if (!safeTokenEqual(auth, `Bearer ${opts.adminToken}`)) {
+      throw new HttpError(401, "the repository RPCs need `authorization: Bearer <token>` metadata");
+    }
+  };
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    ServerLive: unary(() => ({ live: true })),
+    ServerReady: unary(() => ({ ready: controller.ready })),
+    ServerMetadata: unary(() => serverInfo()),
+    ModelReady: unary<{ name: string; version: string }>(({ name, version }) => {
+      const app = liveApp(controller, name, version);
+      return { ready: app ? app.ready : liveFunction(controller, name, version).ready };
+    }),
+    ModelMetadata: unary<{ name: string; version: string }>(({ name, version }) => {
+      const app = liveApp(controller, name, version);
+      if (app) {
+        return { name: app.name, versions: [String(app.version)], platform: "gpulet_app", inputs: [], outputs: [] };
+      }
+      const dep = liveFunction(controller, name, version);
+      return modelMetadata(dep.name, [String(dep.version)], dep.model);
+    }),
+    ModelInfer: unary<DecodedInferRequest>((m, call) => infer(m, remainingMs(call), cancelSignal(call))),
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<DecodedInferRequest, unknown>) => {
+      const signal = cancelSignal(call);
+      let open = 0, ended = false;
+      const finish = () => {
+        if (ended && open === 0) call.end();
+      };
+      call.on("data", (m: DecodedInferRequest) => {
+        open++;
+        infer(m, remainingMs(call), signal).then(
+          (response) => ({ inferResponse: response }),
+          (e) => ({
+            errorMessage: grpcError(e).message,
+            inferResponse: { id: m.id, modelName: m.modelName, modelVersion: m.modelVersion },
+          }),
+        ).then((r) => {
+          if (!signal.aborted) call.write(r);
+          open--;
+          finish();
+        });
+      });
+      call.on("end", () => {
+        ended = true;
+        finish();
+      });
+    },
+    RepositoryIndex: unary<{ ready: boolean }>(async ({ ready }, call) => {
+      requireAdmin(call);
+      const models = await controller.repositoryIndex();
+      return { models: ready ? models.filter((m) => m.state === "READY") : models };
+    }),
+    RepositoryModelLoad: unary<{ modelName: string }>(async ({ modelName }, call) => {
+      requireAdmin(call);
+      await controller.load(modelName);
+      return {};
+    }),
+    RepositoryModelUnload: unary<{ modelName: string }>(async ({ modelName }, call) => {
+      requireAdmin(call);
+      await controller.unload(modelName);
+      return {};
+    }),
+  };
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": opts.maxMessageBytes,
+    "grpc.max_send_message_length": opts.maxMessageBytes,
+  });
+  server.addService(serviceDefinition(), handlers);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${opts.hostname}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      if (err) reject(new Error(`gRPC cannot listen on ${opts.hostname}:${opts.port}: ${err.message}`));
+      else resolve(port);
+    });
+  });
+  return {
+    port,
+    // Calls in flight were answered while the controller drained; open streams are then cut.
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), STREAM_CLOSE_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
