@@ -38,6 +38,22 @@ export const COMPONENTS: Component[] = [
     candidates: ["/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"],
     aptPackage: "fonts-dejavu-core",
   },
+  // The gRPC tests call the server from an independent client: Debian's Python grpcio (gRPC's C core).
+  {
+    what: "Python grpcio (the gRPC tests' client)",
+    candidates: ["/usr/lib/python3/dist-packages/grpc/__init__.py"],
+    aptPackage: "python3-grpcio",
+  },
+  {
+    what: "Python protobuf (the gRPC tests' client messages)",
+    candidates: ["/usr/lib/python3/dist-packages/google/protobuf/__init__.py"],
+    aptPackage: "python3-protobuf",
+  },
+  {
+    what: "protoc (generates the gRPC tests' client messages from the shipped .proto)",
+    candidates: ["/usr/bin/protoc", "protoc"],
+    aptPackage: "protobuf-compiler",
+  },
 ];
 
 /** True when `program` runs (an absolute path that exists, or a name found on PATH). */

@@ -341,12 +341,11 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.post("/v2/repository/models/:name/load", async (c) => {
     const name = repositoryName(c);
     const rec = await controller.load(name);
-    if (!rec) throw new HttpError(404, `"${name}" is not registered: deploy it first (deno task deploy)`);
     return c.json({ name, version: String(rec.version), state: "READY" });
   });
   app.post("/v2/repository/models/:name/unload", async (c) => {
     const name = repositoryName(c);
-    if (!(await controller.unload(name))) throw new HttpError(404, `"${name}" is not loaded`);
+    await controller.unload(name);
     return c.json({ name, state: "UNAVAILABLE" });
   });
 

@@ -489,13 +489,14 @@ export class Controller {
 
   /**
    * Unloads a function or app (the repository API): it drains and stops like `remove`, but its bundle stays
-   * registered, so `load` brings the same version back (also after a restart). False if nothing is live.
+   * registered, so `load` brings the same version back (also after a restart). A 404 DeployError if
+   * nothing of that name is live.
    */
-  unload(name: string): Promise<boolean> {
+  unload(name: string): Promise<void> {
     return this.withLock(name, async () => {
       const dep = this.deployments.get(name);
       const app = this.apps.get(name);
-      if (!dep && !app) return false;
+      if (!dep && !app) throw new DeployError(404, `"${name}" is not loaded`);
       this.deployments.delete(name);
       this.apps.delete(name);
       if (app) this.fleet.refreshFunctions();
@@ -504,22 +505,21 @@ export class Controller {
       await dep?.stop(true);
       if (dep) await this.fleet.unplace(name);
       this.log(`unloaded ${name}`);
-      return true;
     });
   }
 
   /**
    * Loads a registered function or app (the repository API): an unloaded one starts again at the version it
-   * had; a live one stays as it is (bundles do not change once deployed). Null if `name` was never deployed
-   * or was removed.
+   * had; a live one stays as it is (bundles do not change once deployed). A 404 DeployError if `name` was
+   * never deployed, or was removed.
    */
-  load(name: string): Promise<DeployedRecord | null> {
+  load(name: string): Promise<DeployedRecord> {
     if (this.shuttingDown) return Promise.reject(new DeployError(503, "the controller is shutting down"));
     return this.withLock(name, async () => {
       const live = await this.registry.live(name);
       if (live) return live;
       const rec = await this.registry.unloaded(name);
-      if (!rec) return null;
+      if (!rec) throw new DeployError(404, `"${name}" is not registered: deploy it first (deno task deploy)`);
       if (isAppRecord(rec)) await this.activateApp(rec);
       else await this.activate(rec);
       await this.registry.setLive(name, rec.version);
