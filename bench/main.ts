@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [apphop] [gpulet] [interference] [planner] [apps] [ocr] [tail] [autoscale] [reliability]
+ * `deno task bench [overhead] [protocols] [apphop] [gpulet] [interference] [planner] [apps] [ocr] [tail] [autoscale] [reliability]
  * [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
@@ -19,6 +19,7 @@ import { measureOverhead, type OverheadCase, type OverheadResult } from "./overh
 import { gpuletHopMarkdown, measureGpuletHop } from "./gpulet.ts";
 import { appPeaksMarkdown, appsMarkdown, measureAppPeaks, measureApps } from "./apps.ts";
 import { measureOcr, ocrMarkdown } from "./ocr.ts";
+import { measureProtocols, protocolsMarkdown } from "./protocols.ts";
 import { appHopMarkdown, measureAppHop } from "./app_hop.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
 
@@ -123,6 +124,10 @@ if (import.meta.main) {
     }
     const md = overheadMarkdown(results, command, seconds);
     await writeResult("overhead", { command, seconds, results }, md);
+  }
+  if (which.includes("overhead") || which.includes("protocols")) {
+    const results = await measureProtocols(console.log, seconds);
+    await writeResult("protocols", { command, seconds, results }, protocolsMarkdown(results, command, seconds));
   }
   if (which.includes("overhead") || which.includes("apphop")) {
     const result = await measureAppHop(console.log);

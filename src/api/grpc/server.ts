@@ -45,6 +45,10 @@ export interface GrpcServer {
   stop(): Promise<void>;
 }
 
+/** The largest HTTP/2 frame the protocol allows (2^24 - 1), and the stream window offered to clients. */
+const HTTP2_MAX_FRAME_BYTES = 16_777_215;
+const HTTP2_WINDOW_BYTES = 16_777_215;
+
 /** How long open streams may stay after shutdown began, before they are cut. */
 const STREAM_CLOSE_GRACE_MS = 2000;
 
@@ -123,6 +127,40 @@ function remainingMs(call: { getDeadline(): grpc.Deadline }): number {
   return at === Infinity ? Infinity : at - Date.now();
 }
 
+/**
+ * HTTP/2 flow control and frame sizes for large tensors. With the defaults (16 KB frames, 64 KB windows) a
+ * 600 KB request crosses Deno's JavaScript HTTP/2 as 37 frames and, with several calls in flight, waits on
+ * window updates of one shared 64 KB connection window. Measured on a bare HTTP/2 server here with 600 KB
+ * requests: p50 1.71 → 0.84 ms at one client with 16 MiB frames and stream windows, 392 → 1,016 calls/s at
+ * 16 with a 16 MiB connection window too. grpc-js 1.14 has no options for them (grpc-node#3058 adds the
+ * window), so the settings go into the options it gives `http2.createServer`, and each new session widens
+ * its connection window; a grpc-js without those internals keeps its defaults.
+ */
+function widenHttp2Settings(server: grpc.Server): void {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, number> } };
+  if (!internals.commonServerOptions) return;
+  internals.commonServerOptions.settings = {
+    ...internals.commonServerOptions.settings,
+    maxFrameSize: HTTP2_MAX_FRAME_BYTES,
+    initialWindowSize: HTTP2_WINDOW_BYTES,
+  };
+}
+
+/** After binding: every HTTP/2 session the server accepts gets a connection window of {@link HTTP2_WINDOW_BYTES}. */
+function widenConnectionWindows(server: grpc.Server): void {
+  const internals = server as unknown as {
+    http2Servers?: Map<{ on(e: "session", f: (s: Session) => void): void }, unknown>;
+  };
+  type Session = { setLocalWindowSize?(size: number): void };
+  for (const http2Server of internals.http2Servers?.keys() ?? []) {
+    http2Server.on("session", (session) => {
+      try {
+        session.setLocalWindowSize?.(HTTP2_WINDOW_BYTES);
+      } catch { /* a closed session: nothing to widen */ }
+    });
+  }
+}
+
 /** Starts the gRPC server over a controller. */
 export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
   const simulated = controller.backend?.kind === "sim";
@@ -134,9 +172,11 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     const dep = liveFunction(controller, m.modelName, m.modelVersion);
     const arrivedAt = performance.now();
     const { req, binary } = inferRequestOf(m);
-    const parsed = InferRequest.safeParse(req);
-    if (!parsed.success) throw new HttpError(400, `invalid inference request: ${describeZodError(parsed.error)}`);
-    const decoded = decodeInferRequest(parsed.data, dep.model, opts.maxTensorElements, binary);
+    // The same bounds as HTTP's, checked on the request without its data: protobuf already typed the
+    // elements, and walking them in zod would cost more than the rest of the decoding.
+    const shell = InferRequest.safeParse({ ...req, inputs: req.inputs.map(({ data: _, ...t }) => t) });
+    if (!shell.success) throw new HttpError(400, `invalid inference request: ${describeZodError(shell.error)}`);
+    const decoded = decodeInferRequest(req, dep.model, opts.maxTensorElements, binary);
     if (deadlineInMs <= 0) throw new HttpError(504, "the call's deadline passed before it was queued");
     const answer = await dep.submit(
       { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
@@ -234,6 +274,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     "grpc.max_receive_message_length": opts.maxMessageBytes,
     "grpc.max_send_message_length": opts.maxMessageBytes,
   });
+  widenHttp2Settings(server);
   server.addService(serviceDefinition(), handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.hostname}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
@@ -241,6 +282,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
       else resolve(port);
     });
   });
+  widenConnectionWindows(server);
   return {
     port,
     // Calls in flight were answered while the controller drained; open streams are then cut.
