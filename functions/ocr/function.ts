@@ -7,6 +7,9 @@
  * `{ "image": "<base64 PNG or JPEG>" }` → `{ "text": "<lines joined by \n>", "lines": [{ text, box: [[x,
  * y] × 4], score }] }`, lines top to bottom; lines read with a mean character probability below 0.5 are left
  * out (PaddleOCR's drop score).
+ *
+ * Tensor clients (`/v2/models/ocr/infer`, gRPC ModelInfer) send the image's bytes as the BYTES input `image`
+ * and get `text` (the lines, as text) and `lines` (the lines with their boxes, as JSON text).
  */
 import { defineApp, z } from "gpulet";
 import { decodeBase64, decodeImage, pngBase64 } from "gpulet/vision";
@@ -20,6 +23,7 @@ export default defineApp({
   sloMs: 15000,
   description: "OCR: PNG/JPEG -> its text lines and their boxes (PP-OCRv4 detection, direction, recognition)",
   input: z.object({ image: z.base64() }),
+  tensors: { inputs: { image: "base64" }, outputs: { text: "text", lines: "json" } },
   stages: {
     detect: { function: "ocr_det" },
     orient: { function: "ocr_cls", after: ["detect"], fanOut: 3 },

@@ -24,8 +24,10 @@ import { registerUi } from "./ui.ts";
 import {
   answerError,
   appHasRandomWeights,
+  appMetadata,
   functionHasRandomWeights,
   HttpError,
+  inferApp,
   liveApp,
   liveFunction,
   safeTokenEqual,
@@ -37,6 +39,7 @@ import { traceRequest } from "../observability/tracing.ts";
 import {
   BadTensorRequest,
   decodeInferRequest,
+  type EncodedResponse,
   encodeInferResponse,
   HEADER_LENGTH_HEADER,
   InferRequest,
@@ -188,13 +191,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const metadata = (c: Context) => {
     const a = appOf(c.req.param("name")!, c.req.param("version"));
     if (a) {
-      // An app takes JSON, not tensors: listed with its stages, invoked at /functions/{name}/invoke.
+      // An app takes JSON at /functions/{name}/invoke; with a tensor interface, BYTES here too.
       return c.json({
-        name: a.name,
-        versions: [String(a.version)],
-        platform: "gpulet_app",
-        inputs: [],
-        outputs: [],
+        ...appMetadata(a),
         parameters: { invoke: `/functions/${a.name}/invoke`, stages: a.stages.map((s) => s.function) },
         ...(appRandom(a) ? { weights: "random" } : {}),
       });
@@ -219,14 +218,19 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const disconnectSignal = (c: Context, dep: Deployment) =>
     dep.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
 
-  const infer = async (c: Context) => {
-    const a = appOf(c.req.param("name")!, c.req.param("version"));
-    if (a) throw new HttpError(400, `"${a.name}" is an app and takes JSON: POST /functions/${a.name}/invoke`);
-    const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+  /** An encoded infer answer: JSON, or a JSON header and binary outputs. */
+  const inferResponse = (c: Context, res: EncodedResponse) => {
+    if (res.headerLength === undefined) return c.body(res.body as string, 200, { "content-type": "application/json" });
+    c.header(HEADER_LENGTH_HEADER, String(res.headerLength));
+    return c.body(res.body as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream" });
+  };
+
+  /** An infer request's body, split and checked against the protocol (not yet against a model). */
+  const readInferRequest = async (c: Context) => {
     const received = await readBody(c, maxBody);
     // The deadline runs from the whole request in hand (a slow upload is the client's), so decoding counts.
     const arrivedAt = performance.now();
-    let json: string, binary: Uint8Array, decoded;
+    let json: string, binary: Uint8Array;
     try {
       ({ json, binary } = splitInferBody(received, c.req.header(HEADER_LENGTH_HEADER)));
     } catch (e) {
@@ -235,7 +239,24 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     }
     const parsed = InferRequest.safeParse(parseJson(json));
     if (!parsed.success) throw new HttpError(400, `invalid inference request: ${describeZodError(parsed.error)}`);
-    const req = parsed.data;
+    return { req: parsed.data, binary, arrivedAt };
+  };
+
+  /** An app's request as tensors (its tensor interface): BYTES in, BYTES out. */
+  const inferAppTensors = async (c: Context, a: AppDeployment) => {
+    const { req, binary } = await readInferRequest(c);
+    const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements);
+    if (parameters.weights) c.header(WEIGHTS_HEADER, "random");
+    const head = { model_name: a.name, model_version: String(a.version), parameters };
+    return inferResponse(c, encodeInferResponse(req, head, outputs));
+  };
+
+  const infer = async (c: Context) => {
+    const a = appOf(c.req.param("name")!, c.req.param("version"));
+    if (a) return await inferAppTensors(c, a);
+    const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
+    const { req, binary, arrivedAt } = await readInferRequest(c);
+    let decoded;
     try {
       decoded = decodeInferRequest(req, dep.model, maxElements, binary);
     } catch (e) {
@@ -263,11 +284,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if (simulated) c.header(SIMULATED_HEADER, "true");
     if (random(dep)) c.header(WEIGHTS_HEADER, "random");
     traceRequest(dep.name, dep.version, answer.timing);
-    const res = encodeInferResponse(req, head, answer.outputs);
     for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
-    if (res.headerLength === undefined) return c.body(res.body as string, 200, { "content-type": "application/json" });
-    c.header(HEADER_LENGTH_HEADER, String(res.headerLength));
-    return c.body(res.body as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream" });
+    return inferResponse(c, encodeInferResponse(req, head, answer.outputs));
   };
   app.post("/v2/models/:name/infer", infer);
   app.post("/v2/models/:name/versions/:version/infer", infer);

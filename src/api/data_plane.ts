@@ -3,12 +3,17 @@
  * or app a request names, the error a failed answer becomes, the timing parameters of an answer and the
  * random-weights mark. Protocol-free: each front end turns an {@link HttpError} into its own status.
  */
-import type { ErrorAnswer, Timing } from "../admission/request.ts";
+import type { ErrorAnswer, OutputTensor, Timing } from "../admission/request.ts";
 import type { AppDeployment } from "../controller/app_deployment.ts";
 import type { Controller } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
 import { hasRandomWeights } from "../models/zoo.ts";
+import type { AppTensorsManifest } from "../functions/manifest.ts";
+import { encodeBytesElements, splitBytesElements } from "../functions/tensor.ts";
+import type { ModelInfo } from "../runtime/protocol.ts";
+import { BadTensorRequest, decodeInferRequest, type InferRequest } from "./oip_codec.ts";
+import { encodeBase64 } from "../functions/bundle.ts";
 
 export const SERVER_VERSION = "0.1.0";
 
@@ -97,4 +102,93 @@ export function safeTokenEqual(a: string, b: string): boolean {
   let diff = ea.length ^ eb.length;
   for (let i = 0; i < Math.max(ea.length, eb.length); i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
   return diff === 0;
+}
+
+/** An app's model metadata in OIP form: platform `gpulet_app`, its tensor interface's BYTES tensors (or none). */
+export function appMetadata(app: AppDeployment) {
+  const t = app.record.manifest.tensors;
+  const info = t ? appModelInfo(t) : { inputs: [], outputs: [] };
+  const spec = (s: { name: string; shape: number[] }) => ({ name: s.name, datatype: "BYTES", shape: s.shape });
+  return {
+    name: app.name,
+    versions: [String(app.version)],
+    platform: "gpulet_app",
+    inputs: info.inputs.map(spec),
+    outputs: info.outputs.map(spec),
+  };
+}
+
+/** An app's tensor interface as a model signature: BYTES tensors of one element each, not batchable. */
+export function appModelInfo(t: AppTensorsManifest): ModelInfo {
+  const spec = (name: string) => ({ name, type: "string" as const, shape: [1] });
+  return {
+    inputs: Object.entries(t.inputs).map(([name, kind]) => ({ ...spec(name), anyBytes: kind === "base64" })),
+    outputs: Object.keys(t.outputs).map(spec),
+    batchable: false,
+  };
+}
+
+/**
+ * The JSON body of an app request made from its BYTES input tensors (as `decodeInferRequest` encoded them for
+ * {@link appModelInfo}): each becomes the field of its name, in base64 or as text as the app declares.
+ */
+export function appBodyOf(t: AppTensorsManifest, inputs: { name: string }[], bytes: Uint8Array[]): Uint8Array {
+  const body: Record<string, string> = {};
+  inputs.forEach((input, i) => {
+    const [element] = splitBytesElements(bytes[i], 1);
+    body[input.name] = t.inputs[input.name] === "base64" ? encodeBase64(element) : new TextDecoder().decode(element); // checked as UTF-8 already
+  });
+  return new TextEncoder().encode(JSON.stringify(body));
+}
+
+/** An app's JSON answer as its BYTES output tensors; a missing field, or a `text` one that is no string, is a 500. */
+export function appOutputsOf(t: AppTensorsManifest, answer: Uint8Array): OutputTensor[] {
+  const value = JSON.parse(new TextDecoder().decode(answer)) as Record<string, unknown>;
+  return Object.entries(t.outputs).map(([name, kind]) => {
+    const field = value?.[name];
+    if (field === undefined) throw new HttpError(500, `the app's answer has no field "${name}" for its output tensor`);
+    if (kind === "text" && typeof field !== "string") {
+      throw new HttpError(500, `the app's answer field "${name}" is not a string (its output tensor is text)`);
+    }
+    const element = kind === "text" ? field as string : JSON.stringify(field);
+    return { name, type: "string", shape: [1], data: encodeBytesElements([element]) };
+  });
+}
+
+/**
+ * Runs an app request that came as tensors (HTTP or gRPC infer): its BYTES inputs become the app's JSON
+ * body, its JSON answer the BYTES outputs. 400 when the app has no tensor interface or the tensors do not
+ * match it.
+ */
+export async function inferApp(
+  controller: Controller,
+  app: AppDeployment,
+  req: InferRequest,
+  binary: Uint8Array,
+  maxElements: number,
+): Promise<{ outputs: OutputTensor[]; parameters: Record<string, unknown> }> {
+  const tensors = app.record.manifest.tensors;
+  if (!tensors) {
+    throw new HttpError(
+      400,
+      `"${app.name}" is an app without a tensor interface: POST /functions/${app.name}/invoke with its JSON body`,
+    );
+  }
+  let decoded;
+  try {
+    decoded = decodeInferRequest(req, appModelInfo(tensors), maxElements, binary);
+  } catch (e) {
+    if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
+    throw e;
+  }
+  const answer = await app.invoke(appBodyOf(tensors, decoded.inputs, decoded.bytes));
+  if ("error" in answer) throw answerError(answer);
+  if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
+  return {
+    outputs: appOutputsOf(tensors, answer.json),
+    parameters: {
+      total_ms: Math.round(answer.timing.totalMs * 1000) / 1000,
+      ...(appHasRandomWeights(controller, app) ? { weights: "random" } : {}),
+    },
+  };
 }

@@ -16,6 +16,7 @@ import {
   oipName,
   type OrtType,
   ortTypeOf,
+  splitBytesElements,
   TYPES,
 } from "../functions/tensor.ts";
 
@@ -156,11 +157,12 @@ export function splitInferBody(
 
 /**
  * Checks a BYTES tensor in OIP binary form: `count` elements, each valid UTF-8 (what onnxruntime's string
- * tensors hold), so the gpu-let never meets a malformed one.
+ * tensors hold) unless `anyBytes`, so the gpu-let never meets a malformed one.
  */
-export function checkBytesTensor(bytes: Uint8Array, count: number, where: string): void {
+export function checkBytesTensor(bytes: Uint8Array, count: number, where: string, anyBytes = false): void {
   try {
-    bytesElementsToStrings(bytes, count);
+    if (anyBytes) splitBytesElements(bytes, count);
+    else bytesElementsToStrings(bytes, count);
   } catch (e) {
     if (e instanceof BadBytesTensor) throw new BadTensorRequest(`${where}: BYTES data ${e.message}`);
     throw e;
@@ -175,6 +177,7 @@ function binaryInput(
   count: number,
   type: OrtType,
   where: string,
+  anyBytes = false,
 ): Uint8Array {
   if (type !== "string") {
     const expected = count * TYPES[type].bytes;
@@ -190,7 +193,7 @@ function binaryInput(
     );
   }
   const bytes = binary.subarray(cursor, cursor + size);
-  if (type === "string") checkBytesTensor(bytes, count, where);
+  if (type === "string") checkBytesTensor(bytes, count, where, anyBytes);
   if (type === "bool") {
     const i = bytes.findIndex((b) => b > 1);
     if (i >= 0) throw new BadTensorRequest(`${where}: element ${i} is byte ${bytes[i]}, BOOL takes 0 or 1`);
@@ -251,7 +254,7 @@ export function decodeInferRequest(
     let encoded: Uint8Array;
     if (binarySize !== undefined) {
       if (t.data !== undefined) throw new BadTensorRequest(`${where}: give either data or binary_data_size, not both`);
-      encoded = binaryInput(binary, cursor, binarySize, count, type, where);
+      encoded = binaryInput(binary, cursor, binarySize, count, type, where, spec.anyBytes);
       cursor += binarySize;
     } else {
       if (t.data === undefined) throw new BadTensorRequest(`${where}: no data and no parameters.binary_data_size`);

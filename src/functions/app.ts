@@ -32,6 +32,17 @@ export interface AppContext {
   remainingMs(): number;
 }
 
+/**
+ * An app's Open Inference Protocol face, for clients that speak tensors (`/v2/models/{app}/infer`, gRPC
+ * ModelInfer): each input is a BYTES tensor of one element that becomes a field of the JSON body (`base64`:
+ * its bytes in base64, e.g. an image; `text`: its UTF-8 text), and each output a BYTES tensor of one element
+ * made from the answer's field of that name (`text`: a string as it is; `json`: any value as JSON text).
+ */
+export interface AppTensors {
+  inputs: Record<string, "base64" | "text">;
+  outputs: Record<string, "text" | "json">;
+}
+
 /** What `defineApp` takes. `I` is the parsed request body, `O` the JSON answer. */
 export interface AppDefinition<I = unknown, O = unknown> {
   /** End-to-end latency objective in ms, split over the stages by the planner. */
@@ -43,6 +54,8 @@ export interface AppDefinition<I = unknown, O = unknown> {
   stages: Record<string, AppStageDefinition>;
   /** Answers one request, calling stages through `ctx`. */
   run: (input: I, ctx: AppContext) => O | Promise<O>;
+  /** Its tensor interface, when it has one (see {@link AppTensors}). */
+  tensors?: AppTensors;
 }
 
 /** A stage call that failed: its HTTP status and why. */
@@ -112,7 +125,25 @@ export function defineApp<I, O>(def: AppDefinition<I, O>): DefinedApp<I, O> {
     }
   }
   stageLevels(def.stages);
+  if (def.tensors) checkTensors(def.tensors);
   return { ...def, [APP_BRAND]: true };
+}
+
+const TENSOR_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+function checkTensors(t: AppTensors): void {
+  const check = (side: "inputs" | "outputs", kinds: string[]) => {
+    const entries = Object.entries(t[side] ?? {});
+    if (entries.length === 0) throw new TypeError(`defineApp: tensors.${side} needs at least one tensor`);
+    for (const [name, kind] of entries) {
+      if (!TENSOR_NAME.test(name)) throw new TypeError(`defineApp: tensor name "${name}" must match ${TENSOR_NAME}`);
+      if (!kinds.includes(kind)) {
+        throw new TypeError(`defineApp: tensors.${side}.${name} must be one of ${kinds.join(", ")}`);
+      }
+    }
+  };
+  check("inputs", ["base64", "text"]);
+  check("outputs", ["text", "json"]);
 }
 
 /** True if `x` is a definition made by {@link defineApp}. */

@@ -76,6 +76,7 @@ export function appManifestOf(name: string, def: AppDefinition): AppManifest {
       after: s.after ?? [],
       fanOut: s.fanOut ?? 1,
     })),
+    tensors: def.tensors,
   });
 }
 

@@ -43,6 +43,15 @@ export const AppStageManifest = z.object({
 }).strict();
 export type AppStageManifest = z.infer<typeof AppStageManifest>;
 
+const TensorName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a tensor name");
+
+/** An app's tensor interface (`AppTensors` in the SDK): BYTES inputs and outputs of one element each. */
+export const AppTensorsManifest = z.object({
+  inputs: z.record(TensorName, z.enum(["base64", "text"])),
+  outputs: z.record(TensorName, z.enum(["text", "json"])),
+}).strict();
+export type AppTensorsManifest = z.infer<typeof AppTensorsManifest>;
+
 /** What the controller needs to know about an app before running any of its code. */
 export const AppManifest = z.object({
   kind: z.literal("app"),
@@ -55,6 +64,7 @@ export const AppManifest = z.object({
       (ss) => ss.every((s) => s.after.every((a) => ss.some((o) => o.name === a))),
       "a stage waits only for stages of the app",
     ),
+  tensors: AppTensorsManifest.optional(),
 }).strict();
 export type AppManifest = z.infer<typeof AppManifest>;
 

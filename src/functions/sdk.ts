@@ -87,6 +87,7 @@ export {
   type AppDefinition,
   AppInputError,
   type AppStageDefinition,
+  type AppTensors,
   defineApp,
   StageError,
 } from "./app.ts";

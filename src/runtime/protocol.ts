@@ -13,6 +13,8 @@ export interface TensorSpec {
   name: string;
   type: OrtType;
   shape: number[];
+  /** BYTES elements that may be any bytes, not only UTF-8 text (an app's base64 input, e.g. an image). */
+  anyBytes?: boolean;
 }
 
 /** Model signature plus whether requests can be stacked along dimension 0. */

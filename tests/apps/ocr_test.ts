@@ -1,17 +1,20 @@
 /**
  * The OCR app end to end on the real server, workers and pretrained models: images rendered here
  * (ImageMagick, `tests/fixtures/text_images.ts`: three fonts, 24–64 px, one to three lines, noise or a
- * tilt) come back as their text; a line read by the recogniser alone; a wrong-format, an empty and a blank
- * image each get a clear answer.
+ * tilt) come back as their text; a line read by the recogniser alone; the image as an OIP BYTES tensor
+ * (HTTP binary, and gRPC from an independent client); a wrong-format, an empty and a blank image each get
+ * a clear answer.
  */
 import assert from "node:assert/strict";
 import { encode as encodePng } from "fast-png";
 import { encodeBase64 } from "../../src/functions/bundle.ts";
 import { charSimilarity, renderText, TEXT_CASES } from "../fixtures/text_images.ts";
+import { binaryInferRequest, readInferResponse } from "../../src/api/oip_client.ts";
 import { deploy, postJson, ROOT, startTestServer } from "../helpers.ts";
+import { fromBase64, grpcCalls, toBase64 } from "../grpc/python_client.ts";
 
 Deno.test("ocr: deployed as an app over three real models, it reads rendered text back (mean similarity ≥ 0.95)", async () => {
-  const server = await startTestServer();
+  const server = await startTestServer({ grpcPort: 0 });
   try {
     for (const f of ["ocr_det", "ocr_cls", "ocr_rec", "ocr"]) await deploy(server, `${ROOT}/functions/${f}`);
     const images = await Promise.all(TEXT_CASES.map(renderText));
@@ -45,6 +48,46 @@ Deno.test("ocr: deployed as an app over three real models, it reads rendered tex
     const rec = await postJson(`${server.url}/functions/ocr_rec/invoke`, { image: encodeBase64(line) });
     assert.equal(rec.status, 200, JSON.stringify(rec.body));
     assert.equal(rec.body.text.trim(), "gpulet reads");
+
+    // The OIP BYTES form: the image's bytes as the input `image`; the text back as the output `text`.
+    const meta = await (await fetch(`${server.url}/v2/models/ocr`)).json();
+    assert.deepEqual(meta.inputs, [{ name: "image", datatype: "BYTES", shape: [1] }]);
+    const req = binaryInferRequest([{ name: "image", datatype: "BYTES", shape: [1], data: [images[0]] }]);
+    const res = await fetch(`${server.url}/v2/models/ocr/infer`, {
+      method: "POST",
+      headers: req.headers,
+      body: req.body,
+    });
+    assert.equal(res.status, 200);
+    const tensors = await readInferResponse(res);
+    assert.deepEqual(tensors.outputs.map((o) => o.name), ["text", "lines"]);
+    assert.deepEqual(tensors.outputs[0].data, [answers[0].body.text]);
+    assert.deepEqual(JSON.parse((tensors.outputs[1].data as string[])[0]), answers[0].body.lines);
+    const [grpc, notOne] = await grpcCalls(server.grpcPort!, [
+      {
+        method: "ModelInfer",
+        request: {
+          model_name: "ocr",
+          inputs: [{
+            name: "image",
+            datatype: "BYTES",
+            shape: [1],
+            contents: { bytes_contents: [toBase64(images[1])] },
+          }],
+        },
+      },
+      {
+        method: "ModelInfer",
+        request: { model_name: "ocr", inputs: [{ name: "image", datatype: "BYTES", shape: [2] }] },
+      },
+    ]);
+    assert.ok(grpc.ok, JSON.stringify(grpc));
+    assert.equal(
+      new TextDecoder().decode(fromBase64(grpc.response.raw_output_contents[0]).subarray(4)),
+      answers[1].body.text,
+    );
+    assert.ok(!notOne.ok && notOne.code === "INVALID_ARGUMENT", JSON.stringify(notOne));
+    assert.match(notOne.details, /input "image": shape \[2\] does not match the model's \[1\]/);
 
     const invoke = (image: string) => postJson(`${server.url}/functions/ocr/invoke`, { image });
     const wrong = await invoke("aGVsbG8=");

@@ -14,8 +14,10 @@ import { describeZodError } from "../../functions/manifest.ts";
 import { traceRequest } from "../../observability/tracing.ts";
 import {
   answerError,
+  appMetadata,
   functionHasRandomWeights,
   HttpError,
+  inferApp,
   liveApp,
   liveFunction,
   safeTokenEqual,
@@ -165,17 +167,28 @@ function widenConnectionWindows(server: grpc.Server): void {
 export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
   const simulated = controller.backend?.kind === "sim";
 
+  /**
+   * A gRPC request as the HTTP side's, within the same bounds, checked on the request without its data:
+   * protobuf already typed the elements, and walking them in zod would cost more than the rest of decoding.
+   */
+  const checkedRequest = (m: DecodedInferRequest) => {
+    const { req, binary } = inferRequestOf(m);
+    const shell = InferRequest.safeParse({ ...req, inputs: req.inputs.map(({ data: _, ...t }) => t) });
+    if (!shell.success) throw new HttpError(400, `invalid inference request: ${describeZodError(shell.error)}`);
+    return { req, binary };
+  };
+
   /** One inference, as HTTP's `POST /v2/models/{name}/infer` does it. */
   const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
     const app = liveApp(controller, m.modelName, m.modelVersion);
-    if (app) throw new HttpError(400, `"${app.name}" is an app and takes JSON: POST /functions/${app.name}/invoke`);
+    if (app) {
+      const { req, binary } = checkedRequest(m);
+      const { outputs, parameters } = await inferApp(controller, app, req, binary, opts.maxTensorElements);
+      return inferResponseOf(m, { modelName: app.name, modelVersion: String(app.version), parameters }, outputs);
+    }
     const dep = liveFunction(controller, m.modelName, m.modelVersion);
     const arrivedAt = performance.now();
-    const { req, binary } = inferRequestOf(m);
-    // The same bounds as HTTP's, checked on the request without its data: protobuf already typed the
-    // elements, and walking them in zod would cost more than the rest of the decoding.
-    const shell = InferRequest.safeParse({ ...req, inputs: req.inputs.map(({ data: _, ...t }) => t) });
-    if (!shell.success) throw new HttpError(400, `invalid inference request: ${describeZodError(shell.error)}`);
+    const { req, binary } = checkedRequest(m);
     const decoded = decodeInferRequest(req, dep.model, opts.maxTensorElements, binary);
     if (deadlineInMs <= 0) throw new HttpError(504, "the call's deadline passed before it was queued");
     const answer = await dep.submit(
