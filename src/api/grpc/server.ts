@@ -234,9 +234,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     }),
     ModelMetadata: unary<{ name: string; version: string }>(({ name, version }) => {
       const app = liveApp(controller, name, version);
-      if (app) {
-        return { name: app.name, versions: [String(app.version)], platform: "gpulet_app", inputs: [], outputs: [] };
-      }
+      if (app) return appMetadata(app);
       const dep = liveFunction(controller, name, version);
       return modelMetadata(dep.name, [String(dep.version)], dep.model);
     }),
