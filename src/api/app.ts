@@ -25,6 +25,7 @@ import {
   answerError,
   appHasRandomWeights,
   appMetadata,
+  appTensorsOf,
   functionHasRandomWeights,
   HttpError,
   inferApp,
@@ -244,6 +245,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
 
   /** An app's request as tensors (its tensor interface): BYTES in, BYTES out. */
   const inferAppTensors = async (c: Context, a: AppDeployment) => {
+    appTensorsOf(a); // an app without them is told so before its body is read
     const { req, binary } = await readInferRequest(c);
     const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements);
     if (parameters.weights) c.header(WEIGHTS_HEADER, "random");

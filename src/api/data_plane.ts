@@ -155,6 +155,18 @@ export function appOutputsOf(t: AppTensorsManifest, answer: Uint8Array): OutputT
   });
 }
 
+/** An app's tensor interface; a 400 that says how to call it when it has none. */
+export function appTensorsOf(app: AppDeployment): AppTensorsManifest {
+  const tensors = app.record.manifest.tensors;
+  if (!tensors) {
+    throw new HttpError(
+      400,
+      `"${app.name}" is an app without a tensor interface: POST /functions/${app.name}/invoke with its JSON body`,
+    );
+  }
+  return tensors;
+}
+
 /**
  * Runs an app request that came as tensors (HTTP or gRPC infer): its BYTES inputs become the app's JSON
  * body, its JSON answer the BYTES outputs. 400 when the app has no tensor interface or the tensors do not
@@ -167,13 +179,7 @@ export async function inferApp(
   binary: Uint8Array,
   maxElements: number,
 ): Promise<{ outputs: OutputTensor[]; parameters: Record<string, unknown> }> {
-  const tensors = app.record.manifest.tensors;
-  if (!tensors) {
-    throw new HttpError(
-      400,
-      `"${app.name}" is an app without a tensor interface: POST /functions/${app.name}/invoke with its JSON body`,
-    );
-  }
+  const tensors = appTensorsOf(app);
   let decoded;
   try {
     decoded = decodeInferRequest(req, appModelInfo(tensors), maxElements, binary);

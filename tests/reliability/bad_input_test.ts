@@ -301,9 +301,9 @@ function battery(bundle: { manifest: Record<string, unknown>; files: unknown[] }
     {
       what: "unsupported datatype",
       path: inferPath,
-      body: infer({ datatype: "BYTES" }),
+      body: infer({ datatype: "BF16" }),
       status: 400,
-      error: /unsupported datatype "BYTES"/,
+      error: /unsupported datatype "BF16"/,
     },
     {
       what: "wrong datatype",
@@ -348,9 +348,9 @@ function battery(bundle: { manifest: Record<string, unknown>; files: unknown[] }
       error: /parameters\.binary_data_output: .*expected boolean/,
     },
     {
-      what: "1000-character id",
+      what: "20,000-character id (the limit is 16,384)",
       path: inferPath,
-      body: infer({}, { id: "x".repeat(1000) }),
+      body: infer({}, { id: "x".repeat(20_000) }),
       status: 400,
       error: /id: Too big/,
     },

@@ -15,6 +15,7 @@ import { traceRequest } from "../../observability/tracing.ts";
 import {
   answerError,
   appMetadata,
+  appTensorsOf,
   functionHasRandomWeights,
   HttpError,
   inferApp,
@@ -182,6 +183,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
   const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
     const app = liveApp(controller, m.modelName, m.modelVersion);
     if (app) {
+      appTensorsOf(app);
       const { req, binary } = checkedRequest(m);
       const { outputs, parameters } = await inferApp(controller, app, req, binary, opts.maxTensorElements);
       return inferResponseOf(m, { modelName: app.name, modelVersion: String(app.version), parameters }, outputs);
