@@ -8,6 +8,7 @@ import { parseDevices } from "../controller/backends.ts";
 import { parseArgs } from "./args.ts";
 import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
+import { GrpcListenError } from "../api/grpc/server.ts";
 
 const HELP =
   `usage: deno task start [--port N] [--grpc-port N|off] [--host ADDR] [--state DIR] [--devices D] [--token T]
@@ -127,6 +128,10 @@ if (import.meta.main) {
     // A device that cannot be used is a setup problem with a fix, not a crash: one message, exit 2.
     if (e instanceof CudaSetupError) {
       console.error(e.message);
+      Deno.exit(2);
+    }
+    if (e instanceof GrpcListenError) {
+      console.error(`${e.message} (choose another with --grpc-port N, or --grpc-port off)`);
       Deno.exit(2);
     }
     throw e;

@@ -41,6 +41,9 @@ export interface GrpcOptions {
   maxTensorElements: number;
 }
 
+/** The gRPC port cannot be had (taken, or not allowed): a setup problem with a fix, not a crash. */
+export class GrpcListenError extends Error {}
+
 /** A running gRPC server. */
 export interface GrpcServer {
   port: number;
@@ -291,7 +294,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
   server.addService(serviceDefinition(), handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.hostname}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
-      if (err) reject(new Error(`gRPC cannot listen on ${opts.hostname}:${opts.port}: ${err.message}`));
+      if (err) reject(new GrpcListenError(`gRPC cannot listen on ${opts.hostname}:${opts.port}: ${err.message}`));
       else resolve(port);
     });
   });
