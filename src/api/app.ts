@@ -247,7 +247,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const inferAppTensors = async (c: Context, a: AppDeployment) => {
     appTensorsOf(a); // an app without them is told so before its body is read
     const { req, binary } = await readInferRequest(c);
-    const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements);
+    const signal = a.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
+    const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements, signal);
     if (parameters.weights) c.header(WEIGHTS_HEADER, "random");
     const head = { model_name: a.name, model_version: String(a.version), parameters };
     return inferResponse(c, encodeInferResponse(req, head, outputs));
@@ -307,7 +308,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
 
   /** An app's request: its stages run; one answer, the app's. */
   const invokeApp = async (c: Context, app: AppDeployment) => {
-    const answer = await app.invoke(await invokeBody(c));
+    const body = await invokeBody(c);
+    const answer = await app.invoke(body, app.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined);
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
     const headers: Record<string, string> = { "content-type": "application/json" };

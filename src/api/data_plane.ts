@@ -170,7 +170,7 @@ export function appTensorsOf(app: AppDeployment): AppTensorsManifest {
 /**
  * Runs an app request that came as tensors (HTTP or gRPC infer): its BYTES inputs become the app's JSON
  * body, its JSON answer the BYTES outputs. 400 when the app has no tensor interface or the tensors do not
- * match it.
+ * match it. `signal`: the client went away (the request is dropped, its pending stage calls too).
  */
 export async function inferApp(
   controller: Controller,
@@ -178,6 +178,7 @@ export async function inferApp(
   req: InferRequest,
   binary: Uint8Array,
   maxElements: number,
+  signal?: AbortSignal,
 ): Promise<{ outputs: OutputTensor[]; parameters: Record<string, unknown> }> {
   const tensors = appTensorsOf(app);
   let decoded;
@@ -187,7 +188,7 @@ export async function inferApp(
     if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
     throw e;
   }
-  const answer = await app.invoke(appBodyOf(tensors, decoded.inputs, decoded.bytes));
+  const answer = await app.invoke(appBodyOf(tensors, decoded.inputs, decoded.bytes), signal);
   if ("error" in answer) throw answerError(answer);
   if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
   return {

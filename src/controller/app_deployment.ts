@@ -47,6 +47,8 @@ interface Flight {
   deadline: number;
   /** Calls per stage so far. */
   calls: Map<string, number>;
+  /** Aborted once the request is answered otherwise than 200: its stage calls still queued leave their queues. */
+  stageCalls: AbortController;
   done: boolean;
   finish: (a: Answer) => void;
 }
@@ -195,8 +197,11 @@ export class AppDeployment {
     }`;
   }
 
-  /** Runs one app request (its JSON body as received); resolves with its one answer. */
-  invoke(body: Uint8Array): Promise<Answer> {
+  /**
+   * Runs one app request (its JSON body as received); resolves with its one answer. When `signal` aborts (its
+   * client went away) the request is answered 499 and its stage calls that have not run leave their queues.
+   */
+  invoke(body: Uint8Array, signal?: AbortSignal): Promise<Answer> {
     this.opts.onArrival?.(this.name);
     this.arrivals++;
     const refuse = (status: number, error: string, retryAfterS?: number): Promise<Answer> => {
@@ -231,14 +236,19 @@ export class AppDeployment {
           error: `app ${this.name} gave no answer within ${hangAfter.toFixed(0)} ms (SLO ${this.deadlineMs} ms)`,
         });
       }, hangAfter);
+      const onAbort = () => flight.finish({ status: 499, error: "client closed the request" });
       const flight: Flight = {
         deadline,
         calls: new Map(),
+        stageCalls: new AbortController(),
         done: false,
         finish: (a) => {
           if (flight.done) return;
           flight.done = true;
           clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          // A failed or abandoned request needs none of its other stage calls: no worker time on them.
+          if (a.status !== 200) flight.stageCalls.abort();
           this.flights.delete(req);
           if (this.flights.size === 0) this.drained?.();
           process.forget(req);
@@ -253,6 +263,7 @@ export class AppDeployment {
         },
       };
       this.flights.set(req, flight);
+      signal?.addEventListener("abort", onAbort, { once: true });
       process.invoke(req, body, this.deadlineMs).then((r) => {
         const timing: Timing = {
           queueMs: 0,
@@ -305,7 +316,7 @@ export class AppDeployment {
     if (deadline <= now) {
       return failApp(504, `no budget left: the app's deadline leaves this stage ${(deadline - now).toFixed(1)} ms`);
     }
-    dep.submit({ kind: "json", body }, 1, undefined, now, deadline - now).then((a) => {
+    dep.submit({ kind: "json", body }, 1, flight.stageCalls.signal, now, deadline - now).then((a) => {
       if ("error" in a) return failApp(a.status, a.error);
       if (!("json" in a)) return failApp(500, "the stage answered tensors");
       if (!flight.done) p?.reply({ type: "reply", call: call.call, ok: true }, a.json);

@@ -188,7 +188,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     if (app) {
       appTensorsOf(app);
       const { req, binary } = checkedRequest(m);
-      const { outputs, parameters } = await inferApp(controller, app, req, binary, opts.maxTensorElements);
+      const { outputs, parameters } = await inferApp(controller, app, req, binary, opts.maxTensorElements, signal);
       return inferResponseOf(m, { modelName: app.name, modelVersion: String(app.version), parameters }, outputs);
     }
     const dep = liveFunction(controller, m.modelName, m.modelVersion);
