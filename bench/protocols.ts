@@ -252,6 +252,7 @@ export async function measureProtocols(progress: (s: string) => void, seconds: n
     platform.child.kill("SIGTERM");
     await platform.child.status;
     await Deno.remove(state, { recursive: true }).catch(() => {});
+    await Deno.remove(bigDir.replace(/\/big$/, ""), { recursive: true }).catch(() => {});
   }
 }
 

@@ -57,7 +57,7 @@ const PIPELINE_LEAD_MS = 2;
 /** Admission plans to use this much of a deadline; the rest absorbs the noise of latency estimates. */
 const ADMIT_FRACTION = 0.8;
 /** The answer of a request whose client went away (HTTP connection closed, gRPC call cancelled). */
-const CLIENT_GONE: Answer = { status: 499, error: "client closed the request" };
+const CLIENT_GONE: Answer = Object.freeze({ status: 499, error: "client closed the request" });
 
 export class Dispatcher {
   private queue: Pending[] = [];
@@ -113,6 +113,11 @@ export class Dispatcher {
     const now = performance.now();
     arrivedAt ??= now;
     if (this.closed) return Promise.resolve({ status: 503, error: `function ${this.opts.name} is shutting down` });
+    if (signal?.aborted) {
+      // Gone before it was queued (e.g. a gRPC call cancelled while it was decoded): nothing to run.
+      this.opts.observer?.answer({ status: 499, totalMs: 0, withinSlo: false });
+      return Promise.resolve(CLIENT_GONE);
+    }
     if (this.queuedRows + rows > this.opts.maxQueueRows && this.queue.length > 0) {
       this.opts.observer?.answer({ status: 429, totalMs: 0, withinSlo: false });
       return Promise.resolve({

@@ -10,7 +10,7 @@ import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
 import { parseBundle } from "../functions/bundle.ts";
 import type { AppDeployment } from "../controller/app_deployment.ts";
-import { describeZodError, FUNCTION_NAME_RULE, FunctionName } from "../functions/manifest.ts";
+import { describeZodError } from "../functions/manifest.ts";
 import { z } from "zod";
 import {
   BadJsonBody,
@@ -26,6 +26,7 @@ import {
   appHasRandomWeights,
   appMetadata,
   appTensorsOf,
+  checkedName,
   functionHasRandomWeights,
   HttpError,
   inferApp,
@@ -146,6 +147,9 @@ function timingHeaders(a: Answer): Record<string, string> {
   };
 }
 
+/** Largest body of `POST /v2/repository/index`: a few flags. */
+const MAX_INDEX_BODY_BYTES = 64 * 1024;
+
 /** The body of `POST /v2/repository/index` (empty is `{}`). */
 const RepositoryIndexRequest = z.object({ repository_name: z.string().optional(), ready: z.boolean().optional() });
 
@@ -215,9 +219,9 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   app.get("/v2/models/:name/ready", ready);
   app.get("/v2/models/:name/versions/:version/ready", ready);
 
-  /** The client's disconnect signal, for requests that may wait long enough for it to matter. */
-  const disconnectSignal = (c: Context, dep: Deployment) =>
-    dep.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
+  /** The client's disconnect signal, for requests (of a function or app) that may wait long enough for it to matter. */
+  const disconnectSignal = (c: Context, target: { deadlineMs: number }) =>
+    target.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
 
   /** An encoded infer answer: JSON, or a JSON header and binary outputs. */
   const inferResponse = (c: Context, res: EncodedResponse) => {
@@ -247,8 +251,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   const inferAppTensors = async (c: Context, a: AppDeployment) => {
     appTensorsOf(a); // an app without them is told so before its body is read
     const { req, binary } = await readInferRequest(c);
-    const signal = a.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined;
-    const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements, signal);
+    const { outputs, parameters } = await inferApp(controller, a, req, binary, maxElements, disconnectSignal(c, a));
     if (parameters.weights) c.header(WEIGHTS_HEADER, "random");
     const head = { model_name: a.name, model_version: String(a.version), parameters };
     return inferResponse(c, encodeInferResponse(req, head, outputs));
@@ -309,7 +312,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   /** An app's request: its stages run; one answer, the app's. */
   const invokeApp = async (c: Context, app: AppDeployment) => {
     const body = await invokeBody(c);
-    const answer = await app.invoke(body, app.deadlineMs >= WATCH_DISCONNECT_MIN_SLO_MS ? c.req.raw.signal : undefined);
+    const answer = await app.invoke(body, disconnectSignal(c, app));
     if ("error" in answer) throw failure(answer);
     if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -347,23 +350,16 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
   };
   app.use("/v2/repository/*", adminOnly);
   app.post("/v2/repository/index", async (c) => {
-    const body = (await c.req.text()).trim();
+    const body = new TextDecoder().decode(await readBody(c, MAX_INDEX_BODY_BYTES)).trim();
     const parsed = RepositoryIndexRequest.safeParse(body ? parseJson(body) : {});
     if (!parsed.success) throw new HttpError(400, `invalid index request: ${describeZodError(parsed.error)}`);
     const models = await controller.repositoryIndex();
     return c.json(parsed.data.ready ? models.filter((m) => m.state === "READY") : models);
   });
-  const repositoryName = (c: Context) => {
-    const name = c.req.param("name")!;
-    if (!FunctionName.safeParse(name).success) {
-      throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
-    }
-    return name;
-  };
+  const repositoryName = (c: Context) => checkedName(c.req.param("name")!);
   app.post("/v2/repository/models/:name/load", async (c) => {
     const name = repositoryName(c);
-    const rec = await controller.load(name);
-    return c.json({ name, version: String(rec.version), state: "READY" });
+    return c.json(await controller.load(name));
   });
   app.post("/v2/repository/models/:name/unload", async (c) => {
     const name = repositoryName(c);
@@ -403,9 +399,8 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       })),
     }));
   app.delete("/admin/functions/:name", async (c) => {
-    const name = c.req.param("name");
-    if (!controller.getApp(name)) deploymentOf(name);
-    await controller.remove(name);
+    const name = checkedName(c.req.param("name"));
+    if (!(await controller.remove(name))) throw new HttpError(404, `unknown function "${name}"`);
     return c.json({ removed: name });
   });
   app.get("/admin/plan", (c) => c.json(controller.plan()));

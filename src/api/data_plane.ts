@@ -15,7 +15,7 @@ import type { ModelInfo } from "../runtime/protocol.ts";
 import { BadTensorRequest, decodeInferRequest, type InferRequest } from "./oip_codec.ts";
 import { encodeBase64 } from "../functions/bundle.ts";
 
-export const SERVER_VERSION = "0.1.0";
+const SERVER_VERSION = "0.1.0";
 
 /** Server metadata, the same on HTTP and gRPC: its name, version and the protocol extensions it serves. */
 export function serverInfo() {
@@ -29,6 +29,14 @@ export class HttpError extends Error {
   }
 }
 
+/** `name` if it is a valid function name; a 400 that says the rule otherwise. */
+export function checkedName(name: string): string {
+  if (!FunctionName.safeParse(name).success) {
+    throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
+  }
+  return name;
+}
+
 /**
  * The live deployment of the function `name` (of `version`, when given): 400 for an invalid name, 404 if
  * unknown or another version, 503 while the controller is still restoring it after a restart.
@@ -36,9 +44,7 @@ export class HttpError extends Error {
 export function liveFunction(controller: Controller, name: string, version?: string): Deployment {
   // Only valid names are ever deployed: the name check is needed only when the lookup fails.
   const dep = controller.get(name);
-  if (!dep && !FunctionName.safeParse(name).success) {
-    throw new HttpError(400, `invalid function name ${JSON.stringify(name.slice(0, 80))}: ${FUNCTION_NAME_RULE}`);
-  }
+  if (!dep) checkedName(name);
   if (!dep) {
     // Right after a restart the function may just not be back yet: say so rather than "unknown".
     if (controller.restoring) {
@@ -119,7 +125,7 @@ export function appMetadata(app: AppDeployment) {
 }
 
 /** An app's tensor interface as a model signature: BYTES tensors of one element each, not batchable. */
-export function appModelInfo(t: AppTensorsManifest): ModelInfo {
+function appModelInfo(t: AppTensorsManifest): ModelInfo {
   const spec = (name: string) => ({ name, type: "string" as const, shape: [1] });
   return {
     inputs: Object.entries(t.inputs).map(([name, kind]) => ({ ...spec(name), anyBytes: kind === "base64" })),
@@ -132,7 +138,7 @@ export function appModelInfo(t: AppTensorsManifest): ModelInfo {
  * The JSON body of an app request made from its BYTES input tensors (as `decodeInferRequest` encoded them for
  * {@link appModelInfo}): each becomes the field of its name, in base64 or as text as the app declares.
  */
-export function appBodyOf(t: AppTensorsManifest, inputs: { name: string }[], bytes: Uint8Array[]): Uint8Array {
+function appBodyOf(t: AppTensorsManifest, inputs: { name: string }[], bytes: Uint8Array[]): Uint8Array {
   const body: Record<string, string> = {};
   inputs.forEach((input, i) => {
     const [element] = splitBytesElements(bytes[i], 1);
@@ -142,7 +148,7 @@ export function appBodyOf(t: AppTensorsManifest, inputs: { name: string }[], byt
 }
 
 /** An app's JSON answer as its BYTES output tensors; a missing field, or a `text` one that is no string, is a 500. */
-export function appOutputsOf(t: AppTensorsManifest, answer: Uint8Array): OutputTensor[] {
+function appOutputsOf(t: AppTensorsManifest, answer: Uint8Array): OutputTensor[] {
   const value = JSON.parse(new TextDecoder().decode(answer)) as Record<string, unknown>;
   return Object.entries(t.outputs).map(([name, kind]) => {
     const field = value?.[name];

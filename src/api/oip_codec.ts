@@ -30,7 +30,7 @@ export const HEADER_LENGTH_HEADER = "inference-header-content-length";
 const parameters = <T extends z.ZodRawShape>(known: T) => z.object(known).catchall(z.unknown()).optional();
 
 /** Longest request id (characters): the protocol sets no limit; this one only bounds what is echoed back. */
-export const MAX_REQUEST_ID = 16384;
+const MAX_REQUEST_ID = 16384;
 
 /** The JSON body (or JSON header) of `POST /v2/models/{name}/infer`. */
 export const InferRequest = z.object({
@@ -78,7 +78,7 @@ function shown(v: unknown): string {
  * Writes `values` as `type` into a new typed array (BYTES: its OIP binary form); says which element is
  * wrong when one is.
  */
-export function encodeValues(values: unknown[], type: OrtType, where: string): Uint8Array {
+function encodeValues(values: unknown[], type: OrtType, where: string): Uint8Array {
   const bad = (i: number, what: string) =>
     new BadTensorRequest(`${where}: element ${i} (${shown(values[i])}) is not ${what}`);
   if (type === "string") {
@@ -159,7 +159,7 @@ export function splitInferBody(
  * Checks a BYTES tensor in OIP binary form: `count` elements, each valid UTF-8 (what onnxruntime's string
  * tensors hold) unless `anyBytes`, so the gpu-let never meets a malformed one.
  */
-export function checkBytesTensor(bytes: Uint8Array, count: number, where: string, anyBytes = false): void {
+function checkBytesTensor(bytes: Uint8Array, count: number, where: string, anyBytes = false): void {
   try {
     if (anyBytes) splitBytesElements(bytes, count);
     else bytesElementsToStrings(bytes, count);
@@ -354,7 +354,7 @@ export function encodeOutput(t: OutputTensor) {
 }
 
 /** The platform name of every function's model, as Triton spells it for ONNX models. */
-export const PLATFORM = "onnxruntime_onnx";
+const PLATFORM = "onnxruntime_onnx";
 
 /** Model metadata in OIP form (`-1` for symbolic dimensions). */
 export function modelMetadata(name: string, versions: string[], model: ModelInfo) {

@@ -8,7 +8,7 @@ import { parseDevices } from "../controller/backends.ts";
 import { parseArgs } from "./args.ts";
 import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
-import { GrpcListenError } from "../api/grpc/server.ts";
+import { GrpcListenError, hostPart } from "../api/grpc/server.ts";
 
 const HELP =
   `usage: deno task start [--port N] [--grpc-port N|off] [--host ADDR] [--state DIR] [--devices D] [--token T]
@@ -136,7 +136,7 @@ if (import.meta.main) {
     }
     throw e;
   }
-  const grpcAt = server.grpcPort !== undefined ? `, gRPC on ${hostname}:${server.grpcPort}` : "";
+  const grpcAt = server.grpcPort !== undefined ? `, gRPC on ${hostPart(hostname)}:${server.grpcPort}` : "";
   console.log(`gpulet listening on ${server.url}${grpcAt} (state ${server.controller.stateDir})`);
   if (madeAt) {
     console.log(`admin API needs a bearer token (listening beyond loopback): it is in ${madeAt}`);

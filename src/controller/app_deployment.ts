@@ -208,6 +208,7 @@ export class AppDeployment {
       this.opts.observer?.answer({ status, totalMs: 0, withinSlo: false });
       return Promise.resolve({ status, error, ...(retryAfterS ? { retryAfterS } : {}) });
     };
+    if (signal?.aborted) return refuse(499, "client closed the request");
     if (this.stopped) return refuse(503, `app ${this.name} v${this.version} was stopped`);
     const missing = this.missingStage();
     if (missing) {

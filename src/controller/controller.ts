@@ -28,7 +28,6 @@ import { Fleet, type RunningPlan } from "./fleet.ts";
 import { AppDeployment, type AppDeploymentOptions } from "./app_deployment.ts";
 import { type AppGraph, dispersedCv, groupDispersion } from "../planner/app_split.ts";
 
-/** A deploy that was refused; `status` is the HTTP status to answer with. */
 /** One entry of the repository index (Triton's model repository extension). */
 export interface RepositoryEntry {
   name: string;
@@ -37,6 +36,7 @@ export interface RepositoryEntry {
   reason: string;
 }
 
+/** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
@@ -472,7 +472,8 @@ export class Controller {
     return this.withLock(name, async () => {
       const dep = this.deployments.get(name);
       const app = this.apps.get(name);
-      const rec = await this.registry.live(name);
+      // An unloaded one is removed too: its bundle and records are still there.
+      const rec = await this.registry.live(name) ?? await this.registry.unloaded(name);
       if (!dep && !app && !rec) return false;
       this.deployments.delete(name);
       this.apps.delete(name);
@@ -513,19 +514,30 @@ export class Controller {
    * had; a live one stays as it is (bundles do not change once deployed). A 404 DeployError if `name` was
    * never deployed, or was removed.
    */
-  load(name: string): Promise<DeployedRecord> {
+  load(name: string): Promise<RepositoryEntry> {
     if (this.shuttingDown) return Promise.reject(new DeployError(503, "the controller is shutting down"));
     return this.withLock(name, async () => {
-      const live = await this.registry.live(name);
-      if (live) return live;
-      const rec = await this.registry.unloaded(name);
-      if (!rec) throw new DeployError(404, `"${name}" is not registered: deploy it first (deno task deploy)`);
-      if (isAppRecord(rec)) await this.activateApp(rec);
-      else await this.activate(rec);
-      await this.registry.setLive(name, rec.version);
-      this.log(`loaded ${name} v${rec.version}`);
-      return rec;
+      if (!this.deployments.has(name) && !this.apps.has(name)) {
+        // Unloaded, or live in the registry but not running (its start failed at restore): start it.
+        const rec = await this.registry.unloaded(name) ?? await this.registry.live(name);
+        if (!rec) throw new DeployError(404, `"${name}" is not registered: deploy it first (deno task deploy)`);
+        if (isAppRecord(rec)) await this.activateApp(rec);
+        else await this.activate(rec);
+        await this.registry.setLive(name, rec.version);
+        this.log(`loaded ${name} v${rec.version}`);
+      }
+      return this.entryOf(name)!;
     });
+  }
+
+  /** The repository entry of a running function or app. */
+  private entryOf(name: string): RepositoryEntry | undefined {
+    const d = this.deployments.get(name);
+    if (d) return { name, version: String(d.version), state: d.ready ? "READY" : "LOADING", reason: "" };
+    const a = this.apps.get(name);
+    if (!a) return undefined;
+    const state = a.ready ? "READY" : a.running ? "LOADING" : "UNAVAILABLE";
+    return { name, version: String(a.version), state, reason: a.running ? "" : "a stage is missing" };
   }
 
   /**
@@ -533,13 +545,16 @@ export class Controller {
    * gpu-lets warm up, UNAVAILABLE when unloaded) and why, where there is a reason.
    */
   async repositoryIndex(): Promise<RepositoryEntry[]> {
-    const entries: RepositoryEntry[] = [];
-    for (const d of this.deployments.values()) {
-      entries.push({ name: d.name, version: String(d.version), state: d.ready ? "READY" : "LOADING", reason: "" });
-    }
-    for (const a of this.apps.values()) {
-      const state = a.ready ? "READY" : a.running ? "LOADING" : "UNAVAILABLE";
-      entries.push({ name: a.name, version: String(a.version), state, reason: a.running ? "" : "a stage is missing" });
+    const entries = [...this.deployments.keys(), ...this.apps.keys()].map((n) => this.entryOf(n)!);
+    for (const rec of await this.registry.listLive()) {
+      if (this.deployments.has(rec.name) || this.apps.has(rec.name)) continue;
+      const reason = this.restoringNow ? "being restored" : "it did not start (see the log); load retries";
+      entries.push({
+        name: rec.name,
+        version: String(rec.version),
+        state: this.restoringNow ? "LOADING" : "UNAVAILABLE",
+        reason,
+      });
     }
     for (const rec of await this.registry.listUnloaded()) {
       entries.push({ name: rec.name, version: String(rec.version), state: "UNAVAILABLE", reason: "unloaded" });

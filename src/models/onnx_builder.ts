@@ -159,7 +159,7 @@ export class GraphBuilder {
   op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, outputName?: string, domain = ""): string {
     const out = outputName ?? this.fresh(type.toLowerCase());
     const attribute = Object.entries(attrs).map(([name, v]) => {
-      if (Array.isArray(v) && v.every((x) => typeof x === "string")) {
+      if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string")) {
         return { name, type: AttrType.STRINGS, strings: v.map((x) => new TextEncoder().encode(x)) };
       }
       if (Array.isArray(v)) return { name, type: AttrType.INTS, ints: v };

@@ -46,7 +46,7 @@ Deno.test("BYTES tensors: a string model deploys and strings round-trip as JSON 
     assert.deepEqual(bin.outputs.find((o) => o.name === "word")!.data, CAPITALS);
 
     // Concurrent requests of different lengths share batches and each gets its own rows back.
-    const answers = await Promise.all(Array.from({ length: 12 }, async (_, k) => {
+    const answers = await Promise.all(Array.from({ length: 32 }, async (_, k) => {
       const words = Array.from({ length: 1 + (k % 3) }, (_, i) => `${k}-${i}-${TEXT[(k + i) % TEXT.length]}`);
       const r = await postJson(url, {
         inputs: [{ name: "text", datatype: "BYTES", shape: [words.length], data: words }],

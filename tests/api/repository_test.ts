@@ -29,7 +29,9 @@ Deno.test("repository API: index, unload keeps the bundle (also across a restart
     await deploy(server, await modelFunctionFolder("mnist", "lenet", 5000), TOKEN);
     const base = `${server.url}/v2/repository`;
 
-    assert.equal((await post(`${base}/index`, {}, null)).status, 401, "the admin token is required");
+    for (const path of ["index", "models/lenet/unload", "models/lenet/load"]) {
+      assert.equal((await post(`${base}/${path}`, {}, null)).status, 401, `${path}: the admin token is required`);
+    }
     assert.deepEqual((await post(`${base}/index`)).body, [
       { name: "lenet", version: "1", state: "READY", reason: "" },
       { name: "mnist", version: "1", state: "READY", reason: "" },
@@ -52,7 +54,12 @@ Deno.test("repository API: index, unload keeps the bundle (also across a restart
       state: "UNAVAILABLE",
       reason: "unloaded",
     });
-    assert.deepEqual((await post(`${again}/models/lenet/load`)).body, { name: "lenet", version: "1", state: "READY" });
+    assert.deepEqual((await post(`${again}/models/lenet/load`)).body, {
+      name: "lenet",
+      version: "1",
+      state: "READY",
+      reason: "",
+    });
     const answer = await infer(server);
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.equal(answer.body.model_version, "1", "the same version came back");
@@ -64,6 +71,16 @@ Deno.test("repository API: index, unload keeps the bundle (also across a restart
     const bad = await post(`${again}/models/Bad..Name/load`);
     assert.equal(bad.status, 400);
     assert.match(bad.body.error, /invalid function name/);
+
+    // An unloaded function can be removed for good: its bundle goes, and load no longer finds it.
+    assert.equal((await post(`${again}/models/mnist/unload`)).status, 200);
+    const removed = await fetch(`${server.url}/admin/functions/mnist`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.deepEqual(await removed.json(), { removed: "mnist" });
+    assert.equal((await post(`${again}/models/mnist/load`)).status, 404);
+    assert.deepEqual((await post(`${again}/index`)).body.map((m: { name: string }) => m.name), ["lenet"]);
   } finally {
     await server.shutdown();
   }

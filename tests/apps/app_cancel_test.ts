@@ -35,8 +35,8 @@ Deno.test("an app request whose client goes away: 499, its queued stage call dro
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     const ran = () => metric(server.url, 'gpulet_batch_requests_total{function="slow"}');
     const ranBefore = await ran();
-    // Three long direct requests keep the one gpu-let busy: one runs, one is sent behind it, one waits.
-    const long = [-1, -2, -3].map((value) => postJson(fn, { delayMs: 1000, value }));
+    // Three long direct requests keep the one gpu-let busy for ~6 s: one runs, one is sent behind it, one waits.
+    const long = [-1, -2, -3].map((value) => postJson(fn, { delayMs: 2000, value }));
     await waitFor("the third long request to be queued", async () => (await depth(server.url)) === 1, 2000);
     const client = new AbortController();
     const gone = fetch(`${server.url}/functions/patient/invoke`, {

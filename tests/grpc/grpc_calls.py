@@ -64,10 +64,11 @@ def main():
                 if "cancel_after_s" in call:
                     future = stub.future(request, timeout=timeout, metadata=metadata)
                     try:
-                        future.result(timeout=call["cancel_after_s"])
+                        response = future.result(timeout=call["cancel_after_s"])
+                        results.append({"ok": True, "response": as_dict(response)})  # answered in time
                     except grpc.FutureTimeoutError:
                         future.cancel()
-                    results.append({"ok": False, "code": "CANCELLED", "details": "cancelled by the client"})
+                        results.append({"ok": False, "code": "CANCELLED", "details": "cancelled by the client"})
                     continue
                 response = stub(request, timeout=timeout, metadata=metadata)
                 results.append({"ok": True, "response": as_dict(response)})

@@ -153,6 +153,7 @@ Deno.test("gRPC: every RPC from an independent client, every datatype, errors as
         ],
       },
       { method: "RepositoryIndex", request: {} },
+      { method: "RepositoryModelUnload", request: { model_name: "words" } },
       { method: "RepositoryIndex", request: {}, metadata: AUTH },
       { method: "RepositoryModelUnload", request: { model_name: "words" }, metadata: AUTH },
       { method: "ModelReady", request: { name: "words" } },
@@ -207,6 +208,7 @@ Deno.test("gRPC: every RPC from an independent client, every datatype, errors as
     assert.equal(byId.get("s-bad").error_message, 'unknown function "nosuch"');
 
     // The repository: the admin token is required; unload keeps the bundle, load brings it back.
+    failed(r[i++], "UNAUTHENTICATED", /authorization: Bearer <token>/);
     failed(r[i++], "UNAUTHENTICATED", /authorization: Bearer <token>/);
     const index = ok(r[i++]).response.models;
     assert.deepEqual(index.map((m: { name: string; state: string }) => `${m.name}:${m.state}`), [

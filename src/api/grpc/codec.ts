@@ -6,7 +6,14 @@
  */
 import protobuf from "protobufjs";
 import type { OutputTensor } from "../../admission/request.ts";
-import { encodeBytesElements, oipName, type OrtType, ortTypeOf, TYPES } from "../../functions/tensor.ts";
+import {
+  encodeBytesElements,
+  oipName,
+  type OrtType,
+  ortTypeOf,
+  splitBytesElements,
+  TYPES,
+} from "../../functions/tensor.ts";
 import { concatBytes } from "../../runtime/bytes.ts";
 import { BadTensorRequest, encodeOutput, type InferRequest } from "../oip_codec.ts";
 
@@ -177,16 +184,7 @@ function inferParameter(name: string, v: unknown): Record<string, unknown> {
 function typedContents(t: OutputTensor): Record<string, unknown> {
   const field = CONTENTS_FIELD[t.type];
   if (!field) throw new BadTensorRequest(`output "${t.name}": ${oipName(t.type)} travels only raw`);
-  if (t.type === "string") {
-    const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    const elements: Uint8Array[] = [];
-    for (let at = 0; at < t.data.byteLength;) {
-      const n = view.getUint32(at, true);
-      elements.push(t.data.subarray(at + 4, at + 4 + n));
-      at += 4 + n;
-    }
-    return { [field]: elements };
-  }
+  if (t.type === "string") return { [field]: splitBytesElements(t.data) };
   if (t.type === "int64" || t.type === "uint64") {
     const info = TYPES[t.type];
     const big = info.make(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength / info.bytes);

@@ -15,7 +15,7 @@ import { traceRequest } from "../../observability/tracing.ts";
 import {
   answerError,
   appMetadata,
-  appTensorsOf,
+  checkedName,
   functionHasRandomWeights,
   HttpError,
   inferApp,
@@ -26,7 +26,13 @@ import {
   timingParameters,
 } from "../data_plane.ts";
 import { BadTensorRequest, decodeInferRequest, InferRequest, modelMetadata } from "../oip_codec.ts";
-import { type DecodedInferRequest, InferenceService, inferRequestOf, inferResponseOf } from "./codec.ts";
+import {
+  type DecodedInferRequest,
+  InferenceService,
+  inferRequestOf,
+  inferResponseOf,
+  parameterValue,
+} from "./codec.ts";
 
 /** Where and how the gRPC server listens. */
 export interface GrpcOptions {
@@ -68,6 +74,7 @@ const GRPC_STATUS: Record<number, grpc.status> = {
   429: grpc.status.RESOURCE_EXHAUSTED,
   499: grpc.status.CANCELLED,
   500: grpc.status.INTERNAL,
+  502: grpc.status.UNAVAILABLE,
   503: grpc.status.UNAVAILABLE,
   504: grpc.status.DEADLINE_EXCEEDED,
 };
@@ -167,6 +174,21 @@ function widenConnectionWindows(server: grpc.Server): void {
   }
 }
 
+/** A host as the authority part of an address: an IPv6 address in brackets. */
+export function hostPart(hostname: string): string {
+  return hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
+}
+
+/** Typed contents cannot carry FP16: refused before the model runs, not after. */
+function checkTypedOutputs(m: DecodedInferRequest, outputs: readonly { name: string; type: string }[]): void {
+  if (parameterValue(m.parameters.binary_data_output) !== false) return;
+  const asked = m.outputs.length > 0 ? new Set(m.outputs.map((o) => o.name)) : null;
+  const fp16 = outputs.find((o) => o.type === "float16" && (!asked || asked.has(o.name)));
+  if (fp16) {
+    throw new HttpError(400, `output "${fp16.name}" is FP16, which has no typed contents: leave binary_data_output on`);
+  }
+}
+
 /** Starts the gRPC server over a controller. */
 export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
   const simulated = controller.backend?.kind === "sim";
@@ -186,7 +208,6 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
   const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
     const app = liveApp(controller, m.modelName, m.modelVersion);
     if (app) {
-      appTensorsOf(app);
       const { req, binary } = checkedRequest(m);
       const { outputs, parameters } = await inferApp(controller, app, req, binary, opts.maxTensorElements, signal);
       return inferResponseOf(m, { modelName: app.name, modelVersion: String(app.version), parameters }, outputs);
@@ -195,6 +216,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     const arrivedAt = performance.now();
     const { req, binary } = checkedRequest(m);
     const decoded = decodeInferRequest(req, dep.model, opts.maxTensorElements, binary);
+    checkTypedOutputs(m, dep.model.outputs);
     if (deadlineInMs <= 0) throw new HttpError(504, "the call's deadline passed before it was queued");
     const answer = await dep.submit(
       { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
@@ -260,6 +282,7 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
           }),
         ).then((r) => {
           if (!signal.aborted) call.write(r);
+        }).catch((e) => console.error("gRPC stream: a response could not be written:", e)).finally(() => {
           open--;
           finish();
         });
@@ -276,12 +299,12 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     }),
     RepositoryModelLoad: unary<{ modelName: string }>(async ({ modelName }, call) => {
       requireAdmin(call);
-      await controller.load(modelName);
+      await controller.load(checkedName(modelName));
       return {};
     }),
     RepositoryModelUnload: unary<{ modelName: string }>(async ({ modelName }, call) => {
       requireAdmin(call);
-      await controller.unload(modelName);
+      await controller.unload(checkedName(modelName));
       return {};
     }),
   };
@@ -293,8 +316,9 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
   widenHttp2Settings(server);
   server.addService(serviceDefinition(), handlers);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.hostname}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
-      if (err) reject(new GrpcListenError(`gRPC cannot listen on ${opts.hostname}:${opts.port}: ${err.message}`));
+    const address = `${hostPart(opts.hostname)}:${opts.port}`;
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      if (err) reject(new GrpcListenError(`gRPC cannot listen on ${address}: ${err.message}`));
       else resolve(port);
     });
   });
