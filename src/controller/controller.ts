@@ -467,21 +467,29 @@ export class Controller {
     });
   }
 
+  /**
+   * Takes the running function or app `name` out of service (the caller holds its lock): no new requests
+   * reach it, `registryStep` records why (removed, unloaded), then it drains and stops and its gpu-lets go.
+   */
+  private async takeDown(name: string, registryStep: () => Promise<void>): Promise<void> {
+    const dep = this.deployments.get(name);
+    const app = this.apps.get(name);
+    this.deployments.delete(name);
+    this.apps.delete(name);
+    if (app) this.fleet.refreshFunctions();
+    await registryStep();
+    await app?.stop();
+    await dep?.stop(true);
+    if (dep) await this.fleet.unplace(name);
+  }
+
   /** Removes a function: drains and stops it, forgets it. False if unknown. */
   remove(name: string): Promise<boolean> {
     return this.withLock(name, async () => {
-      const dep = this.deployments.get(name);
-      const app = this.apps.get(name);
+      const running = this.deployments.has(name) || this.apps.has(name);
       // An unloaded one is removed too: its bundle and records are still there.
-      const rec = await this.registry.live(name) ?? await this.registry.unloaded(name);
-      if (!dep && !app && !rec) return false;
-      this.deployments.delete(name);
-      this.apps.delete(name);
-      if (app) this.fleet.refreshFunctions();
-      await this.registry.remove(name);
-      await app?.stop();
-      await dep?.stop(true);
-      if (dep) await this.fleet.unplace(name);
+      if (!running && !(await this.registry.live(name) ?? await this.registry.unloaded(name))) return false;
+      await this.takeDown(name, () => this.registry.remove(name));
       await Deno.remove(`${this.stateDir}/functions/${name}`, { recursive: true }).catch(() => {});
       this.log(`removed ${name}`);
       return true;
@@ -495,16 +503,8 @@ export class Controller {
    */
   unload(name: string): Promise<void> {
     return this.withLock(name, async () => {
-      const dep = this.deployments.get(name);
-      const app = this.apps.get(name);
-      if (!dep && !app) throw new DeployError(404, `"${name}" is not loaded`);
-      this.deployments.delete(name);
-      this.apps.delete(name);
-      if (app) this.fleet.refreshFunctions();
-      await this.registry.unload(name);
-      await app?.stop();
-      await dep?.stop(true);
-      if (dep) await this.fleet.unplace(name);
+      if (!this.deployments.has(name) && !this.apps.has(name)) throw new DeployError(404, `"${name}" is not loaded`);
+      await this.takeDown(name, () => this.registry.unload(name).then(() => {}));
       this.log(`unloaded ${name}`);
     });
   }

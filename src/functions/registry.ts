@@ -57,20 +57,13 @@ export class Registry {
   }
 
   /** The live version of `name`, if any. */
-  async live(name: string): Promise<DeployedRecord | null> {
-    const v = await this.kv.get<number>(["live", name]);
-    if (v.value === null) return null;
-    return (await this.kv.get<DeployedRecord>(["version", name, v.value])).value;
+  live(name: string): Promise<DeployedRecord | null> {
+    return this.pointed("live", name);
   }
 
   /** Every function's and app's live version. */
-  async listLive(): Promise<DeployedRecord[]> {
-    const out: DeployedRecord[] = [];
-    for await (const e of this.kv.list<number>({ prefix: ["live"] })) {
-      const rec = await this.kv.get<DeployedRecord>(["version", e.key[1] as string, e.value]);
-      if (rec.value) out.push(rec.value);
-    }
-    return out;
+  listLive(): Promise<DeployedRecord[]> {
+    return this.listPointed("live");
   }
 
   /** All stored versions of `name`, oldest first. */
@@ -92,16 +85,26 @@ export class Registry {
   }
 
   /** The stored version record of an unloaded function or app, if `name` is one. */
-  async unloaded(name: string): Promise<DeployedRecord | null> {
-    const v = await this.kv.get<number>(["unloaded", name]);
+  unloaded(name: string): Promise<DeployedRecord | null> {
+    return this.pointed("unloaded", name);
+  }
+
+  /** Every unloaded function's and app's record. */
+  listUnloaded(): Promise<DeployedRecord[]> {
+    return this.listPointed("unloaded");
+  }
+
+  /** The version record that pointer `kind` (`["live" | "unloaded", name]` → a version) points at. */
+  private async pointed(kind: "live" | "unloaded", name: string): Promise<DeployedRecord | null> {
+    const v = await this.kv.get<number>([kind, name]);
     if (v.value === null) return null;
     return (await this.kv.get<DeployedRecord>(["version", name, v.value])).value;
   }
 
-  /** Every unloaded function's and app's record. */
-  async listUnloaded(): Promise<DeployedRecord[]> {
+  /** The version records every pointer of `kind` points at. */
+  private async listPointed(kind: "live" | "unloaded"): Promise<DeployedRecord[]> {
     const out: DeployedRecord[] = [];
-    for await (const e of this.kv.list<number>({ prefix: ["unloaded"] })) {
+    for await (const e of this.kv.list<number>({ prefix: [kind] })) {
       const rec = await this.kv.get<DeployedRecord>(["version", e.key[1] as string, e.value]);
       if (rec.value) out.push(rec.value);
     }
