@@ -4,7 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { Answer } from "../admission/request.ts";
+import type { Answer, Timing } from "../admission/request.ts";
 import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
@@ -30,17 +30,16 @@ import {
   functionHasRandomWeights,
   HttpError,
   inferApp,
+  inferFunction,
   liveApp,
   liveFunction,
   safeTokenEqual,
   serverInfo,
-  timingParameters,
 } from "./data_plane.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { traceRequest } from "../observability/tracing.ts";
 import {
   BadTensorRequest,
-  decodeInferRequest,
   type EncodedResponse,
   encodeInferResponse,
   HEADER_LENGTH_HEADER,
@@ -135,7 +134,7 @@ export const WATCH_DISCONNECT_MIN_SLO_MS = 200;
  * Where a request's time went, as the standard `Server-Timing` header (browsers' developer tools show it):
  * queue, batch wait, model, worker and total (ms), and the rows of the batch it ran in.
  */
-function timingHeaders(a: Answer): Record<string, string> {
+function timingHeaders(a: { timing?: Timing }): Record<string, string> {
   const t = a.timing;
   if (!t) return {};
   // One header, not one per figure: each header costs the serving loop microseconds on every answer.
@@ -262,36 +261,18 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     if (a) return await inferAppTensors(c, a);
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
     const { req, binary, arrivedAt } = await readInferRequest(c);
-    let decoded;
-    try {
-      decoded = decodeInferRequest(req, dep.model, maxElements, binary);
-    } catch (e) {
-      if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
-      throw e;
-    }
-    const answer = await dep.submit(
-      { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
-      decoded.rows,
-      disconnectSignal(c, dep),
+    const { outputs, timing, parameters } = await inferFunction(dep, req, binary, {
+      maxElements,
+      simulated,
       arrivedAt,
-    );
-    if ("error" in answer) throw failure(answer);
-    if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
-    const head = {
-      model_name: dep.name,
-      model_version: String(dep.version),
-      // A simulated answer never passes for a real inference.
-      parameters: {
-        ...timingParameters(answer.timing),
-        ...(simulated ? { simulated: true } : {}),
-        ...(random(dep) ? { weights: "random" } : {}),
-      },
-    };
+      signal: disconnectSignal(c, dep),
+      errorHeaders: timingHeaders,
+    });
     if (simulated) c.header(SIMULATED_HEADER, "true");
     if (random(dep)) c.header(WEIGHTS_HEADER, "random");
-    traceRequest(dep.name, dep.version, answer.timing);
-    for (const [k, v] of Object.entries(timingHeaders(answer))) c.header(k, v);
-    return inferResponse(c, encodeInferResponse(req, head, answer.outputs));
+    for (const [k, v] of Object.entries(timingHeaders({ timing }))) c.header(k, v);
+    const head = { model_name: dep.name, model_version: String(dep.version), parameters };
+    return inferResponse(c, encodeInferResponse(req, head, outputs));
   };
   app.post("/v2/models/:name/infer", infer);
   app.post("/v2/models/:name/versions/:version/infer", infer);

@@ -4,6 +4,7 @@
  * random-weights mark. Protocol-free: each front end turns an {@link HttpError} into its own status.
  */
 import type { ErrorAnswer, OutputTensor, Timing } from "../admission/request.ts";
+import { traceRequest } from "../observability/tracing.ts";
 import type { AppDeployment } from "../controller/app_deployment.ts";
 import type { Controller } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
@@ -44,8 +45,8 @@ export function checkedName(name: string): string {
 export function liveFunction(controller: Controller, name: string, version?: string): Deployment {
   // Only valid names are ever deployed: the name check is needed only when the lookup fails.
   const dep = controller.get(name);
-  if (!dep) checkedName(name);
   if (!dep) {
+    checkedName(name);
     // Right after a restart the function may just not be back yet: say so rather than "unknown".
     if (controller.restoring) {
       throw new HttpError(503, `gpulet is restoring its deployed functions; "${name}" is not back yet`, {
@@ -89,9 +90,11 @@ export function answerError(a: ErrorAnswer, extra: Record<string, string> = {}):
   return new HttpError(a.status, a.error, headers);
 }
 
+/** A time in ms as answers report it: to the microsecond. */
+const ms = (x: number) => Math.round(x * 1000) / 1000;
+
 /** Where an answer's time went as OIP response parameters (scalars, as the protocol wants), in ms. */
 export function timingParameters(t: Timing): Record<string, number> {
-  const ms = (x: number) => Math.round(x * 1000) / 1000;
   return {
     queue_ms: ms(t.queueMs),
     batch_wait_ms: ms(t.batchWaitMs),
@@ -200,8 +203,67 @@ export async function inferApp(
   return {
     outputs: appOutputsOf(tensors, answer.json),
     parameters: {
-      total_ms: Math.round(answer.timing.totalMs * 1000) / 1000,
+      total_ms: ms(answer.timing.totalMs),
       ...(appHasRandomWeights(controller, app) ? { weights: "random" } : {}),
+    },
+  };
+}
+
+/** What a tensor request to a function needs besides itself (see {@link inferFunction}). */
+export interface FunctionInferOptions {
+  /** Largest number of elements in one input tensor. */
+  maxElements: number;
+  /** Whether the function runs on simulated devices (its answers then say so). */
+  simulated: boolean;
+  /** When the request was whole in hand (performance.now() ms): its deadline runs from then. */
+  arrivedAt: number;
+  /** The client went away: the request leaves the queue, a late answer is dropped. */
+  signal?: AbortSignal;
+  /** The client's own deadline (ms from `arrivedAt`), when it has one; the SLO when sooner. */
+  deadlineMs?: number;
+  /** Headers a failed answer carries besides `retry-after` (HTTP's `Server-Timing`). */
+  errorHeaders?: (a: ErrorAnswer) => Record<string, string>;
+}
+
+/**
+ * One tensor request to a function, the same on HTTP and gRPC: checked against its model (400), submitted
+ * to its admission and batching, traced; its outputs with the OIP response parameters (timing, and the
+ * simulated and random-weights marks). A failed answer is thrown as an {@link HttpError}.
+ */
+export async function inferFunction(
+  dep: Deployment,
+  req: InferRequest,
+  binary: Uint8Array,
+  o: FunctionInferOptions,
+): Promise<{ outputs: OutputTensor[]; timing: Timing; parameters: Record<string, unknown> }> {
+  let decoded;
+  try {
+    decoded = decodeInferRequest(req, dep.model, o.maxElements, binary);
+  } catch (e) {
+    if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
+    throw e;
+  }
+  if (o.deadlineMs !== undefined && o.deadlineMs <= 0) {
+    throw new HttpError(504, "the call's deadline passed before it was queued");
+  }
+  const answer = await dep.submit(
+    { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
+    decoded.rows,
+    o.signal,
+    o.arrivedAt,
+    Math.min(dep.deadlineMs, o.deadlineMs ?? Infinity),
+  );
+  if ("error" in answer) throw answerError(answer, o.errorHeaders?.(answer));
+  if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
+  traceRequest(dep.name, dep.version, answer.timing);
+  return {
+    outputs: answer.outputs,
+    timing: answer.timing,
+    parameters: {
+      ...timingParameters(answer.timing),
+      // A simulated answer never passes for a real inference.
+      ...(o.simulated ? { simulated: true } : {}),
+      ...(functionHasRandomWeights(dep) ? { weights: "random" } : {}),
     },
   };
 }

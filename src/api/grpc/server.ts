@@ -11,21 +11,18 @@ import { Buffer } from "node:buffer";
 import type { Controller } from "../../controller/controller.ts";
 import { DeployError } from "../../controller/controller.ts";
 import { describeZodError } from "../../functions/manifest.ts";
-import { traceRequest } from "../../observability/tracing.ts";
 import {
-  answerError,
   appMetadata,
   checkedName,
-  functionHasRandomWeights,
   HttpError,
   inferApp,
+  inferFunction,
   liveApp,
   liveFunction,
   safeTokenEqual,
   serverInfo,
-  timingParameters,
 } from "../data_plane.ts";
-import { BadTensorRequest, decodeInferRequest, InferRequest, modelMetadata } from "../oip_codec.ts";
+import { BadTensorRequest, InferRequest, modelMetadata } from "../oip_codec.ts";
 import {
   type DecodedInferRequest,
   InferenceService,
@@ -215,25 +212,15 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     const dep = liveFunction(controller, m.modelName, m.modelVersion);
     const arrivedAt = performance.now();
     const { req, binary } = checkedRequest(m);
-    const decoded = decodeInferRequest(req, dep.model, opts.maxTensorElements, binary);
     checkTypedOutputs(m, dep.model.outputs);
-    if (deadlineInMs <= 0) throw new HttpError(504, "the call's deadline passed before it was queued");
-    const answer = await dep.submit(
-      { kind: "tensors", inputs: decoded.inputs, bytes: decoded.bytes },
-      decoded.rows,
-      signal,
+    const { outputs, parameters } = await inferFunction(dep, req, binary, {
+      maxElements: opts.maxTensorElements,
+      simulated,
       arrivedAt,
-      Math.min(dep.deadlineMs, deadlineInMs),
-    );
-    if ("error" in answer) throw answerError(answer);
-    if (!("outputs" in answer)) throw new HttpError(500, "the worker answered JSON to a tensor request");
-    traceRequest(dep.name, dep.version, answer.timing);
-    const parameters: Record<string, unknown> = {
-      ...timingParameters(answer.timing),
-      ...(simulated ? { simulated: true } : {}),
-      ...(functionHasRandomWeights(dep) ? { weights: "random" } : {}),
-    };
-    return inferResponseOf(m, { modelName: dep.name, modelVersion: String(dep.version), parameters }, answer.outputs);
+      signal,
+      deadlineMs: deadlineInMs,
+    });
+    return inferResponseOf(m, { modelName: dep.name, modelVersion: String(dep.version), parameters }, outputs);
   };
 
   /** The call's client went away: its request leaves the queue (or its answer is dropped). */
