@@ -13,7 +13,8 @@ import { hasRandomWeights } from "../models/zoo.ts";
 import type { AppTensorsManifest } from "../functions/manifest.ts";
 import { encodeBytesElements, splitBytesElements } from "../functions/tensor.ts";
 import type { ModelInfo } from "../runtime/protocol.ts";
-import { BadTensorRequest, decodeInferRequest, type InferRequest } from "./oip_codec.ts";
+import { BadTensorRequest, type DecodedInputs, decodeInferRequest, type InferRequest } from "./oip_codec.ts";
+import { concatBytes } from "../runtime/bytes.ts";
 import { encodeBase64 } from "../functions/bundle.ts";
 
 const SERVER_VERSION = "0.1.0";
@@ -141,10 +142,12 @@ function appModelInfo(t: AppTensorsManifest): ModelInfo {
  * The JSON body of an app request made from its BYTES input tensors (as `decodeInferRequest` encoded them for
  * {@link appModelInfo}): each becomes the field of its name, in base64 or as text as the app declares.
  */
-function appBodyOf(t: AppTensorsManifest, inputs: { name: string }[], bytes: Uint8Array[]): Uint8Array {
+function appBodyOf(t: AppTensorsManifest, decoded: DecodedInputs): Uint8Array {
+  // Located by offset: the parts hold the padding between tensors too.
+  const frame = concatBytes(decoded.bytes);
   const body: Record<string, string> = {};
-  inputs.forEach((input, i) => {
-    const [element] = splitBytesElements(bytes[i], 1);
+  decoded.inputs.forEach((input) => {
+    const [element] = splitBytesElements(frame.subarray(input.offset, input.offset + input.bytes), 1);
     body[input.name] = t.inputs[input.name] === "base64" ? encodeBase64(element) : new TextDecoder().decode(element); // checked as UTF-8 already
   });
   return new TextEncoder().encode(JSON.stringify(body));
@@ -197,7 +200,7 @@ export async function inferApp(
     if (e instanceof BadTensorRequest) throw new HttpError(400, e.message);
     throw e;
   }
-  const answer = await app.invoke(appBodyOf(tensors, decoded.inputs, decoded.bytes), signal);
+  const answer = await app.invoke(appBodyOf(tensors, decoded), signal);
   if ("error" in answer) throw answerError(answer);
   if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
   return {

@@ -43,6 +43,17 @@ export default defineApp({
 });
 `;
 
+/** A tensor interface of two inputs (text, then bytes) and two outputs (text, JSON) over one lenet stage. */
+const TENSOR_APP = `import { defineApp, z } from "gpulet";
+export default defineApp({
+  sloMs: 2000,
+  input: z.object({ greeting: z.string(), image: z.base64() }),
+  stages: { digit: { function: "lenet" } },
+  tensors: { inputs: { greeting: "text", image: "base64" }, outputs: { greeting: "text", size: "json" } },
+  run: ({ greeting, image }) => ({ greeting, size: atob(image).length }),
+});
+`;
+
 Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed and deleted stage, sandbox", async (t) => {
   const server = await startTestServer();
   try {
@@ -165,6 +176,22 @@ Deno.test("apps: deploy, run-time fan-out in order, bad input, budget, killed an
       assert.equal(first.budgetMs + second.budgetMs, 2000);
       assert.equal(first.deadlineMs, first.budgetMs);
       assert.equal(second.deadlineMs, 2000);
+    });
+
+    await t.step("an app's tensor interface: each BYTES input a field, each field a BYTES output", async () => {
+      await deploy(server, await makeFunctionFolder("tensors", TENSOR_APP));
+      // "hi" takes 6 bytes as BYTES, so the second input starts after padding.
+      const r = await postJson(`${server.url}/v2/models/tensors/infer`, {
+        inputs: [
+          { name: "greeting", datatype: "BYTES", shape: [1], data: ["hi"] },
+          { name: "image", datatype: "BYTES", shape: [1], data: ["abcde"] },
+        ],
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(r.body.outputs, [
+        { name: "greeting", datatype: "BYTES", shape: [1], data: ["hi"] },
+        { name: "size", datatype: "BYTES", shape: [1], data: ["5"] },
+      ]);
     });
 
     await t.step("a deleted stage: the app answers 503 naming the missing function", async () => {
