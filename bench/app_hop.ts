@@ -5,7 +5,7 @@
  * time, the arms alternating in rounds on the real server, so the VM's drift falls on both alike.
  */
 import { startServer } from "../src/server.ts";
-import { bundleFolder } from "../src/functions/bundle.ts";
+import { deployFolder } from "../src/api/admin_client.ts";
 import { percentile } from "../src/loadgen/stats.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
 
@@ -53,7 +53,7 @@ export async function measureAppHop(progress: (line: string) => void): Promise<A
   const arms = { direct: [] as number[], app: [] as number[] };
   try {
     for (const folder of [`${PROJECT_ROOT}/functions/lenet`, appDir]) {
-      await post("/admin/functions", JSON.stringify(await bundleFolder(folder)));
+      await deployFolder(server.url, folder);
     }
     const body = JSON.stringify({ image: new Array(784).fill(0) });
     const run = async (path: string, into: number[]) => {

@@ -4,7 +4,7 @@
  * (`bench/ocr_direct.ts`, on every core), on the same rendered images, at low load (one image at a time) and
  * high load (eight clients, closed loop). Images/s, p50 and p99 per arm; ratio = platform / direct images/s.
  */
-import { bundleFolder } from "../src/functions/bundle.ts";
+import { deployFolder } from "../src/api/admin_client.ts";
 import { encodeBase64 } from "../src/functions/bundle.ts";
 import { percentile } from "../src/loadgen/stats.ts";
 import { onlineCpuCount } from "../src/runtime/cpu_device.ts";
@@ -73,7 +73,7 @@ async function platform(
   };
   try {
     for (const f of ["ocr_det", "ocr_cls", "ocr_rec", "ocr"]) {
-      await post("/admin/functions", JSON.stringify(await bundleFolder(`${PROJECT_ROOT}/functions/${f}`)));
+      await deployFolder(server.url, `${PROJECT_ROOT}/functions/${f}`);
     }
     for (const b of bodies) await post("/functions/ocr/invoke", b); // warm-up
     const arms: OcrArm[] = [];

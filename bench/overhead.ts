@@ -55,8 +55,14 @@ export interface OverheadResult {
 
 const percentileOf = (xs: number[], q: number) => percentile([...xs].sort((a, b) => a - b), q) ?? NaN;
 
-/** Starts a server script as a child (same cores as this process); resolves with its URL. */
-async function startChild(args: string[]): Promise<{ url: string; child: Deno.ChildProcess }> {
+/**
+ * Starts a server script as a child (same cores as this process); resolves once it prints `listening`
+ * (whose first group is its URL), with the whole match.
+ */
+export async function startChild(
+  args: string[],
+  listening = /listening on (http:\/\/[0-9.:]+)/,
+): Promise<{ url: string; match: RegExpMatchArray; child: Deno.ChildProcess }> {
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let out = "";
@@ -64,17 +70,18 @@ async function startChild(args: string[]): Promise<{ url: string; child: Deno.Ch
     const { value, done } = await reader.read();
     if (done) throw new Error(`server exited: ${out}`);
     out += value;
-    const m = out.match(/listening on (http:\/\/[0-9.:]+)/);
+    const m = out.match(listening);
     if (m) {
       (async () => {
         while (!(await reader.read()).done) { /* drain */ }
       })();
-      return { url: m[1], child };
+      return { url: m[1], match: m, child };
     }
   }
 }
 
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
+/** Stops a child started by {@link startChild}. */
+export async function stopChild(child: Deno.ChildProcess): Promise<void> {
   child.kill("SIGTERM");
   await child.status;
 }

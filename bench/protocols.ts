@@ -7,6 +7,7 @@
  * averaged, because this VM's speed drifts over minutes.
  */
 import { deployFolder } from "../src/api/admin_client.ts";
+import { startChild, stopChild } from "./overhead.ts";
 import { Messages } from "../src/api/grpc/codec.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
 import { GraphBuilder } from "../src/models/onnx_builder.ts";
@@ -52,39 +53,11 @@ function bigTensorModel(): Uint8Array {
 }
 
 async function startPlatform(state: string): Promise<{ url: string; grpc: string; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${PROJECT_ROOT}/src/cli/start.ts`,
-      "--port",
-      "0",
-      "--grpc-port",
-      "0",
-      "--state",
-      state,
-      "--max-queue",
-      "100000",
-      "--gpulets-per-function",
-      "1",
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`platform exited: ${out}`);
-    out += value;
-    const m = out.match(/listening on (http:\/\/[0-9.:]+), gRPC on ([0-9.:]+)/);
-    if (m) {
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })();
-      return { url: m[1], grpc: m[2], child };
-    }
-  }
+  const args = ["run", "-A", `${PROJECT_ROOT}/src/cli/start.ts`, "--port", "0", "--grpc-port", "0", "--state", state];
+  // A fixed gpu-let of one core, as in the overhead rows: the protocols are measured, not the planner.
+  args.push("--max-queue", "100000", "--gpulets-per-function", "1");
+  const { url, match, child } = await startChild(args, /listening on (http:\/\/[0-9.:]+), gRPC on ([0-9.:]+)/);
+  return { url, grpc: match[2], child };
 }
 
 /** Debian's Python, whose dist-packages hold grpcio (the project's setup installs it). */
@@ -249,8 +222,7 @@ export async function measureProtocols(progress: (s: string) => void, seconds: n
       };
     });
   } finally {
-    platform.child.kill("SIGTERM");
-    await platform.child.status;
+    await stopChild(platform.child);
     await Deno.remove(state, { recursive: true }).catch(() => {});
     await Deno.remove(bigDir.replace(/\/big$/, ""), { recursive: true }).catch(() => {});
   }
