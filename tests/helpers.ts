@@ -5,7 +5,7 @@ import { loadProfile } from "../src/planner/profiles.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 import { seededRandom } from "../src/planner/random.ts";
 
-export { metric, workerPids } from "../src/api/admin_client.ts";
+export { metric, queueDepth, workerPids } from "../src/api/admin_client.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 

@@ -18,11 +18,19 @@ export async function deployFolder(url: string, folder: string, token?: string):
   return JSON.parse(text);
 }
 
-/** The value of one Prometheus sample from `/metrics` (0 when absent), e.g. `gpulet_requests_total{function="x",code="200"}`. */
-export async function metric(url: string, sample: string): Promise<number> {
+/**
+ * The value of one Prometheus sample from `/metrics` (`missing` when absent, default 0), e.g.
+ * `gpulet_requests_total{function="x",code="200"}`.
+ */
+export async function metric(url: string, sample: string, missing = 0): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
+  return line ? Number(line.slice(sample.length + 1)) : missing;
+}
+
+/** Rows waiting in a function's queue, from `/metrics` (-1 while it has no gauge). */
+export function queueDepth(url: string, fn: string): Promise<number> {
+  return metric(url, `gpulet_queue_depth{function="${fn}"}`, -1);
 }
 
 /** Pids of the gpu-let workers in the live layout (`GET /admin/plan`). */

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { makeFunctionFolder } from "../fixtures/function_folders.ts";
-import { deploy, metric, postJson, ROOT, startTestServer, waitFor } from "../helpers.ts";
+import { deploy, metric, postJson, queueDepth, ROOT, startTestServer, waitFor } from "../helpers.ts";
 
 /** Two stages in a row over `slow` (a preprocess that takes `delayMs` of CPU). */
 const PATIENT_APP = `import { defineApp, z } from "gpulet";
@@ -20,11 +20,6 @@ export default defineApp({
 });
 `;
 
-const depth = async (url: string) => {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(text.match(/gpulet_queue_depth\{function="slow"\} ([0-9]+)/)?.[1] ?? -1);
-};
-
 Deno.test("an app request whose client goes away: 499, its queued stage call dropped, later stages never run", async () => {
   const server = await startTestServer();
   try {
@@ -37,7 +32,11 @@ Deno.test("an app request whose client goes away: 499, its queued stage call dro
     const ranBefore = await ran();
     // Three long direct requests keep the one gpu-let busy for ~6 s: one runs, one is sent behind it, one waits.
     const long = [-1, -2, -3].map((value) => postJson(fn, { delayMs: 2000, value }));
-    await waitFor("the third long request to be queued", async () => (await depth(server.url)) === 1, 2000);
+    await waitFor(
+      "the third long request to be queued",
+      async () => (await queueDepth(server.url, "slow")) === 1,
+      2000,
+    );
     const client = new AbortController();
     const gone = fetch(`${server.url}/functions/patient/invoke`, {
       method: "POST",
@@ -45,10 +44,14 @@ Deno.test("an app request whose client goes away: 499, its queued stage call dro
       body: JSON.stringify({ delayMs: 0 }),
       signal: client.signal,
     }).then(() => "answered", (e) => (e as Error).name);
-    await waitFor("the app's first stage call to be queued", async () => (await depth(server.url)) === 2, 2000);
+    await waitFor(
+      "the app's first stage call to be queued",
+      async () => (await queueDepth(server.url, "slow")) === 2,
+      2000,
+    );
     client.abort();
     assert.equal(await gone, "AbortError");
-    await waitFor("the stage call to leave the queue", async () => (await depth(server.url)) <= 1, 2000);
+    await waitFor("the stage call to leave the queue", async () => (await queueDepth(server.url, "slow")) <= 1, 2000);
     for (const l of long) assert.equal((await l).status, 200);
     assert.equal(await ran(), ranBefore + 3, "only the long requests went through the model");
     assert.equal(await metric(server.url, 'gpulet_requests_total{function="patient",code="499"}'), 1);

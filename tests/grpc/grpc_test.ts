@@ -19,6 +19,7 @@ import {
   metric,
   modelFunctionFolder,
   postJson,
+  queueDepth,
   ROOT,
   startTestServer,
   testImage,
@@ -266,10 +267,7 @@ Deno.test("gRPC: a cancelled call and one past its deadline leave the queue with
     const ranBefore = await ran();
     // Three long requests keep the one gpu-let busy for ~6 s: one runs, one is sent behind it, one waits.
     const long = [-1, -2, -3].map((value) => postJson(fn, { delayMs: 2000, value }));
-    await waitFor("a long request to be queued", async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      return /gpulet_queue_depth\{function="slow"\} 1/.test(text);
-    }, 2000);
+    await waitFor("a long request to be queued", async () => (await queueDepth(server.url, "slow")) === 1, 2000);
     const infer = { model_name: "slow", inputs: [{ name: "input", datatype: "FP32", shape: [1, 1, 28, 28] }] };
     const request = { ...infer, raw_input_contents: [toBase64(new Uint8Array(784 * 4))] };
     const r = await grpcCalls(server.grpcPort!, [
@@ -279,10 +277,7 @@ Deno.test("gRPC: a cancelled call and one past its deadline leave the queue with
     failed(r[0], "CANCELLED", /cancelled by the client/);
     failed(r[1], "DEADLINE_EXCEEDED", /./);
     for (const l of long) assert.equal((await l).status, 200);
-    await waitFor("the queue to empty", async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      return /gpulet_queue_depth\{function="slow"\} 0/.test(text);
-    }, 2000);
+    await waitFor("the queue to empty", async () => (await queueDepth(server.url, "slow")) === 0, 2000);
     assert.equal(await ran(), ranBefore + 3, "only the long requests went through the model");
     const canceled = await metric(server.url, 'gpulet_requests_total{function="slow",code="499"}');
     const expired = await metric(server.url, 'gpulet_requests_total{function="slow",code="504"}');

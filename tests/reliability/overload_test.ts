@@ -9,7 +9,7 @@ import { closedLoop } from "../../src/loadgen/closed_loop.ts";
 import { prepareRequest } from "../../src/loadgen/http.ts";
 import { runOpenLoop } from "../../src/loadgen/open_loop.ts";
 import { Schedule } from "../../src/loadgen/schedule.ts";
-import { deploy, metric, postJson, ROOT, startTestServer, waitFor } from "../helpers.ts";
+import { deploy, metric, postJson, queueDepth, ROOT, startTestServer, waitFor } from "../helpers.ts";
 
 /** `sleepy`'s SLO (tests/fixtures/functions/sleepy). */
 const SLO_MS = 300;
@@ -119,16 +119,10 @@ Deno.test("a client that disconnects has its queued request removed before it re
         signal: c.signal,
       }).then(() => "answered", (e) => (e as Error).name)
     );
-    await waitFor("the four requests to be queued", async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      return /gpulet_queue_depth\{function="slow"\} 4/.test(text);
-    }, 1000);
+    await waitFor("the four requests to be queued", async () => (await queueDepth(server.url, "slow")) === 4, 1000);
     for (const c of controllers) c.abort();
     assert.deepEqual(await Promise.all(gone), ["AbortError", "AbortError", "AbortError", "AbortError"]);
-    await waitFor("the queue to empty", async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      return /gpulet_queue_depth\{function="slow"\} 0/.test(text);
-    }, 1000);
+    await waitFor("the queue to empty", async () => (await queueDepth(server.url, "slow")) === 0, 1000);
     assert.equal((await long).status, 200);
     assert.equal(await ran(), ranBefore + 1, "only the long request went through the model");
     assert.equal(await metric(server.url, 'gpulet_requests_total{function="slow",code="499"}'), 4);
