@@ -8,7 +8,7 @@
  */
 import { deployFolder } from "../src/api/admin_client.ts";
 import { startChild, stopChild } from "./overhead.ts";
-import { Messages } from "../src/api/grpc/codec.ts";
+import { ModelInferRequest } from "../src/api/grpc/codec.ts";
 import { binaryInferRequest } from "../src/api/oip_client.ts";
 import { GraphBuilder } from "../src/models/onnx_builder.ts";
 import { PROJECT_ROOT } from "../src/runtime/worker_command.ts";
@@ -121,7 +121,7 @@ export async function measureProtocols(progress: (s: string) => void, seconds: n
     inputs: [{ name: "input", datatype: "FP32", shape: [1, 1, 28, 28], data: image }],
   }));
   const bigHttp = binaryInferRequest([{ name: "x", datatype: "FP32", shape: [1, 3, 224, 224], data: big }]);
-  const grpcMessage = (m: unknown) => Messages.ModelInferRequest.encode(m as never).finish();
+  const grpcMessage = (m: unknown) => ModelInferRequest.encode(m as never).finish();
   const lenetInput = { name: "input", datatype: "FP32", shape: [1, 1, 28, 28] };
   const rows: Row[] = [
     {

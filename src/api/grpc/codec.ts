@@ -19,28 +19,8 @@ import { BadTensorRequest, encodeOutput, type InferRequest } from "../oip_codec.
 
 const root = protobuf.parse(Deno.readTextFileSync(new URL("./inference.proto", import.meta.url))).root;
 
-/** The service's message types, by the name the .proto gives them. */
-export const Messages = {
-  ServerLiveRequest: root.lookupType("inference.ServerLiveRequest"),
-  ServerLiveResponse: root.lookupType("inference.ServerLiveResponse"),
-  ServerReadyRequest: root.lookupType("inference.ServerReadyRequest"),
-  ServerReadyResponse: root.lookupType("inference.ServerReadyResponse"),
-  ModelReadyRequest: root.lookupType("inference.ModelReadyRequest"),
-  ModelReadyResponse: root.lookupType("inference.ModelReadyResponse"),
-  ServerMetadataRequest: root.lookupType("inference.ServerMetadataRequest"),
-  ServerMetadataResponse: root.lookupType("inference.ServerMetadataResponse"),
-  ModelMetadataRequest: root.lookupType("inference.ModelMetadataRequest"),
-  ModelMetadataResponse: root.lookupType("inference.ModelMetadataResponse"),
-  ModelInferRequest: root.lookupType("inference.ModelInferRequest"),
-  ModelInferResponse: root.lookupType("inference.ModelInferResponse"),
-  ModelStreamInferResponse: root.lookupType("inference.ModelStreamInferResponse"),
-  RepositoryIndexRequest: root.lookupType("inference.RepositoryIndexRequest"),
-  RepositoryIndexResponse: root.lookupType("inference.RepositoryIndexResponse"),
-  RepositoryModelLoadRequest: root.lookupType("inference.RepositoryModelLoadRequest"),
-  RepositoryModelLoadResponse: root.lookupType("inference.RepositoryModelLoadResponse"),
-  RepositoryModelUnloadRequest: root.lookupType("inference.RepositoryModelUnloadRequest"),
-  RepositoryModelUnloadResponse: root.lookupType("inference.RepositoryModelUnloadResponse"),
-} as const;
+/** The request message of ModelInfer (clients and benchmarks encode their requests with it). */
+export const ModelInferRequest = root.lookupType("inference.ModelInferRequest");
 
 /** The service (its methods: name, request and response types, streaming). */
 export const InferenceService = root.lookupService("inference.GRPCInferenceService");
