@@ -15,14 +15,12 @@
  *   fixed width and padded, normalised to [-1, 1]; recognition decoded greedily (CTC: best class per step,
  *   repeats and blanks dropped) with the model's dictionary.
  */
-import type { RgbImage } from "./vision.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, type RgbImage, sampleBilinear } from "./vision.ts";
 
 /** The detector's fixed input frame (px): an image is scaled to fit it, and padded. */
 export const DET_SIZE = 640;
 /** Largest upscaling of a small image into the detector's frame. */
 const DET_MAX_UPSCALE = 2;
-const DET_MEAN = [0.485, 0.456, 0.406];
-const DET_STD = [0.229, 0.224, 0.225];
 
 /** Height of a text line for the direction classifier and the recogniser (px). */
 export const LINE_HEIGHT = 48;
@@ -40,17 +38,6 @@ export interface TextBox {
   score: number;
 }
 
-/** Bilinear sample of channel `c` of `img` at (x, y), clamped to the image. */
-function sample(img: RgbImage, x: number, y: number, c: number): number {
-  const { width: w, height: h, rgb } = img;
-  const cx = Math.min(Math.max(x, 0), w - 1), cy = Math.min(Math.max(y, 0), h - 1);
-  const x0 = Math.floor(cx), y0 = Math.floor(cy);
-  const x1 = Math.min(x0 + 1, w - 1), y1 = Math.min(y0 + 1, h - 1);
-  const fx = cx - x0, fy = cy - y0;
-  const at = (xx: number, yy: number) => rgb[3 * (yy * w + xx) + c];
-  return (at(x0, y0) * (1 - fx) + at(x1, y0) * fx) * (1 - fy) + (at(x0, y1) * (1 - fx) + at(x1, y1) * fx) * fy;
-}
-
 /** The detector's input for `img` (3×640×640, BGR, normalised; zero padding) and the scale applied to it. */
 export function detectionInput(img: RgbImage): { data: Float32Array; scale: number } {
   const scale = Math.min(DET_SIZE / Math.max(img.width, img.height), DET_MAX_UPSCALE);
@@ -64,7 +51,8 @@ export function detectionInput(img: RgbImage): { data: Float32Array; scale: numb
       for (let c = 0; c < 3; c++) {
         // BGR planes: plane 0 is blue, normalised with the first mean and std (as PaddleOCR trains it).
         const b = 2 - c;
-        data[b * plane + y * DET_SIZE + x] = (sample(img, sx, sy, c) / 255 - DET_MEAN[b]) / DET_STD[b];
+        data[b * plane + y * DET_SIZE + x] = (sampleBilinear(img, sx, sy, c) / 255 - IMAGENET_MEAN[b]) /
+          IMAGENET_STD[b];
       }
     }
   }
@@ -241,7 +229,7 @@ export function cropBox(img: RgbImage, box: TextBox["box"]): RgbImage {
     for (let x = 0; x < ow; x++) {
       const [i, j] = tall ? [w - 1 - y, x] : [x, y];
       const sx = p0[0] + (i + 0.5) * ux + (j + 0.5) * vx - 0.5, sy = p0[1] + (i + 0.5) * uy + (j + 0.5) * vy - 0.5;
-      for (let c = 0; c < 3; c++) rgb[3 * (y * ow + x) + c] = Math.round(sample(img, sx, sy, c));
+      for (let c = 0; c < 3; c++) rgb[3 * (y * ow + x) + c] = Math.round(sampleBilinear(img, sx, sy, c));
     }
   }
   return { width: ow, height: oh, rgb };
@@ -265,7 +253,7 @@ export function lineInput(img: RgbImage, width: number): Float32Array {
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       for (let c = 0; c < 3; c++) {
-        const v = sample(img, (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, c);
+        const v = sampleBilinear(img, (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, c);
         data[(2 - c) * plane + y * width + x] = v / 127.5 - 1;
       }
     }

@@ -101,33 +101,40 @@ function jpegToRgb(bytes: Uint8Array): RgbImage {
   return { width: img.width, height: img.height, rgb: img.data };
 }
 
-const MEAN = [0.485, 0.456, 0.406];
-const STD = [0.229, 0.224, 0.225];
+/** The ImageNet mean and std of each RGB channel, on [0, 1] (what the torchvision and PaddleOCR models expect). */
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+export const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+/** Bilinear sample of channel `c` of `img` at (x, y) in pixel coordinates, clamped to the image. */
+export function sampleBilinear(img: RgbImage, x: number, y: number, c: number): number {
+  const { width: w, height: h, rgb } = img;
+  const cx = Math.min(Math.max(x, 0), w - 1), cy = Math.min(Math.max(y, 0), h - 1);
+  const x0 = Math.floor(cx), y0 = Math.floor(cy);
+  const x1 = Math.min(x0 + 1, w - 1), y1 = Math.min(y0 + 1, h - 1);
+  const fx = cx - x0, fy = cy - y0;
+  const at = (xx: number, yy: number) => rgb[3 * (yy * w + xx) + c];
+  return (at(x0, y0) * (1 - fx) + at(x1, y0) * fx) * (1 - fy) + (at(x0, y1) * (1 - fx) + at(x1, y1) * fx) * fy;
+}
 
 /**
  * torchvision's ImageNet evaluation transform: resize the shorter side to `resize` (bilinear), centre-crop
  * `crop`×`crop`, scale to [0, 1], normalise by the ImageNet mean and std. Returns CHW float32.
  */
 export function imagenetTensor(img: RgbImage, crop = 224, resize = 256): Float32Array {
-  const { width: w, height: h, rgb } = img;
+  const { width: w, height: h } = img;
   const scale = Math.min(w, h) / resize; // source pixels per resized pixel
   const rw = Math.round(w / scale), rh = Math.round(h / scale);
   const x0 = Math.floor((rw - crop) / 2), y0 = Math.floor((rh - crop) / 2);
   const out = new Float32Array(3 * crop * crop);
   const plane = crop * crop;
   for (let y = 0; y < crop; y++) {
-    // Pixel centres map to pixel centres (align_corners=false), clamped at the borders.
-    const sy = Math.min(Math.max((y + y0 + 0.5) * scale - 0.5, 0), h - 1);
-    const ya = Math.floor(sy), yb = Math.min(ya + 1, h - 1), fy = sy - ya;
+    // Pixel centres map to pixel centres (align_corners=false).
+    const sy = (y + y0 + 0.5) * scale - 0.5;
     for (let x = 0; x < crop; x++) {
-      const sx = Math.min(Math.max((x + x0 + 0.5) * scale - 0.5, 0), w - 1);
-      const xa = Math.floor(sx), xb = Math.min(xa + 1, w - 1), fx = sx - xa;
+      const sx = (x + x0 + 0.5) * scale - 0.5;
       for (let c = 0; c < 3; c++) {
-        const p = (yy: number, xx: number) => rgb[(yy * w + xx) * 3 + c];
-        const top = p(ya, xa) * (1 - fx) + p(ya, xb) * fx;
-        const bottom = p(yb, xa) * (1 - fx) + p(yb, xb) * fx;
-        const v = (top * (1 - fy) + bottom * fy) / 255;
-        out[c * plane + y * crop + x] = (v - MEAN[c]) / STD[c];
+        const v = sampleBilinear(img, sx, sy, c) / 255;
+        out[c * plane + y * crop + x] = (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
       }
     }
   }
