@@ -4,10 +4,8 @@
  * of one line>" }` → `{ angle: 0 | 180, score }`. OIP tensors: `x` [N,3,48,192] → `softmax_0.tmp_0` [N,2].
  */
 import { defineFunction, tensor, z } from "gpulet";
-import { decodeBase64, decodeImage, pngBase64 } from "gpulet/vision";
-import { CLS_WIDTH, LINE_HEIGHT, lineInput } from "gpulet/ocr";
-
-const WHITE = { width: 96, height: 32, rgb: new Uint8Array(96 * 32 * 3).fill(255) };
+import { decodeBase64, decodeImage } from "gpulet/vision";
+import { BLANK_IMAGE_EXAMPLE, CLS_WIDTH, LINE_HEIGHT, lineInput } from "gpulet/ocr";
 
 export default defineFunction({
   model: "ocr_cls",
@@ -15,7 +13,7 @@ export default defineFunction({
   maxBatch: 32,
   description: "PaddleOCR direction classifier: a text line image -> 0 or 180 degrees",
   input: z.object({ image: z.base64() }),
-  example: { image: pngBase64(WHITE) },
+  example: BLANK_IMAGE_EXAMPLE,
   preprocess: ({ image }) => ({
     x: tensor("float32", lineInput(decodeImage(decodeBase64(image)), CLS_WIDTH), [1, 3, LINE_HEIGHT, CLS_WIDTH]),
   }),

@@ -6,16 +6,14 @@
  * the same 640×640 frame (`gpulet/ocr`).
  */
 import { defineFunction, tensor, z } from "gpulet";
-import { decodeBase64, decodeImage, pngBase64 } from "gpulet/vision";
-import { DET_SIZE, detectBoxes, detectionInput } from "gpulet/ocr";
+import { decodeBase64, decodeImage } from "gpulet/vision";
+import { BLANK_IMAGE_EXAMPLE, DET_SIZE, detectBoxes, detectionInput } from "gpulet/ocr";
 
 const Input = z.object({ image: z.base64() });
 type Input = z.infer<typeof Input>;
 
 /** Each request's image size and scale into the frame, from its preprocess to its postprocess. */
 const frames = new WeakMap<Input, { width: number; height: number; scale: number }>();
-
-const WHITE = { width: 64, height: 32, rgb: new Uint8Array(64 * 32 * 3).fill(255) };
 
 // SLO: a batch of 4 frames with its pre- and post-processing on one core of the build machine.
 export default defineFunction({
@@ -24,7 +22,7 @@ export default defineFunction({
   maxBatch: 4,
   description: "PP-OCRv4 text detection: PNG/JPEG -> text boxes",
   input: Input,
-  example: { image: pngBase64(WHITE) },
+  example: BLANK_IMAGE_EXAMPLE,
   preprocess: (input) => {
     const img = decodeImage(decodeBase64(input.image));
     const { data, scale } = detectionInput(img);

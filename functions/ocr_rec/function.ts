@@ -6,11 +6,10 @@
  * padded to 640 px wide (`gpulet/ocr`).
  */
 import { defineFunction, tensor, z } from "gpulet";
-import { decodeBase64, decodeImage, pngBase64 } from "gpulet/vision";
-import { ctcDecode, LINE_HEIGHT, lineInput, parseDictionary, REC_WIDTH } from "gpulet/ocr";
+import { decodeBase64, decodeImage } from "gpulet/vision";
+import { BLANK_IMAGE_EXAMPLE, ctcDecode, LINE_HEIGHT, lineInput, parseDictionary, REC_WIDTH } from "gpulet/ocr";
 
 const DICTIONARY = parseDictionary(await Deno.readTextFile(new URL("./ppocr_keys_v1.txt", import.meta.url)));
-const WHITE = { width: 96, height: 32, rgb: new Uint8Array(96 * 32 * 3).fill(255) };
 
 export default defineFunction({
   model: "ocr_rec",
@@ -18,7 +17,7 @@ export default defineFunction({
   maxBatch: 16,
   description: "PP-OCRv4 text recognition: a text line image -> its text",
   input: z.object({ image: z.base64() }),
-  example: { image: pngBase64(WHITE) },
+  example: BLANK_IMAGE_EXAMPLE,
   preprocess: ({ image }) => ({
     x: tensor("float32", lineInput(decodeImage(decodeBase64(image)), REC_WIDTH), [1, 3, LINE_HEIGHT, REC_WIDTH]),
   }),

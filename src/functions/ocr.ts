@@ -15,7 +15,12 @@
  *   fixed width and padded, normalised to [-1, 1]; recognition decoded greedily (CTC: best class per step,
  *   repeats and blanks dropped) with the model's dictionary.
  */
-import { IMAGENET_MEAN, IMAGENET_STD, type RgbImage, sampleBilinear } from "./vision.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, pngBase64, type RgbImage, sampleBilinear } from "./vision.ts";
+
+/** A blank line image as the OCR functions' warm-up body (`example`): every stage takes `{ image }`. */
+export const BLANK_IMAGE_EXAMPLE = {
+  image: pngBase64({ width: 96, height: 32, rgb: new Uint8Array(96 * 32 * 3).fill(255) }),
+};
 
 /** The detector's fixed input frame (px): an image is scaled to fit it, and padded. */
 export const DET_SIZE = 640;
