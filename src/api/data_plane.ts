@@ -13,7 +13,13 @@ import { hasRandomWeights } from "../models/zoo.ts";
 import type { AppTensorsManifest } from "../functions/manifest.ts";
 import { encodeBytesElements, splitBytesElements } from "../functions/tensor.ts";
 import type { ModelInfo } from "../runtime/protocol.ts";
-import { BadTensorRequest, type DecodedInputs, decodeInferRequest, type InferRequest } from "./oip_codec.ts";
+import {
+  BadTensorRequest,
+  type DecodedInputs,
+  decodeInferRequest,
+  type InferRequest,
+  modelMetadata,
+} from "./oip_codec.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { encodeBase64 } from "../functions/bundle.ts";
 
@@ -117,15 +123,8 @@ export function safeTokenEqual(a: string, b: string): boolean {
 /** An app's model metadata in OIP form: platform `gpulet_app`, its tensor interface's BYTES tensors (or none). */
 export function appMetadata(app: AppDeployment) {
   const t = app.record.manifest.tensors;
-  const info = t ? appModelInfo(t) : { inputs: [], outputs: [] };
-  const spec = (s: { name: string; shape: number[] }) => ({ name: s.name, datatype: "BYTES", shape: s.shape });
-  return {
-    name: app.name,
-    versions: [String(app.version)],
-    platform: "gpulet_app",
-    inputs: info.inputs.map(spec),
-    outputs: info.outputs.map(spec),
-  };
+  const info = t ? appModelInfo(t) : { inputs: [], outputs: [], batchable: false };
+  return { ...modelMetadata(app.name, [String(app.version)], info), platform: "gpulet_app" };
 }
 
 /** An app's tensor interface as a model signature: BYTES tensors of one element each, not batchable. */
