@@ -5,7 +5,7 @@
  */
 import parsePrometheus from "parse-prometheus-text-format";
 import { binaryInferRequest } from "./oip_client.ts";
-import { type OipDatatype, ortTypeOf, TYPES } from "../functions/tensor.ts";
+import { elementCount, type OipDatatype, ortTypeOf, zeroData } from "../functions/tensor.ts";
 import { prepareRequest } from "../loadgen/http.ts";
 import type { LoadTarget } from "../loadgen/open_loop.ts";
 
@@ -58,14 +58,7 @@ export async function discoverTargets(
     const meta = await getJson(`${base}/v2/models/${name}`) as unknown as Meta;
     const req = binaryInferRequest(meta.inputs.map((i) => {
       const shape = i.shape.map((d, k) => (k === 0 || d < 0 ? 1 : d));
-      const type = ortTypeOf(i.datatype)!;
-      const count = shape.reduce((a, b) => a * b, 1);
-      return {
-        name: i.name,
-        datatype: i.datatype,
-        shape,
-        data: type === "string" ? new Array<string>(count).fill("") : TYPES[type].alloc(count),
-      };
+      return { name: i.name, datatype: i.datatype, shape, data: zeroData(ortTypeOf(i.datatype)!, elementCount(shape)) };
     }));
     return {
       name,

@@ -139,6 +139,11 @@ export function zeroByteLength(type: OrtType, count: number): number {
   return count * (type === "string" ? 4 : TYPES[type].bytes);
 }
 
+/** The data of a tensor of `count` zeros: a typed array, or (`string`) empty strings. */
+export function zeroData(type: OrtType, count: number): TensorData | string[] {
+  return type === "string" ? new Array<string>(count).fill("") : TYPES[type].alloc(count);
+}
+
 /** A malformed BYTES tensor: what is wrong with its bytes. */
 export class BadBytesTensor extends Error {}
 

@@ -6,7 +6,7 @@
  * two apps share is sized once, for both.
  */
 import { stageLevels } from "../functions/app.ts";
-import { type AppGraph, dispersedCv, groupDispersion, splitAppSlo } from "./app_split.ts";
+import { type AppGraph, dispersedCv, evenSplit, groupDispersion, splitAppSlo } from "./app_split.ts";
 import { monotonePeak, peakScale } from "./peak.ts";
 import type { Plan, Policy } from "./plan.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "./planner.ts";
@@ -159,7 +159,7 @@ export function appDemand(
   const budgets = apps.map((app) => {
     const rate = app.rate * scale;
     const budgetsMs = app.levels.length === 1 || rate <= 0
-      ? app.levels.map(() => app.sloMs / app.levels.length)
+      ? evenSplit(app)
       : splitAppSlo(problem, appGraph(app, problem.functions), rate, splitPolicy, options).budgetsMs;
     return { name: app.name, rate, sloMs: app.sloMs, budgetsMs };
   });

@@ -104,7 +104,7 @@ function compositions(levels: number, steps: number): number[][] {
 }
 
 /** The even split: every level the same budget. */
-export function evenSplit(app: AppGraph): number[] {
+export function evenSplit(app: Pick<AppGraph, "sloMs"> & { levels: readonly unknown[] }): number[] {
   return app.levels.map(() => app.sloMs / app.levels.length);
 }
 

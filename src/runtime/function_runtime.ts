@@ -23,7 +23,7 @@ import type {
   RunItem,
   RunMessage,
 } from "./protocol.ts";
-import { elementCount, TYPES } from "../functions/tensor.ts";
+import { elementCount, type Tensor, zeroData } from "../functions/tensor.ts";
 
 /** An error's message. */
 export function describe(e: unknown): string {
@@ -146,10 +146,7 @@ function zeroItem(info: ModelInfo, batch: number): Tensors | null {
   for (const spec of info.inputs) {
     if (spec.shape.slice(1).some((d) => d < 0) || spec.shape[0] !== -1) return null;
     const dims = [batch, ...spec.shape.slice(1)];
-    const n = elementCount(dims);
-    item[spec.name] = spec.type === "string"
-      ? { type: "string", dims, data: new Array<string>(n).fill("") }
-      : { type: spec.type, dims, data: TYPES[spec.type].alloc(n) };
+    item[spec.name] = { type: spec.type, dims, data: zeroData(spec.type, elementCount(dims)) } as Tensor;
   }
   return item;
 }
