@@ -21,7 +21,14 @@ import { type Plan, Plan as PlanSchema, POLICIES, type Policy } from "../planner
 import { DEFAULT_OPTIONS, type PlannerOptions, type PlanProblem } from "../planner/planner.ts";
 import { makePlan, peakFor } from "../planner/policies.ts";
 import { checkedTail, percentileName, validatePlan } from "../planner/validate.ts";
-import { appDemand, appPeakScale, planWithApps, withAppCalls, workloadApps } from "../planner/app_demand.ts";
+import {
+  appDemand,
+  appPeakScale,
+  planSplitsFor,
+  planWithApps,
+  withAppCalls,
+  workloadApps,
+} from "../planner/app_demand.ts";
 import {
   parseJsonText,
   parseWorkload,
@@ -146,16 +153,15 @@ export async function main(args: string[]): Promise<number> {
     // Re-check a plan (made here or elsewhere) against the profile, the interference model and the tail target
     // (the flags', else the plan's own).
     const plan = readPlan(await Deno.readTextFile(check), check);
-    if (apps.length && !plan.appSplits) {
-      throw new WorkloadError(`${check}: the workload has apps; the plan has no app budgets`);
-    }
+    const splits = planSplitsFor(plan, apps);
+    if (!splits) throw new WorkloadError(`${check}: the workload has apps; the plan has no app budgets for them all`);
     const tail = values.averages
       ? null
       : values.percentile !== undefined || values.cv !== undefined || workload.percentile !== undefined ||
           workload.arrivalCv !== undefined
       ? options.tail
       : undefined;
-    const demand = apps.length ? withAppCalls(functions, apps, plan.appSplits!, 1, options.tail?.cv ?? 1) : functions;
+    const demand = apps.length ? withAppCalls(functions, apps, splits, 1, options.tail?.cv ?? 1) : functions;
     const errors = validatePlan(plan, { functions: demand, latency, interference, gpus: problem.gpus, tail });
     const checked = checkedTail(plan, tail);
     const what = checked ? `${percentileName(checked.percentile)}, arrivals of CV ${checked.cv}` : "averages";

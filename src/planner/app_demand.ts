@@ -78,7 +78,7 @@ export function workloadApps(
 }
 
 /** `app` as the SLO splitter's graph; its stages are named `<app>.<stage>` and sized as their function. */
-export function appGraph(app: WorkloadApp, functions: readonly PlannedFunction[]): AppGraph {
+function appGraph(app: WorkloadApp, functions: readonly PlannedFunction[]): AppGraph {
   const fn = (name: string) => functions.find((f) => f.name === name)!;
   return {
     name: app.name,
@@ -128,6 +128,12 @@ export function withAppCalls(
     if (arrivalCv !== undefined) out.arrivalCv = arrivalCv;
     return out;
   });
+}
+
+/** The app budgets of `plan` in the order of `apps`, matched by name; undefined when it has none for one of them. */
+export function planSplitsFor(plan: Plan, apps: readonly WorkloadApp[]): AppBudget[] | undefined {
+  const splits = apps.map((a) => plan.appSplits?.find((b) => b.name === a.name));
+  return splits.every((s) => s !== undefined) ? splits as AppBudget[] : undefined;
 }
 
 /** Policies the SLO splitter plans with (the others are bounds, not engines: splits use `gpulet`'s). */

@@ -12,7 +12,7 @@ import { percentile } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { Plan } from "../planner/plan.ts";
-import { withAppCalls, type WorkloadApp } from "../planner/app_demand.ts";
+import { planSplitsFor, withAppCalls, type WorkloadApp } from "../planner/app_demand.ts";
 import type { PlannedFunction } from "../planner/sizing.ts";
 import { seededRandom } from "../planner/random.ts";
 import { RequestLevel } from "./request_level.ts";
@@ -177,17 +177,14 @@ export function replayAppPlan(
   interference: InterferenceModel | undefined,
   opts: ReplayOptions,
 ): AppReplay | undefined {
-  const splits = apps.map((a) => plan.appSplits?.find((b) => b.name === a.name));
-  if (splits.some((s) => s === undefined)) return undefined;
-  const atRates = apps.map((a, i) => ({ ...a, rate: splits[i]!.rate }));
-  const planned = withAppCalls(functions, atRates, splits.map((s) => s!), 1, plan.tail?.cv ?? 1);
+  const splits = planSplitsFor(plan, apps);
+  if (!splits) return undefined;
+  const atRates = apps.map((a, i) => ({ ...a, rate: splits[i].rate }));
+  const planned = withAppCalls(functions, atRates, splits, 1, plan.tail?.cv ?? 1);
   return replayApps(
     plan,
     planned.map((f, i) => ({ name: f.name, model: f.model, sloMs: f.sloMs, directRate: functions[i].rate })),
-    atRates.map((a) => ({
-      ...a,
-      levels: a.levels.map((l) => l.map((s) => ({ function: s.function, fanOut: s.fanOut }))),
-    })),
+    atRates,
     latency,
     interference,
     opts,
