@@ -15,7 +15,7 @@ import {
 } from "../functions/registry.ts";
 import { DEFAULT_MODELS_DIR, ensureModels, ZOO } from "../models/zoo.ts";
 import { CpuDevice } from "../runtime/cpu_device.ts";
-import { WorkerStartError } from "../runtime/worker.ts";
+import { WorkerStartError } from "../runtime/socket_process.ts";
 import type { ScalePolicyOptions } from "../autoscaler/policy.ts";
 import { type Backend, cpuBackend, cudaBackend, parseDevices, simBackend } from "./backends.ts";
 import { type MpsMode, prepareCuda } from "../cuda/setup.ts";

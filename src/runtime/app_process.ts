@@ -3,9 +3,8 @@
  * requests, pass its stage calls on (to `onCall`) and their replies back, learn when it dies, stop it.
  */
 import type { FrameReader } from "./framing.ts";
-import { SocketProcess } from "./socket_process.ts";
+import { SocketProcess, WorkerLostError } from "./socket_process.ts";
 import type { AnswerMessage, AppConfig, AppToController, CallMessage, ReplyMessage } from "./app_protocol.ts";
-import { WorkerLostError } from "./worker.ts";
 import { PROJECT_ROOT, workerEnv } from "./worker_command.ts";
 
 /** An app request's outcome as the process gave it: its JSON answer's bytes, or an error. */
@@ -54,15 +53,7 @@ export class AppProcess extends SocketProcess {
       prefix: "a",
       spawn: (socket) => {
         const [program, ...args] = appCommand({ ...spec.config, socket });
-        const child = new Deno.Command(program, {
-          args,
-          env: workerEnv(),
-          clearEnv: true,
-          stdin: "null",
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
-        return new AppProcess(spec.id, child, spec);
+        return new AppProcess(spec.id, SocketProcess.spawnChild(program, args, workerEnv()), spec);
       },
       timeoutMs: spec.startTimeoutMs ?? START_TIMEOUT_MS,
       label: "app process",
@@ -91,17 +82,9 @@ export class AppProcess extends SocketProcess {
     } catch (e) {
       why = `app process ${this.id}: ${e instanceof Error ? e.message : e}`;
     }
-    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
-    if (status && !this.stopping) {
-      why = `the app's process died (${status.signal ?? `exit code ${status.code}`})${
-        this.stderrTail ? `: ${this.stderrTail.trim().split("\n").pop()}` : ""
-      }`;
-    }
+    why = await this.connectionEnded(why, (how) => `the app's process died (${how})`);
     for (const resolve of this.pending.values()) resolve({ ok: false, status: 503, error: why });
     this.pending.clear();
-    try {
-      this.conn?.close();
-    } catch { /* closed */ }
   }
 
   private settle(msg: AnswerMessage, body: Uint8Array): void {

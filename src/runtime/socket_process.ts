@@ -18,6 +18,9 @@ export class WorkerStartError extends Error {
   }
 }
 
+/** The process died or was stopped while work was in flight (a gpu-let's batch, an app's request). */
+export class WorkerLostError extends Error {}
+
 /** How {@link SocketProcess.launch} starts a child, and what its start errors call things. */
 export interface Launch<P> {
   /** Folder of the socket file, and its name's prefix. */
@@ -135,6 +138,31 @@ export abstract class SocketProcess {
       listener.close();
       await Deno.remove(socket).catch(() => {});
     }
+  }
+
+  /**
+   * Spawns a child as every gpulet child runs: only the environment given (`clearEnv`), no stdin or stdout,
+   * stderr kept for its errors.
+   */
+  protected static spawnChild(program: string, args: string[], env: Record<string, string>): Deno.ChildProcess {
+    return new Deno.Command(program, { args, env, clearEnv: true, stdin: "null", stdout: "null", stderr: "piped" })
+      .spawn();
+  }
+
+  /**
+   * Closes the connection once its reader has ended, and says why it ended: `why`, unless the process died
+   * (and was not being stopped), then `died(how)` with its exit and its last stderr line.
+   */
+  protected async connectionEnded(why: string, died: (how: string) => string): Promise<string> {
+    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+    if (status && !this.stopping) {
+      const last = this.stderrTail ? `: ${this.stderrTail.trim().split("\n").pop()}` : "";
+      why = `${died(status.signal ?? `exit code ${status.code}`)}${last}`;
+    }
+    try {
+      this.conn?.close();
+    } catch { /* already closed */ }
+    return why;
   }
 
   /** Asks the process to exit after what it was sent; kills it if it has not exited within `graceMs`. */

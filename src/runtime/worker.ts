@@ -4,9 +4,7 @@
  */
 import type { BatchResult, Executor } from "./executor.ts";
 import type { FrameReader } from "./framing.ts";
-import { SocketProcess, WorkerStartError } from "./socket_process.ts";
-
-export { WorkerStartError };
+import { SocketProcess, WorkerLostError } from "./socket_process.ts";
 import type {
   FunctionConfig,
   FunctionReady,
@@ -18,9 +16,6 @@ import type {
   WorkerConfig,
 } from "./protocol.ts";
 import { findTaskset, ortBindingPath, workerCommand, workerEnv } from "./worker_command.ts";
-
-/** The worker died or was stopped while a batch was in flight. */
-export class WorkerLostError extends Error {}
 
 export interface GpuletSpec {
   /** Unique id, for logs. */
@@ -77,15 +72,7 @@ export class GpuletProcess extends SocketProcess {
           functions: spec.functions,
         };
         const { program, args } = workerCommand({ config, cores: spec.cores, tasksetPath: TASKSET });
-        const child = new Deno.Command(program, {
-          args,
-          env: { ...workerEnv(), ...spec.env },
-          clearEnv: true,
-          stdin: "null",
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
-        return new GpuletProcess(spec, child);
+        return new GpuletProcess(spec, SocketProcess.spawnChild(program, args, { ...workerEnv(), ...spec.env }));
       },
       timeoutMs: spec.startTimeoutMs ?? START_TIMEOUT_MS,
       label: "worker",
@@ -103,7 +90,7 @@ export class GpuletProcess extends SocketProcess {
   }
 
   private async readLoop(reader: FrameReader): Promise<void> {
-    let error: Error = new WorkerLostError(`worker ${this.id} closed its connection`);
+    let why = `worker ${this.id} closed its connection`;
     try {
       for (;;) {
         const frame = await reader.next<ResultMessage>();
@@ -118,20 +105,9 @@ export class GpuletProcess extends SocketProcess {
         p.resolve({ ...frame.header, body: frame.body, release: frame.release });
       }
     } catch (e) {
-      error = new WorkerLostError(`worker ${this.id}: ${e instanceof Error ? e.message : e}`);
+      why = `worker ${this.id}: ${e instanceof Error ? e.message : e}`;
     }
-    const status = await Promise.race([this.exited, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
-    if (status && !this.stopping) {
-      error = new WorkerLostError(
-        `worker ${this.id} died (${status.signal ?? `exit code ${status.code}`})${
-          this.stderrTail ? `: ${this.stderrTail.trim().split("\n").pop()}` : ""
-        }`,
-      );
-    }
-    this.failPending(error);
-    try {
-      this.conn?.close();
-    } catch { /* already closed */ }
+    this.failPending(new WorkerLostError(await this.connectionEnded(why, (how) => `worker ${this.id} died (${how})`)));
   }
 
   private failPending(error: Error): void {
