@@ -6,6 +6,7 @@
  * stages' functions are reported beside it, as the server counted their calls.
  */
 import { parseArgs } from "./args.ts";
+import { FunctionName } from "../functions/manifest.ts";
 import { clientToken } from "./admin_token.ts";
 import { runOpenLoop } from "../loadgen/open_loop.ts";
 import { summarize, timelineSvg } from "../loadgen/report.ts";
@@ -20,12 +21,20 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
+/** `a=x,b=y` as [name, value] pairs, names checked as function names; throws naming the flag and the part. */
+function namedValues(flag: string, text: string, what: string): [string, string][] {
+  return text.split(",").map((part) => {
+    const m = /^([^=]+)=(.+)$/.exec(part.trim());
+    if (!m || !FunctionName.safeParse(m[1]).success) throw new Error(`--${flag}: "${part}" is not name=${what}`);
+    return [m[1], m[2]];
+  });
+}
+
 /** A constant-rate schedule from `a=10,b=2.5`. */
 export function mixSchedule(mix: string): Schedule {
-  const points = mix.split(",").map((part) => {
-    const m = /^([a-z][a-z0-9_-]{0,62})=([0-9.]+)$/.exec(part.trim());
-    if (!m || !(Number(m[2]) >= 0)) throw new Error(`--mix: "${part}" is not name=rate`);
-    return { time_s: 0, function: m[1], rate: Number(m[2]), shape: "step" as const };
+  const points = namedValues("mix", mix, "rate").map(([name, rate]) => {
+    if (!/^[0-9.]+$/.test(rate) || !(Number(rate) >= 0)) throw new Error(`--mix: "${name}=${rate}" is not name=rate`);
+    return { time_s: 0, function: name, rate: Number(rate), shape: "step" as const };
   });
   return new Schedule(points);
 }
@@ -61,11 +70,14 @@ if (import.meta.main) {
   };
   const token = clientToken(values.token as string | undefined);
   const bodies = new Map<string, string>();
-  for (const part of values.body ? String(values.body).split(",") : []) {
-    const m = /^([a-z][a-z0-9_-]{0,62})=(.+)$/.exec(part.trim());
-    if (!m) fail(`--body: "${part}" is not name=FILE.json`);
-    const text = await Deno.readTextFile(m[2]).catch((e) => fail(`--body ${m[1]}: ${e.message}`));
-    bodies.set(m[1], text);
+  let pairs: [string, string][] = [];
+  try {
+    pairs = values.body ? namedValues("body", String(values.body), "FILE.json") : [];
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  for (const [name, file] of pairs) {
+    bodies.set(name, await Deno.readTextFile(file).catch((e) => fail(`--body ${name}: ${e.message}`)));
   }
   const targets = await discoverTargets(base, schedule.functions(), token, bodies).catch((e) => fail(e.message));
   const staged = targets.filter((t) => t.stages?.length);

@@ -8,7 +8,7 @@
  * beside each function's, so a plan's app-level promise can be checked, not only its stages'.
  */
 import { nextGapMs } from "../loadgen/arrivals.ts";
-import { percentile } from "../loadgen/stats.ts";
+import { latencyStats } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
 import type { Plan } from "../planner/plan.ts";
@@ -142,17 +142,7 @@ export function replayApps(
   const seconds = opts.seconds;
   /** `arrived`: how many came (a shed call has no latency; a shed app request counts as Infinity). */
   const summary = (name: string, sloMs: number, raw: number[], shed: number, arrived: number): LatencySummary => {
-    const l = raw.sort((a, b) => a - b);
-    return {
-      name,
-      rate: arrived / seconds,
-      sloMs,
-      n: l.length,
-      p50Ms: percentile(l, 0.5) ?? NaN,
-      p99Ms: percentile(l, 0.99) ?? NaN,
-      within: l.length ? l.filter((x) => x <= sloMs).length / l.length : 1,
-      shed,
-    };
+    return { name, rate: arrived / seconds, sloMs, ...latencyStats(raw.sort((a, b) => a - b), sloMs), shed };
   };
   return {
     apps: apps.map((a, i) => summary(a.name, a.sloMs, appLatencies[i], appShed[i], appLatencies[i].length)),

@@ -15,7 +15,7 @@
  */
 import { meanOneLognormal, nextGapMs } from "../loadgen/arrivals.ts";
 import { seededRandom } from "../planner/random.ts";
-import { percentile } from "../loadgen/stats.ts";
+import { latencyStats } from "../loadgen/stats.ts";
 import type { InterferenceModel } from "../planner/interference.ts";
 import { preparedSizes } from "../planner/batch_chain.ts";
 import type { LatencyModel } from "../planner/latency_model.ts";
@@ -283,11 +283,8 @@ export function replayGpu(
       batch: f.batch,
       rate: f.rate * scale,
       sloMs: f.sloMs,
-      n: l.length,
+      ...latencyStats(l, f.sloMs),
       meanMs: l.length ? l.reduce((a, b) => a + b, 0) / l.length : NaN,
-      p50Ms: percentile(l, 0.5) ?? NaN,
-      p99Ms: percentile(l, 0.99) ?? NaN,
-      within: l.length ? l.filter((x) => x <= f.sloMs).length / l.length : 1,
       busy: engine.busyMs[i] / horizon,
       meanRows: engine.batches[i] ? engine.rows[i] / engine.batches[i] : 0,
     };
