@@ -21,7 +21,8 @@ export default defineApp({
 `;
 
 Deno.test("an app request whose client goes away: 499, its queued stage call dropped, later stages never run", async () => {
-  const server = await startTestServer();
+  // One fixed gpu-let for slow: planned, the app's stage demand may give it two, and nothing would queue.
+  const server = await startTestServer({ gpuletsPerFunction: 1 });
   try {
     await deploy(server, `${ROOT}/tests/fixtures/functions/slow`);
     await deploy(server, await makeFunctionFolder("patient", PATIENT_APP));

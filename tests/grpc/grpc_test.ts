@@ -258,7 +258,8 @@ Deno.test("gRPC and HTTP requests share batches", async () => {
 });
 
 Deno.test("gRPC: a cancelled call and one past its deadline leave the queue without running", async () => {
-  const server = await startTestServer({ grpcPort: 0 });
+  // One fixed gpu-let for slow, so that the long requests make the others queue.
+  const server = await startTestServer({ grpcPort: 0, gpuletsPerFunction: 1 });
   try {
     await deploy(server, `${ROOT}/tests/fixtures/functions/slow`);
     const fn = `${server.url}/functions/slow/invoke`;
