@@ -5,6 +5,8 @@ import { loadProfile } from "../src/planner/profiles.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../src/server.ts";
 import { seededRandom } from "../src/planner/random.ts";
 
+import { queueDepth } from "../src/api/admin_client.ts";
+
 export { metric, queueDepth, workerPids } from "../src/api/admin_client.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -84,6 +86,24 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * Waits until `n` of `fn`'s requests are held (queued, or sent to a gpu-let and not answered) and resolves
+ * with how many of them are queued. How many a busy gpu-let has been sent depends on timing (a request is
+ * sent behind a running batch only just before it should end), so tests count from this rather than
+ * assume it.
+ */
+export async function waitForHeld(url: string, fn: string, n: number, timeoutMs = 5000): Promise<number> {
+  let queued = -1;
+  await waitFor(`${n} requests to ${fn} to be held`, async () => {
+    const plan = await (await fetch(`${url}/admin/plan`)).json();
+    const sent = (plan.workers as { functions: { name: string; inflight: number }[] }[])
+      .flatMap((w) => w.functions).filter((f) => f.name === fn).reduce((sum, f) => sum + f.inflight, 0);
+    queued = await queueDepth(url, fn);
+    return queued >= 0 && queued + sent === n;
+  }, timeoutMs);
+  return queued;
 }
 
 /** A `deno task start` child process on a free loopback port (or `host`), with its URL and output so far. */
