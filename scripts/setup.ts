@@ -54,6 +54,12 @@ export const COMPONENTS: Component[] = [
     candidates: ["/usr/bin/protoc", "protoc"],
     aptPackage: "protobuf-compiler",
   },
+  {
+    what: "nats-server (the cluster tests' NATS JetStream servers)",
+    env: "GPULET_NATS_SERVER",
+    candidates: ["/usr/sbin/nats-server", "/usr/bin/nats-server", "nats-server"],
+    aptPackage: "nats-server",
+  },
 ];
 
 /** True when `program` runs (an absolute path that exists, or a name found on PATH). */

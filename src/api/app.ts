@@ -4,7 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { Answer, Timing } from "../admission/request.ts";
+import type { Timing } from "../admission/request.ts";
 import type { Controller } from "../controller/controller.ts";
 import { DeployError } from "../controller/controller.ts";
 import type { Deployment } from "../controller/deployment.ts";
@@ -21,8 +21,9 @@ import {
   tooDeepMessage,
 } from "../runtime/json_body.ts";
 import { registerUi } from "./ui.ts";
+import { registerAsync } from "./async_routes.ts";
+import type { AsyncInvocations } from "../async/async_invocations.ts";
 import {
-  answerError,
   appHasRandomWeights,
   appMetadata,
   appTensorsOf,
@@ -31,13 +32,13 @@ import {
   HttpError,
   inferApp,
   inferFunction,
+  invokeJson,
   liveApp,
   liveFunction,
   safeTokenEqual,
   serverInfo,
 } from "./data_plane.ts";
 import { concatBytes } from "../runtime/bytes.ts";
-import { traceRequest } from "../observability/tracing.ts";
 import {
   BadTensorRequest,
   type EncodedResponse,
@@ -152,18 +153,16 @@ const MAX_INDEX_BODY_BYTES = 64 * 1024;
 /** The body of `POST /v2/repository/index` (empty is `{}`). */
 const RepositoryIndexRequest = z.object({ repository_name: z.string().optional(), ready: z.boolean().optional() });
 
-/** Builds the hono app over a controller. */
-export function createApp(controller: Controller, options: ApiOptions = {}): Hono {
+/** Builds the hono app over a controller; with `asyncCalls`, the async invocation routes too. */
+export function createApp(controller: Controller, options: ApiOptions = {}, asyncCalls?: AsyncInvocations): Hono {
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxBundle = options.maxBundleBytes ?? 1024 * 1024 * 1024;
   const maxElements = options.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
   const app = new Hono();
   const simulated = controller.backend?.kind === "sim";
-  const random = functionHasRandomWeights;
   const appRandom = (a: AppDeployment) => appHasRandomWeights(controller, a);
   const deploymentOf = (name: string, version?: string): Deployment => liveFunction(controller, name, version);
   const appOf = (name: string, version?: string) => liveApp(controller, name, version);
-  const failure = (a: Answer & { error: string }) => answerError(a, timingHeaders(a));
   /** A JSON answer of `invoke`, marked as simulated or as from random weights where it is. */
   const invokeAnswer = (c: Context, json: Uint8Array, headers: Record<string, string>, randomWeights: boolean) => {
     if (simulated) headers[SIMULATED_HEADER] = "true";
@@ -204,7 +203,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     }
     const dep = deploymentOf(c.req.param("name")!, c.req.param("version"));
     const meta = modelMetadata(dep.name, [String(dep.version)], dep.model);
-    return c.json(random(dep) ? { ...meta, weights: "random" } : meta);
+    return c.json(functionHasRandomWeights(dep) ? { ...meta, weights: "random" } : meta);
   };
   app.get("/v2/models/:name", metadata);
   app.get("/v2/models/:name/versions/:version", metadata);
@@ -269,7 +268,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
       errorHeaders: timingHeaders,
     });
     if (simulated) c.header(SIMULATED_HEADER, "true");
-    if (random(dep)) c.header(WEIGHTS_HEADER, "random");
+    if (functionHasRandomWeights(dep)) c.header(WEIGHTS_HEADER, "random");
     for (const [k, v] of Object.entries(timingHeaders({ timing }))) c.header(k, v);
     const head = { model_name: dep.name, model_version: String(dep.version), parameters };
     return inferResponse(c, encodeInferResponse(req, head, outputs));
@@ -290,33 +289,20 @@ export function createApp(controller: Controller, options: ApiOptions = {}): Hon
     return body;
   };
 
-  /** An app's request: its stages run; one answer, the app's. */
-  const invokeApp = async (c: Context, app: AppDeployment) => {
-    const body = await invokeBody(c);
-    const answer = await app.invoke(body, disconnectSignal(c, app));
-    if ("error" in answer) throw failure(answer);
-    if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    headers["server-timing"] = `total;dur=${answer.timing.totalMs.toFixed(3)}`;
-    return invokeAnswer(c, answer.json, headers, appRandom(app));
-  };
-
   app.post("/functions/:name/invoke", async (c) => {
-    const appDep = controller.getApp(c.req.param("name"));
-    if (appDep) return await invokeApp(c, appDep);
-    const dep = deploymentOf(c.req.param("name"));
-    if (!dep.record.manifest.json) {
-      throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
-    }
+    const name = c.req.param("name");
+    // An unknown name is answered before the body is read.
+    if (!controller.getApp(name)) deploymentOf(name);
     const body = await invokeBody(c);
-    const answer = await dep.submit({ kind: "json", body }, 1, disconnectSignal(c, dep));
-    if ("error" in answer) throw failure(answer);
-    if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
-    traceRequest(dep.name, dep.version, answer.timing);
-    const headers = timingHeaders(answer);
+    const answer = await invokeJson(controller, name, body, (t) => disconnectSignal(c, t), timingHeaders);
+    const headers: Record<string, string> = answer.app
+      ? { "server-timing": `total;dur=${answer.timing.totalMs.toFixed(3)}` }
+      : timingHeaders(answer);
     headers["content-type"] = "application/json";
-    return invokeAnswer(c, answer.json, headers, random(dep));
+    return invokeAnswer(c, answer.json, headers, answer.randomWeights);
   });
+
+  if (asyncCalls) registerAsync(app, controller, asyncCalls, invokeBody);
 
   // --- Model repository (Triton's extension): admin operations, so the admin token guards them ---
   const adminOnly = async (c: Context, next: () => Promise<void>) => {

@@ -211,6 +211,46 @@ export async function inferApp(
   };
 }
 
+/** A JSON invoke's answer: the function's (or app's) JSON and how it was computed. */
+export interface JsonInvokeAnswer {
+  json: Uint8Array;
+  timing: Timing;
+  /** An app answered (its timing has the total only). */
+  app: boolean;
+  randomWeights: boolean;
+}
+
+/**
+ * One JSON invoke of a function or an app by name (`POST /functions/{name}/invoke`, and the async
+ * invocations that run later): the body goes as bytes, the gpu-let or app process parses and validates it.
+ * `signalFor` gives the request's disconnect signal once its target is known. A failed answer is thrown as
+ * an {@link HttpError}; `errorHeaders` adds to it.
+ */
+export async function invokeJson(
+  controller: Controller,
+  name: string,
+  body: Uint8Array,
+  signalFor: (target: { deadlineMs: number }) => AbortSignal | undefined = () => undefined,
+  errorHeaders: (a: ErrorAnswer) => Record<string, string> = () => ({}),
+): Promise<JsonInvokeAnswer> {
+  const app = controller.getApp(name);
+  if (app) {
+    const answer = await app.invoke(body, signalFor(app));
+    if ("error" in answer) throw answerError(answer, errorHeaders(answer));
+    if (!("json" in answer)) throw new HttpError(500, "the app answered tensors");
+    return { json: answer.json, timing: answer.timing, app: true, randomWeights: appHasRandomWeights(controller, app) };
+  }
+  const dep = liveFunction(controller, name);
+  if (!dep.record.manifest.json) {
+    throw new HttpError(400, `function "${dep.name}" takes tensors only: use POST /v2/models/${dep.name}/infer`);
+  }
+  const answer = await dep.submit({ kind: "json", body }, 1, signalFor(dep));
+  if ("error" in answer) throw answerError(answer, errorHeaders(answer));
+  if (!("json" in answer)) throw new HttpError(500, "the worker answered tensors to a JSON request");
+  traceRequest(dep.name, dep.version, answer.timing);
+  return { json: answer.json, timing: answer.timing, app: false, randomWeights: functionHasRandomWeights(dep) };
+}
+
 /** What a tensor request to a function needs besides itself (see {@link inferFunction}). */
 export interface FunctionInferOptions {
   /** Largest number of elements in one input tensor. */
