@@ -9,6 +9,7 @@ import { defaultModels, ensureModels } from "./models/zoo.ts";
 import { type GrpcServer, startGrpcServer } from "./api/grpc/server.ts";
 import { AsyncInvocations, type RunOutcome } from "./async/async_invocations.ts";
 import { HttpError, invokeJson } from "./api/data_plane.ts";
+import { Cluster } from "./cluster/cluster.ts";
 
 export interface ServerOptions extends ControllerOptions, ApiOptions {
   hostname?: string;
@@ -16,6 +17,15 @@ export interface ServerOptions extends ControllerOptions, ApiOptions {
   port?: number;
   /** The gRPC port (0 picks a free one); "off" (the default here; the CLI's is 8081) serves no gRPC. */
   grpcPort?: number | "off";
+  /** Join a cluster on these NATS servers (`--cluster`); absent: one node with embedded state. */
+  cluster?: {
+    servers: string[];
+    node: string;
+    /** JetStream replicas of the cluster's state (default: 3 with ≥ 3 servers, else 1). */
+    replicas?: number;
+    /** The URL peers reach this node's HTTP at (default: the listening address). */
+    advertiseUrl?: string;
+  };
 }
 
 export interface RunningServer {
@@ -24,6 +34,8 @@ export interface RunningServer {
   /** The gRPC port, when gRPC is served. */
   grpcPort?: number;
   controller: Controller;
+  /** This node in its cluster, when it joined one. */
+  cluster?: Cluster;
   /** Drains in-flight requests, stops every worker and the HTTP server. */
   shutdown(): Promise<void>;
 }
@@ -40,16 +52,35 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     hasGap: (fn) => (controller.get(fn)?.dispatcher.depth ?? 0) === 0,
     log,
   });
-  const app = createApp(controller, opts, asyncCalls);
+  let cluster: Cluster | undefined;
+  const app = createApp(controller, opts, { asyncCalls, cluster: () => cluster });
   const hostname = opts.hostname ?? "127.0.0.1";
   let port = 0;
+  // In a cluster the front door routes data-plane requests: served here, or forwarded to a node that has room.
+  const local = (req: Request) => Promise.resolve(app.fetch(req));
   const server = Deno.serve({
     hostname,
     port: opts.port ?? 8080,
     onListen: (addr) => {
       port = addr.port;
     },
-  }, app.fetch);
+  }, (req) => cluster ? cluster.route(req, local) : app.fetch(req));
+  const url = `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  if (opts.cluster) {
+    try {
+      cluster = await Cluster.join(controller, {
+        ...opts.cluster,
+        url: opts.cluster.advertiseUrl ?? url,
+        maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        log,
+      });
+    } catch (e) {
+      await asyncCalls.close();
+      await controller.shutdown();
+      await server.shutdown();
+      throw e;
+    }
+  }
   let grpc: GrpcServer | undefined;
   if (opts.grpcPort !== undefined && opts.grpcPort !== "off") {
     try {
@@ -61,6 +92,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         maxTensorElements: opts.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS,
       });
     } catch (e) {
+      await cluster?.leave();
       await asyncCalls.close();
       await controller.shutdown();
       await server.shutdown();
@@ -68,11 +100,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   }
   await controller.restore();
+  await cluster?.start(local);
   await asyncCalls.start();
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${hostname}:${port}`,
+    url,
     port,
+    cluster,
     grpcPort: grpc?.port,
     controller,
     shutdown: () =>
@@ -80,6 +114,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         // Async calls running finish and the rest stay queued for the next start; then workers drain (the
         // HTTP and gRPC servers still answer the requests being served), then they stop.
         await asyncCalls.close();
+        // Out of the cluster first: peers stop sending here, and what they sent is answered.
+        await cluster?.leave();
         await controller.shutdown();
         await Promise.all([server.shutdown(), grpc?.stop()]);
       })(),

@@ -23,6 +23,7 @@ import {
 import { registerUi } from "./ui.ts";
 import { registerAsync } from "./async_routes.ts";
 import type { AsyncInvocations } from "../async/async_invocations.ts";
+import type { Cluster } from "../cluster/cluster.ts";
 import {
   appHasRandomWeights,
   appMetadata,
@@ -153,8 +154,17 @@ const MAX_INDEX_BODY_BYTES = 64 * 1024;
 /** The body of `POST /v2/repository/index` (empty is `{}`). */
 const RepositoryIndexRequest = z.object({ repository_name: z.string().optional(), ready: z.boolean().optional() });
 
-/** Builds the hono app over a controller; with `asyncCalls`, the async invocation routes too. */
-export function createApp(controller: Controller, options: ApiOptions = {}, asyncCalls?: AsyncInvocations): Hono {
+/** What the API serves besides the controller, when the server has it. */
+export interface ApiServices {
+  /** Async invocations (`/async-functions/…`). */
+  asyncCalls?: AsyncInvocations;
+  /** This node's cluster, once it joined one (`GET /admin/cluster`). */
+  cluster?: () => Cluster | undefined;
+}
+
+/** Builds the hono app over a controller, and the services given. */
+export function createApp(controller: Controller, options: ApiOptions = {}, services: ApiServices = {}): Hono {
+  const { asyncCalls } = services;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxBundle = options.maxBundleBytes ?? 1024 * 1024 * 1024;
   const maxElements = options.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
@@ -372,6 +382,11 @@ export function createApp(controller: Controller, options: ApiOptions = {}, asyn
   });
   app.get("/admin/plan", (c) => c.json(controller.plan()));
   app.get("/admin/devices", (c) => c.json({ devices: controller.devices() }));
+  app.get("/admin/cluster", async (c) => {
+    const cluster = services.cluster?.();
+    if (!cluster) throw new HttpError(404, "this node is not in a cluster (start it with --cluster nats://…)");
+    return c.json(await cluster.describe());
+  });
 
   // --- Dashboard ---
   registerUi(app, controller);

@@ -9,6 +9,7 @@ import { parseArgs } from "./args.ts";
 import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
 import { GrpcListenError, hostPart } from "../api/grpc/server.ts";
+import { NodeName } from "../cluster/membership.ts";
 
 const HELP =
   `usage: deno task start [--port N] [--grpc-port N|off] [--host ADDR] [--state DIR] [--devices D] [--token T]
@@ -35,7 +36,12 @@ const HELP =
   --mps existing|start     devices cuda: use the running MPS control daemon (default), or start gpulet's own
                            (pipes and logs under <state>/mps) and stop it on shutdown
   --profile NAME           devices cuda: plan with profiles/NAME.csv (default: from the GPUs' type, e.g. h100)
-  --gpu-context-mb N       devices cuda: device memory per worker process besides its model (default 600)`;
+  --gpu-context-mb N       devices cuda: device memory per worker process besides its model (default 600)
+  --cluster URLS    join a cluster through these NATS JetStream servers (comma-separated, e.g.
+                    nats://h1:4222,nats://h2:4222); without it the node is alone with embedded state
+  --node NAME       this node's name in the cluster (default: the host name)
+  --advertise-url U the URL peers reach this node's HTTP at (default: the listening address)
+  --cluster-replicas N     JetStream replicas of the cluster's state (default: 3 with ≥ 3 servers, else 1)`;
 
 /** A positive integer flag, or its default; exits 2 with a message otherwise. */
 function intFlag(values: Record<string, unknown>, name: string, fallback?: number): number | undefined {
@@ -47,6 +53,35 @@ function intFlag(values: Record<string, unknown>, name: string, fallback?: numbe
     Deno.exit(2);
   }
   return n;
+}
+
+/** `--cluster`, `--node` and the rest, checked (exit 2 with a message when wrong); undefined without `--cluster`. */
+function clusterFlags(values: Record<string, unknown>) {
+  const raw = values.cluster as string | undefined;
+  if (raw === undefined) return undefined;
+  const servers = raw.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const s of servers) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(s) && !/^[^\s/:]+:[0-9]+$/.test(s)) {
+      console.error(`--cluster ${raw}: "${s}" is not a NATS server URL (nats://host:port)`);
+      Deno.exit(2);
+    }
+  }
+  if (servers.length === 0) {
+    console.error("--cluster: expected one or more NATS server URLs, e.g. nats://127.0.0.1:4222");
+    Deno.exit(2);
+  }
+  const fallback = Deno.hostname().toLowerCase().replace(/[^a-z0-9_-]/g, "-").replace(/^[^a-z0-9]+/, "");
+  const node = NodeName.safeParse((values.node as string | undefined) ?? (fallback || "node"));
+  if (!node.success) {
+    console.error(`--node ${values.node}: ${node.error.issues[0].message}`);
+    Deno.exit(2);
+  }
+  return {
+    servers,
+    node: node.data,
+    replicas: intFlag(values, "cluster-replicas"),
+    advertiseUrl: values["advertise-url"] as string | undefined,
+  };
 }
 
 if (import.meta.main) {
@@ -68,6 +103,10 @@ if (import.meta.main) {
     "mps",
     "profile",
     "gpu-context-mb",
+    "cluster",
+    "node",
+    "advertise-url",
+    "cluster-replicas",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);
@@ -103,6 +142,7 @@ if (import.meta.main) {
     console.error(`--mps ${mps}: expected existing or start`);
     Deno.exit(2);
   }
+  const cluster = clusterFlags(values);
   let server;
   try {
     server = await startServer({
@@ -123,6 +163,7 @@ if (import.meta.main) {
       gpuContextMiB: intFlag(values, "gpu-context-mb"),
       devices,
       simScale,
+      cluster,
     });
   } catch (e) {
     // A device that cannot be used is a setup problem with a fix, not a crash: one message, exit 2.

@@ -36,6 +36,19 @@ export interface RepositoryEntry {
   reason: string;
 }
 
+/**
+ * How deploys and removals reach other nodes (a cluster's, `src/cluster/`): version numbers come from it,
+ * and it hears of each deploy and removal made here. Absent: one node, versions counted locally.
+ */
+export interface Replication {
+  /** The version the next deploy of `name` gets. */
+  nextVersion(name: string): Promise<number>;
+  /** A deploy here went live: share it. */
+  deployed(rec: DeployedRecord, bundle: Bundle): Promise<void>;
+  /** A removal here: share it. */
+  removed(name: string): Promise<void>;
+}
+
 /** A deploy that was refused; `status` is the HTTP status to answer with. */
 export class DeployError extends Error {
   constructor(readonly status: number, message: string) {
@@ -437,13 +450,26 @@ export class Controller {
     } else if (this.apps.has(name)) throw new DeployError(409, `"${name}" is a deployed app, not a function`);
   }
 
-  /** Deploys a validated bundle as a new version; the old version serves until the new one is warm. */
-  deploy(bundle: Bundle): Promise<DeployedRecord> {
+  /** Where deploys and removals are shared (set once, by a cluster, before {@link restore}). */
+  replication?: Replication;
+
+  /**
+   * Deploys a validated bundle as a new version; the old version serves until the new one is warm. `version`
+   * is given when another node deployed it (it is then not shared again).
+   */
+  deploy(bundle: Bundle, o: { version?: number } = {}): Promise<DeployedRecord> {
     if (this.shuttingDown) return Promise.reject(new DeployError(503, "the controller is shutting down"));
     const name = bundle.manifest.name;
     return this.withLock(name, async () => {
       this.checkDeployable(bundle);
-      const version = await this.registry.nextVersion(name);
+      let version: number;
+      if (o.version !== undefined) {
+        version = o.version;
+        await this.registry.takeVersion(name, version);
+      } else if (this.replication) {
+        version = await this.replication.nextVersion(name);
+        await this.registry.takeVersion(name, version);
+      } else version = await this.registry.nextVersion(name);
       const dir = `${this.stateDir}/functions/${name}/v${version}`;
       await writeBundle(bundle, dir);
       const rec = {
@@ -463,6 +489,7 @@ export class Controller {
       await this.registry.putVersion(rec);
       await this.registry.setLive(name, version);
       this.log(`deployed ${name} v${version}`);
+      if (o.version === undefined) await this.replication?.deployed(rec, bundle);
       return rec;
     });
   }
@@ -483,8 +510,11 @@ export class Controller {
     if (dep) await this.fleet.unplace(name);
   }
 
-  /** Removes a function: drains and stops it, forgets it. False if unknown. */
-  remove(name: string): Promise<boolean> {
+  /**
+   * Removes a function: drains and stops it, forgets it. False if unknown. `shared`: another node removed
+   * it (the removal is not shared again).
+   */
+  remove(name: string, o: { shared?: boolean } = {}): Promise<boolean> {
     return this.withLock(name, async () => {
       const running = this.deployments.has(name) || this.apps.has(name);
       // An unloaded one is removed too: its bundle and records are still there.
@@ -492,6 +522,7 @@ export class Controller {
       await this.takeDown(name, () => this.registry.remove(name));
       await Deno.remove(`${this.stateDir}/functions/${name}`, { recursive: true }).catch(() => {});
       this.log(`removed ${name}`);
+      if (!o.shared) await this.replication?.removed(name);
       return true;
     });
   }

@@ -46,6 +46,16 @@ export class Registry {
     }
   }
 
+  /** Takes `version` of `name`, given from outside (a cluster's): later versions here count on from it. */
+  async takeVersion(name: string, version: number): Promise<void> {
+    for (;;) {
+      const key = ["counter", name];
+      const cur = await this.kv.get<number>(key);
+      if ((cur.value ?? 0) >= version) return;
+      if ((await this.kv.atomic().check(cur).set(key, version).commit()).ok) return;
+    }
+  }
+
   /** Stores a version record (not yet live). */
   async putVersion(rec: DeployedRecord): Promise<void> {
     await this.kv.set(["version", rec.name, rec.version], rec);
