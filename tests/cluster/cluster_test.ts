@@ -1,0 +1,234 @@
+/**
+ * Integration: a gpulet cluster on NATS JetStream, all on loopback: 3 `nats-server` processes and 3 gpulet
+ * nodes (real `deno task start --cluster` processes on simulated GPUs). Deploy once, serve anywhere; then
+ * faults under load: a node killed with SIGKILL, the leader frozen with SIGSTOP, a NATS server killed.
+ * Each time every request sent gets exactly one answer (200, or a clear 503/504 for the few the dead node
+ * had taken) and the functions are served again by the survivors within seconds.
+ */
+import assert from "node:assert/strict";
+import { type LocalNats, startLocalNats } from "../../scripts/nats_local.ts";
+import { deployFolder } from "../../src/api/admin_client.ts";
+import { modelFunctionFolder, startCli, type StartedCli, waitFor } from "../helpers.ts";
+
+/** Simulated time runs this many times slower than profile time, so this machine can drive 3 nodes. */
+const SIM_SCALE = 20;
+const NODES = ["a", "b", "c"];
+
+interface Node extends StartedCli {
+  name: string;
+  stateDir: string;
+}
+
+async function startNode(name: string, nats: LocalNats, stateDir?: string): Promise<Node> {
+  const dir = stateDir ?? await Deno.makeTempDir({ prefix: `gpulet-node-${name}-` });
+  const cli = await startCli([
+    "--cluster",
+    nats.clusterFlag,
+    "--node",
+    name,
+    "--devices",
+    "sim:h100x4",
+    "--sim-scale",
+    String(SIM_SCALE),
+    "--grpc-port",
+    "off",
+    "--state",
+    dir,
+  ]);
+  return { ...cli, name, stateDir: dir };
+}
+
+async function stopNode(n: Node): Promise<void> {
+  try {
+    n.child.kill("SIGTERM");
+  } catch {
+    // gone already
+  }
+  await n.child.status;
+  await n.done.catch(() => {});
+}
+
+const INFER = JSON.stringify({
+  inputs: [{ name: "input", datatype: "FP32", shape: [1, 1, 28, 28], data: new Array(784).fill(0) }],
+});
+
+async function infer(url: string, fn = "lenet"): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${url}/v2/models/${fn}/infer`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: INFER,
+    signal: AbortSignal.timeout(15_000),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function cluster(url: string) {
+  return await (await fetch(`${url}/admin/cluster`)).json();
+}
+
+/** Open-loop load on `targets` (round robin) at `rate`/s until stopped: every request's status, in order. */
+function load(targets: () => string[], rate: number) {
+  const answers: { at: number; status: number; error?: string }[] = [];
+  const inflight = new Set<Promise<void>>();
+  let stopped = false;
+  let i = 0;
+  const t0 = performance.now();
+  const timer = setInterval(() => {
+    if (stopped) return;
+    const urls = targets();
+    const url = urls[i++ % urls.length];
+    const p = infer(url).then(
+      (r) => void answers.push({ at: performance.now() - t0, status: r.status, error: r.body.error as string }),
+      (e) => void answers.push({ at: performance.now() - t0, status: 0, error: (e as Error).message }),
+    );
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+  }, 1000 / rate);
+  return {
+    answers,
+    sent: () => i,
+    since: (ms: number) => answers.filter((a) => a.at >= ms),
+    elapsed: () => performance.now() - t0,
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await Promise.all([...inflight]);
+      return answers;
+    },
+  };
+}
+
+Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dead NATS server lose no request", async (t) => {
+  const nats = await startLocalNats(3);
+  const nodes: Node[] = [];
+  try {
+    for (const name of NODES) nodes.push(await startNode(name, nats));
+    const [a, b, c] = nodes;
+    await waitFor("every node to see three live nodes and one leader", async () => {
+      const views = await Promise.all(nodes.map((n) => cluster(n.url)));
+      const leaders = new Set(views.map((v) => v.leader?.node));
+      return views.every((v) => v.nodes.filter((x: { alive: boolean }) => x.alive).length === 3) &&
+        leaders.size === 1 && !leaders.has(undefined);
+    }, 15_000);
+
+    await t.step("a deploy on one node reaches every node, with one version number", async () => {
+      await deployFolder(a.url, await modelFunctionFolder("lenet", "lenet", 2));
+      await waitFor("lenet ready on every node", async () => {
+        const views = await Promise.all(nodes.map((n) => cluster(n.url)));
+        return views[0].nodes.every((x: { ready: string[] }) => x.ready.includes("lenet"));
+      }, 20_000);
+      for (const n of nodes) {
+        const r = await infer(n.url);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.body.model_version, "1");
+      }
+      // A second version, from another node: everyone moves to v2.
+      await deployFolder(b.url, await modelFunctionFolder("lenet", "lenet", 2));
+      await waitFor("v2 everywhere", async () => {
+        const rs = await Promise.all(nodes.map((n) => infer(n.url)));
+        return rs.every((r) => r.status === 200 && r.body.model_version === "2");
+      }, 20_000);
+      // A function removed on one node is removed everywhere.
+      await deployFolder(c.url, await modelFunctionFolder("lenet2", "lenet", 2));
+      await waitFor("lenet2 on a", async () => (await infer(a.url, "lenet2")).status === 200, 20_000);
+      const del = await fetch(`${c.url}/admin/functions/lenet2`, { method: "DELETE" });
+      assert.equal(del.status, 200);
+      await del.body?.cancel();
+      await waitFor("lenet2 gone from a", async () => (await infer(a.url, "lenet2")).status === 404, 20_000);
+    });
+
+    await t.step("the leader plans the demand of every front door; other nodes forward to its slices", async () => {
+      const l = load(() => [b.url, c.url], 60);
+      await waitFor("a plan with lenet's demand", async () => {
+        const v = await cluster(a.url);
+        return (v.plan?.routes?.lenet ?? []).length > 0 && v.plan.demand.lenet > 20;
+      }, 15_000);
+      const answers = await l.stop();
+      assert.deepEqual(answers.filter((x) => x.status !== 200), [], "every request answered 200");
+      const v = await cluster(b.url);
+      assert.ok(
+        v.plan.gpusUsed >= 1 && v.plan.gpusUsed < v.plan.gpusTotal,
+        `${v.plan.gpusUsed} of ${v.plan.gpusTotal}`,
+      );
+      assert.ok(v.history.length >= 1);
+      const routed = (await Promise.all([b, c].map((n) => cluster(n.url)))).map((x) => x.routing);
+      assert.ok(routed.some((r) => r.forwarded > 0), JSON.stringify(routed));
+    });
+
+    await t.step(
+      "SIGKILL of the node the plan routes to: survivors serve again within 3 s, no request lost",
+      async () => {
+        const plan = (await cluster(nodes[0].url)).plan;
+        const victimName = plan.routes.lenet[0].node as string;
+        const victim = nodes.find((n) => n.name === victimName)!;
+        const survivors = nodes.filter((n) => n !== victim);
+        const l = load(() => survivors.map((n) => n.url), 60);
+        await new Promise((r) => setTimeout(r, 1000));
+        const killedAt = l.elapsed();
+        victim.child.kill("SIGKILL");
+        await victim.child.status;
+        await new Promise((r) => setTimeout(r, 4000));
+        const answers = await l.stop();
+        assert.equal(answers.length, l.sent(), "every request got an answer");
+        const failed = answers.filter((x) => x.status !== 200);
+        for (const f of failed) assert.ok([503, 504].includes(f.status) && f.error, JSON.stringify(f));
+        console.log(`SIGKILL: ${answers.length} requests, ${failed.length} answered 503/504, the rest 200`);
+        assert.ok(failed.length <= 5, `${failed.length} not served: ${JSON.stringify(failed.slice(0, 5))}`);
+        const late = answers.filter((x) => x.at >= killedAt + 3000);
+        assert.ok(late.length > 50 && late.every((x) => x.status === 200), "served again within 3 s");
+        nodes[nodes.indexOf(victim)] = await startNode(victim.name, nats, victim.stateDir);
+      },
+    );
+
+    await t.step("SIGSTOP of the leader: a new leader within seconds, requests keep being answered", async () => {
+      const before = (await cluster(nodes[0].url)).leader; // nodes[] holds the restarted node now
+      const frozen = nodes.find((n) => n.name === before.node)!;
+      const others = nodes.filter((n) => n !== frozen);
+      await waitFor("the restarted node to be ready everywhere", async () => {
+        const v = await cluster(others[0].url);
+        return v.nodes.filter((x: { alive: boolean; ready: string[] }) => x.alive && x.ready.includes("lenet"))
+          .length === 3;
+      }, 20_000);
+      const l = load(() => others.map((n) => n.url), 40);
+      frozen.child.kill("SIGSTOP");
+      try {
+        const took = await waitFor("another leader", async () => {
+          const v = await cluster(others[0].url);
+          return v.leader.node !== before.node && v.leader.epoch > before.epoch;
+        }, 8000);
+        console.log(`SIGSTOP: a new leader after ${took.toFixed(0)} ms`);
+        assert.ok(took < 4000, `a new leader took ${took.toFixed(0)} ms`);
+      } finally {
+        frozen.child.kill("SIGCONT");
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+      const answers = await l.stop();
+      assert.equal(answers.length, l.sent());
+      const failed = answers.filter((x) => x.status !== 200);
+      for (const f of failed) assert.ok([503, 504].includes(f.status) && f.error, JSON.stringify(f));
+      assert.ok(failed.length <= 5, `${failed.length} not served: ${JSON.stringify(failed.slice(0, 5))}`);
+      // The old leader, back, follows the new one.
+      await waitFor("the old leader to follow", async () => {
+        const v = await cluster(frozen.url);
+        return v.leader.node !== before.node;
+      }, 8000);
+    });
+
+    await t.step("a NATS server killed: nodes reconnect, requests keep being answered", async () => {
+      const l = load(() => nodes.map((n) => n.url), 40);
+      await new Promise((r) => setTimeout(r, 500));
+      await nats.servers[0].kill();
+      await new Promise((r) => setTimeout(r, 3000));
+      const answers = await l.stop();
+      assert.equal(answers.length, l.sent());
+      const failed = answers.filter((x) => x.status !== 200);
+      console.log(`NATS server killed: ${answers.length} requests, ${failed.length} not 200`);
+      assert.ok(failed.length <= 3, `${failed.length} not served: ${JSON.stringify(failed.slice(0, 5))}`);
+      const v = await cluster(nodes[0].url);
+      assert.equal(v.nodes.filter((x: { alive: boolean }) => x.alive).length, 3);
+    });
+  } finally {
+    await Promise.all(nodes.map(stopNode));
+    await nats.stop();
+  }
+});
