@@ -7,7 +7,9 @@ import { type ApiOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TENSOR_ELEMENTS } 
 import { Controller, type ControllerOptions } from "./controller/controller.ts";
 import { defaultModels, ensureModels } from "./models/zoo.ts";
 import { type GrpcServer, startGrpcServer } from "./api/grpc/server.ts";
-import { AsyncInvocations, type RunOutcome } from "./async/async_invocations.ts";
+import { AsyncInvocations } from "./async/async_invocations.ts";
+import type { AsyncCalls, RunOutcome } from "./async/call_runner.ts";
+import { JetStreamCalls } from "./cluster/jetstream_calls.ts";
 import { HttpError, invokeJson } from "./api/data_plane.ts";
 import { Cluster } from "./cluster/cluster.ts";
 
@@ -45,15 +47,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
   await ensureModels(defaultModels(), opts.modelsDir, log);
   const controller = await Controller.create({ ...opts, log });
-  const asyncCalls = await AsyncInvocations.open({
-    dir: `${controller.stateDir}/async`,
-    run: (fn, body) => runAsync(controller, fn, body),
+  const runner = {
+    run: (fn: string, body: Uint8Array) => runAsync(controller, fn, body),
     // Async work waits for a gap: nothing of the function queued (an app has no queue of its own).
-    hasGap: (fn) => (controller.get(fn)?.dispatcher.depth ?? 0) === 0,
+    hasGap: (fn: string) => (controller.get(fn)?.dispatcher.depth ?? 0) === 0,
     log,
-  });
+  };
+  // One node: Deno KV's queue; in a cluster: a JetStream work queue (made once the cluster is joined).
+  let asyncCalls: AsyncCalls | undefined = opts.cluster
+    ? undefined
+    : await AsyncInvocations.open({ dir: `${controller.stateDir}/async`, ...runner });
   let cluster: Cluster | undefined;
-  const app = createApp(controller, opts, { asyncCalls, cluster: () => cluster });
+  const app = createApp(controller, opts, { asyncCalls: () => asyncCalls, cluster: () => cluster });
   const hostname = opts.hostname ?? "127.0.0.1";
   let port = 0;
   // In a cluster the front door routes data-plane requests: served here, or forwarded to a node that has room.
@@ -74,8 +79,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
         log,
       });
+      asyncCalls = await JetStreamCalls.open(cluster.nc, {
+        ...runner,
+        node: opts.cluster.node,
+        replicas: cluster.replicas,
+      });
     } catch (e) {
-      await asyncCalls.close();
+      await cluster?.leave();
       await controller.shutdown();
       await server.shutdown();
       throw e;
@@ -92,8 +102,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         maxTensorElements: opts.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS,
       });
     } catch (e) {
+      await asyncCalls?.close();
       await cluster?.leave();
-      await asyncCalls.close();
       await controller.shutdown();
       await server.shutdown();
       throw e;
@@ -101,7 +111,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   await controller.restore();
   await cluster?.start(local);
-  await asyncCalls.start();
+  await asyncCalls!.start();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -113,7 +123,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       closing ??= (async () => {
         // Async calls running finish and the rest stay queued for the next start; then workers drain (the
         // HTTP and gRPC servers still answer the requests being served), then they stop.
-        await asyncCalls.close();
+        await asyncCalls?.close();
         // Out of the cluster first: peers stop sending here, and what they sent is answered.
         await cluster?.leave();
         await controller.shutdown();

@@ -22,7 +22,7 @@ import {
 } from "../runtime/json_body.ts";
 import { registerUi } from "./ui.ts";
 import { registerAsync } from "./async_routes.ts";
-import type { AsyncInvocations } from "../async/async_invocations.ts";
+import type { AsyncCalls } from "../async/call_runner.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import {
   appHasRandomWeights,
@@ -156,8 +156,8 @@ const RepositoryIndexRequest = z.object({ repository_name: z.string().optional()
 
 /** What the API serves besides the controller, when the server has it. */
 export interface ApiServices {
-  /** Async invocations (`/async-functions/…`). */
-  asyncCalls?: AsyncInvocations;
+  /** Async invocations (`/async-functions/…`): the store in use (undefined while the server starts). */
+  asyncCalls?: () => AsyncCalls | undefined;
   /** This node's cluster, once it joined one (`GET /admin/cluster`). */
   cluster?: () => Cluster | undefined;
 }

@@ -8,12 +8,12 @@ import type { Context, Hono } from "hono";
 import type { Controller } from "../controller/controller.ts";
 import {
   type AsyncCall,
-  type AsyncInvocations,
+  type AsyncCalls,
   AsyncRefused,
   CallbackUrl,
   CallId,
   IdempotencyKey,
-} from "../async/async_invocations.ts";
+} from "../async/call_runner.ts";
 import { checkedName, HttpError, liveFunction } from "./data_plane.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import type { z } from "zod";
@@ -28,7 +28,7 @@ function header<T>(c: Context, name: string, schema: z.ZodType<T>): T | undefine
 }
 
 /** What `GET …/results/{id}` and the 202 of a submit answer: the record, and the output once there is one. */
-async function view(calls: AsyncInvocations, call: AsyncCall) {
+async function view(calls: AsyncCalls, call: AsyncCall) {
   const out = call.status === "succeeded" ? await calls.output(call.id) : undefined;
   return {
     ...call,
@@ -41,9 +41,14 @@ async function view(calls: AsyncInvocations, call: AsyncCall) {
 export function registerAsync(
   app: Hono,
   controller: Controller,
-  calls: AsyncInvocations,
+  callsNow: () => AsyncCalls | undefined,
   readBody: (c: Context) => Promise<Uint8Array>,
 ): void {
+  const store = (): AsyncCalls => {
+    const calls = callsNow();
+    if (!calls) throw new HttpError(503, "async calls are not available yet (the server is starting)");
+    return calls;
+  };
   /** The function (or app) a path names, as a sync invoke would find it (404 when unknown). */
   const target = (c: Context): string => {
     const name = checkedName(c.req.param("name")!);
@@ -62,12 +67,12 @@ export function registerAsync(
     const body = await readBody(c);
     let call: AsyncCall;
     try {
-      call = await calls.submit(fn, body, { callbackUrl, idempotencyKey });
+      call = await store().submit(fn, body, { callbackUrl, idempotencyKey });
     } catch (e) {
       if (!(e instanceof AsyncRefused)) throw e;
       throw new HttpError(e.status, e.message, e.retryAfterS ? { "retry-after": String(e.retryAfterS) } : {});
     }
-    const v = await view(calls, call);
+    const v = await view(store(), call);
     return c.json(v, 202, { "x-call-id": call.id, location: v.result });
   });
 
@@ -75,6 +80,7 @@ export function registerAsync(
     const name = checkedName(c.req.param("name")!);
     const id = CallId.safeParse(c.req.param("id"));
     if (!id.success) throw new HttpError(400, `"${c.req.param("id")}" is not a call id (a UUID)`);
+    const calls = store();
     const call = await calls.get(name, id.data);
     if (!call) throw new HttpError(404, `no async call ${id.data} of "${name}"`);
     const done = call.status === "succeeded" || call.status === "failed";

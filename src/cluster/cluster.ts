@@ -109,6 +109,8 @@ export class Cluster {
     private readonly store: ObjectStore,
     private readonly controller: Controller,
     private readonly opts: ClusterOptions,
+    /** JetStream replicas of what the cluster stores. */
+    readonly replicas: number,
   ) {}
 
   /**
@@ -125,7 +127,7 @@ export class Cluster {
     const replicas = opts.replicas ?? (opts.servers.length >= 3 ? 3 : 1);
     const kv = await new Kvm(nc).create(STATE_BUCKET, { replicas, history: PLAN_HISTORY });
     const store = await new Objm(nc).create(BUNDLE_STORE, { replicas });
-    const cluster = new Cluster(nc, kv, store, controller, opts);
+    const cluster = new Cluster(nc, kv, store, controller, opts, replicas);
     controller.replication = {
       nextVersion: (name) => cluster.nextVersion(name),
       deployed: (rec, bundle) => cluster.share(rec, bundle),

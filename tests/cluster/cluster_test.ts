@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type LocalNats, startLocalNats } from "../../scripts/nats_local.ts";
 import { deployFolder } from "../../src/api/admin_client.ts";
-import { modelFunctionFolder, startCli, type StartedCli, waitFor } from "../helpers.ts";
+import { modelFunctionFolder, ROOT, startCli, type StartedCli, waitFor } from "../helpers.ts";
 
 /** Simulated time runs this many times slower than profile time, so this machine can drive 3 nodes. */
 const SIM_SCALE = 20;
@@ -98,9 +98,45 @@ function load(targets: () => string[], rate: number) {
   };
 }
 
+/** Callbacks received, per call id. */
+const callbacks = new Map<string, number>();
+let callbackUrl = "";
+
+/** Submits an async call of `slow` (a JSON function; on simulated GPUs its answer is the simulated one). */
+async function submitAsync(url: string, key?: string): Promise<{ id: string }> {
+  const res = await fetch(`${url}/async-functions/slow/invoke`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-callback-url": callbackUrl,
+      ...(key ? { "idempotency-key": key } : {}),
+    },
+    body: JSON.stringify({ delayMs: 20, value: 1 }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 202, JSON.stringify(body));
+  return body;
+}
+
+async function asyncResult(url: string, id: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  let out: Record<string, unknown> = {};
+  await waitFor(`async call ${id}`, async () => {
+    const res = await fetch(`${url}/async-functions/slow/results/${id}`);
+    out = await res.json();
+    return res.status === 200;
+  }, timeoutMs);
+  return out;
+}
+
 Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dead NATS server lose no request", async (t) => {
   const nats = await startLocalNats(3);
   const nodes: Node[] = [];
+  const hooks = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const id = req.headers.get("x-call-id") ?? "";
+    callbacks.set(id, (callbacks.get(id) ?? 0) + 1);
+    return new Response("ok");
+  });
+  callbackUrl = `http://127.0.0.1:${hooks.addr.port}/done`;
   try {
     for (const name of NODES) nodes.push(await startNode(name, nats));
     const [a, b, c] = nodes;
@@ -113,9 +149,10 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
 
     await t.step("a deploy on one node reaches every node, with one version number", async () => {
       await deployFolder(a.url, await modelFunctionFolder("lenet", "lenet", 2));
+      await deployFolder(a.url, `${ROOT}/tests/fixtures/functions/slow`);
       await waitFor("lenet ready on every node", async () => {
         const views = await Promise.all(nodes.map((n) => cluster(n.url)));
-        return views[0].nodes.every((x: { ready: string[] }) => x.ready.includes("lenet"));
+        return views[0].nodes.every((x: { ready: string[] }) => x.ready.includes("lenet") && x.ready.includes("slow"));
       }, 20_000);
       for (const n of nodes) {
         const r = await infer(n.url);
@@ -155,6 +192,15 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       assert.ok(routed.some((r) => r.forwarded > 0), JSON.stringify(routed));
     });
 
+    await t.step("async calls: taken by any node, results on any node, one call per Idempotency-Key", async () => {
+      const sent = await submitAsync(b.url, "k-1");
+      const again = await submitAsync(c.url, "k-1");
+      assert.equal(again.id, sent.id, "the same key on another node is the same call");
+      const done = await asyncResult(a.url, sent.id);
+      assert.equal(done.status, "succeeded");
+      assert.equal((done.output as { simulated?: boolean }).simulated, true);
+    });
+
     await t.step(
       "SIGKILL of the node the plan routes to: survivors serve again within 3 s, no request lost",
       async () => {
@@ -163,12 +209,30 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
         const victim = nodes.find((n) => n.name === victimName)!;
         const survivors = nodes.filter((n) => n !== victim);
         const l = load(() => survivors.map((n) => n.url), 60);
+        // Async calls too, run by every node (the victim included) while it dies.
+        const calls: string[] = [];
+        const submitting = (async () => {
+          for (let i = 0; i < 30; i++) {
+            calls.push((await submitAsync(survivors[i % 2].url)).id);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        })();
         await new Promise((r) => setTimeout(r, 1000));
         const killedAt = l.elapsed();
         victim.child.kill("SIGKILL");
         await victim.child.status;
         await new Promise((r) => setTimeout(r, 4000));
+        await submitting;
         const answers = await l.stop();
+        // Each async call done once: its result succeeded, one callback. A call the victim had taken is run
+        // again elsewhere after ack_wait, so the results may take that long.
+        const results = await Promise.all(calls.map((id) => asyncResult(survivors[0].url, id, 60_000)));
+        assert.deepEqual(results.filter((r) => r.status !== "succeeded"), [], "every async call succeeded");
+        await waitFor("one callback per call", () => calls.every((id) => callbacks.has(id)), 10_000);
+        assert.deepEqual(calls.filter((id) => callbacks.get(id) !== 1), [], "no call completed twice");
+        console.log(
+          `SIGKILL: ${calls.length} async calls, ${results.filter((r) => (r.tries as number) > 1).length} run again`,
+        );
         assert.equal(answers.length, l.sent(), "every request got an answer");
         const failed = answers.filter((x) => x.status !== 200);
         for (const f of failed) assert.ok([503, 504].includes(f.status) && f.error, JSON.stringify(f));
@@ -230,5 +294,6 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
   } finally {
     await Promise.all(nodes.map(stopNode));
     await nats.stop();
+    await hooks.shutdown();
   }
 });
