@@ -10,6 +10,7 @@ import { CudaSetupError } from "../cuda/setup.ts";
 import { startToken } from "./admin_token.ts";
 import { GrpcListenError, hostPart } from "../api/grpc/server.ts";
 import { NodeName } from "../cluster/membership.ts";
+import { ClusterJoinError } from "../cluster/cluster.ts";
 
 const HELP =
   `usage: deno task start [--port N] [--grpc-port N|off] [--host ADDR] [--state DIR] [--devices D] [--token T]
@@ -169,6 +170,10 @@ if (import.meta.main) {
     // A device that cannot be used is a setup problem with a fix, not a crash: one message, exit 2.
     if (e instanceof CudaSetupError) {
       console.error(e.message);
+      Deno.exit(2);
+    }
+    if (e instanceof ClusterJoinError) {
+      console.error(`${e.message} (is nats-server running with JetStream? scripts/nats_local.ts starts one)`);
       Deno.exit(2);
     }
     if (e instanceof GrpcListenError) {

@@ -86,6 +86,9 @@ export interface RoutingCounts {
   lost: number;
 }
 
+/** NATS could not be reached at start (a setup problem: `start` says so and exits 2). */
+export class ClusterJoinError extends Error {}
+
 /** This node in the cluster. Made by {@link Cluster.join}; {@link leave} stops it. */
 export class Cluster {
   private membership!: Membership;
@@ -118,12 +121,17 @@ export class Cluster {
    * this node shared. Call before the controller restores its functions; then {@link start}.
    */
   static async join(controller: Controller, opts: ClusterOptions): Promise<Cluster> {
-    const nc = await connect({
-      servers: opts.servers,
-      name: `gpulet-${opts.node}`,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-    });
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers: opts.servers,
+        name: `gpulet-${opts.node}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      });
+    } catch (e) {
+      throw new ClusterJoinError(`cannot reach NATS at ${opts.servers.join(",")}: ${(e as Error).message}`);
+    }
     const replicas = opts.replicas ?? (opts.servers.length >= 3 ? 3 : 1);
     const kv = await new Kvm(nc).create(STATE_BUCKET, { replicas, history: PLAN_HISTORY });
     const store = await new Objm(nc).create(BUNDLE_STORE, { replicas });

@@ -52,6 +52,8 @@ export interface JetStreamCallsOptions extends RunnerOptions {
   maxPending?: number;
   /** How long finished calls are kept (ms). Default 24 h. */
   keepMs?: number;
+  /** A delivery not acked in this long goes to another node (ms). Default 30 s (set when the consumer is made). */
+  ackWaitMs?: number;
 }
 
 /** Async calls on JetStream: any node takes them, any node runs them, once. */
@@ -94,7 +96,7 @@ export class JetStreamCalls implements AsyncCalls {
       await jsm.consumers.add(ASYNC_STREAM, {
         durable_name: CONSUMER,
         ack_policy: AckPolicy.Explicit,
-        ack_wait: ACK_WAIT_MS * NS_PER_MS,
+        ack_wait: (opts.ackWaitMs ?? ACK_WAIT_MS) * NS_PER_MS,
         max_deliver: -1, // tries are counted here, so a call's last try can be recorded before it is dropped
       });
     }

@@ -297,3 +297,25 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
     await hooks.shutdown();
   }
 });
+
+Deno.test("start --cluster: a bad URL, a bad node name or no NATS there exit 2 with one line that says so", async () => {
+  const run = async (...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}/src/cli/start.ts`, "--port", "0", "--grpc-port", "off", ...args],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+  };
+  const badUrl = await run("--cluster", "http://x/y");
+  assert.equal(badUrl.code, 2);
+  assert.match(badUrl.err, /not a NATS server URL/);
+  const badName = await run("--cluster", "nats://127.0.0.1:4222", "--node", "Bad Name!");
+  assert.equal(badName.code, 2);
+  assert.match(badName.err, /--node Bad Name!: a node name is/);
+  const state = await Deno.makeTempDir({ prefix: "gpulet-nonats-" });
+  const none = await run("--cluster", "nats://127.0.0.1:1", "--node", "x", "--state", state);
+  assert.equal(none.code, 2);
+  assert.match(none.err, /cannot reach NATS at nats:\/\/127\.0\.0\.1:1/);
+});
