@@ -27,6 +27,8 @@ export interface ServerOptions extends ControllerOptions, ApiOptions {
     replicas?: number;
     /** The URL peers reach this node's HTTP at (default: the listening address). */
     advertiseUrl?: string;
+    /** An async call's delivery not acked in this long goes to another node (ms; default 30 s). */
+    asyncAckWaitMs?: number;
   };
 }
 

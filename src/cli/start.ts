@@ -42,7 +42,9 @@ const HELP =
                     nats://h1:4222,nats://h2:4222); without it the node is alone with embedded state
   --node NAME       this node's name in the cluster (default: the host name)
   --advertise-url U the URL peers reach this node's HTTP at (default: the listening address)
-  --cluster-replicas N     JetStream replicas of the cluster's state (default: 3 with ≥ 3 servers, else 1)`;
+  --cluster-replicas N     JetStream replicas of the cluster's state (default: 3 with ≥ 3 servers, else 1)
+  --async-ack-wait-ms N    cluster: an async call a node took and did not finish in this long (it died) goes
+                           to another node (default 30000; set when the cluster's queue is first made)`;
 
 /** A positive integer flag, or its default; exits 2 with a message otherwise. */
 function intFlag(values: Record<string, unknown>, name: string, fallback?: number): number | undefined {
@@ -82,6 +84,7 @@ function clusterFlags(values: Record<string, unknown>) {
     node: node.data,
     replicas: intFlag(values, "cluster-replicas"),
     advertiseUrl: values["advertise-url"] as string | undefined,
+    asyncAckWaitMs: intFlag(values, "async-ack-wait-ms"),
   };
 }
 
@@ -108,6 +111,7 @@ if (import.meta.main) {
     "node",
     "advertise-url",
     "cluster-replicas",
+    "async-ack-wait-ms",
   ], ["help"]);
   if (values.help) {
     console.log(HELP);

@@ -155,6 +155,13 @@ export class Cluster {
       this.leadership?.check();
     });
     this.membership.start();
+    this.controller.metrics.observeCluster(() => ({
+      nodesAlive: this.membership.alive().length,
+      leader: this.leadership?.isLeader ?? false,
+      gpusPlanned: this.plan?.gpusUsed ?? 0,
+      gpusTotal: this.plan?.gpusTotal ?? 0,
+      routing: { ...this.counts },
+    }));
     this.subs.push(serveForwarded(this.nc, this.opts.node, handle));
     this.leadership = new Leadership(this.kv, this.opts.node, this.membership, (leader, isMe) => {
       log(`cluster: leader ${leader.node} (epoch ${leader.epoch})${isMe ? ", this node" : ""}`);

@@ -155,6 +155,43 @@ export class Metrics {
     });
   }
 
+  /**
+   * This node's cluster, read at scrape time: live nodes, whether this node leads, the GPUs the cluster plan
+   * uses (what a KEDA scaler can size the node pool by), and where the front door sent requests.
+   */
+  observeCluster(
+    read: () => {
+      nodesAlive: number;
+      leader: boolean;
+      gpusPlanned: number;
+      gpusTotal: number;
+      routing: Record<string, number>;
+    },
+  ): void {
+    const gauge = (name: string, help: string, value: (r: ReturnType<typeof read>) => number) =>
+      new client.Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(value(read()));
+        },
+      });
+    gauge("gpulet_cluster_nodes", "Nodes of the cluster alive (heard from in the last 1.5 s).", (r) => r.nodesAlive);
+    gauge("gpulet_cluster_leader", "1 on the node that leads the cluster, 0 elsewhere.", (r) => (r.leader ? 1 : 0));
+    gauge("gpulet_cluster_gpus_planned", "GPUs the cluster plan uses, over every node.", (r) => r.gpusPlanned);
+    gauge("gpulet_cluster_gpus", "GPUs of the live nodes the cluster plans on.", (r) => r.gpusTotal);
+    new client.Gauge({
+      name: "gpulet_cluster_requests_routed",
+      help: "Requests at this node's front door, by route: local, forwarded, retried (elsewhere), lost.",
+      labelNames: ["route"] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [route, n] of Object.entries(read().routing)) this.set({ route }, n);
+      },
+    });
+  }
+
   constructor(source: MetricsSource) {
     const live = this.live;
     new client.Gauge({

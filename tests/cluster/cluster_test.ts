@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type LocalNats, startLocalNats } from "../../scripts/nats_local.ts";
 import { deployFolder } from "../../src/api/admin_client.ts";
-import { modelFunctionFolder, ROOT, startCli, type StartedCli, waitFor } from "../helpers.ts";
+import { metric, modelFunctionFolder, ROOT, startCli, type StartedCli, waitFor } from "../helpers.ts";
 
 /** Simulated time runs this many times slower than profile time, so this machine can drive 3 nodes. */
 const SIM_SCALE = 20;
@@ -34,6 +34,9 @@ async function startNode(name: string, nats: LocalNats, stateDir?: string): Prom
     "off",
     "--state",
     dir,
+    // A node killed with an async call in hand: it goes to another node after 3 s, not the default 30.
+    "--async-ack-wait-ms",
+    "3000",
   ]);
   return { ...cli, name, stateDir: dir };
 }
@@ -190,6 +193,12 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       assert.ok(v.history.length >= 1);
       const routed = (await Promise.all([b, c].map((n) => cluster(n.url)))).map((x) => x.routing);
       assert.ok(routed.some((r) => r.forwarded > 0), JSON.stringify(routed));
+      // The same in /metrics, with the planned GPUs a KEDA scaler can size the node pool by.
+      const planned = await metric(b.url, "gpulet_cluster_gpus_planned");
+      assert.equal(planned, v.plan.gpusUsed);
+      assert.equal(await metric(b.url, "gpulet_cluster_nodes"), 3);
+      const leaders = await Promise.all(nodes.map((n) => metric(n.url, "gpulet_cluster_leader")));
+      assert.equal(leaders.reduce((a, x) => a + x, 0), 1, "one leader");
     });
 
     await t.step("async calls: taken by any node, results on any node, one call per Idempotency-Key", async () => {
@@ -226,7 +235,7 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
         const answers = await l.stop();
         // Each async call done once: its result succeeded, one callback. A call the victim had taken is run
         // again elsewhere after ack_wait, so the results may take that long.
-        const results = await Promise.all(calls.map((id) => asyncResult(survivors[0].url, id, 60_000)));
+        const results = await Promise.all(calls.map((id) => asyncResult(survivors[0].url, id, 20_000)));
         assert.deepEqual(results.filter((r) => r.status !== "succeeded"), [], "every async call succeeded");
         await waitFor("one callback per call", () => calls.every((id) => callbacks.has(id)), 10_000);
         assert.deepEqual(calls.filter((id) => callbacks.get(id) !== 1), [], "no call completed twice");
