@@ -85,6 +85,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ...runner,
         node: opts.cluster.node,
         replicas: cluster.replicas,
+        ackWaitMs: opts.cluster.asyncAckWaitMs,
       });
     } catch (e) {
       await cluster?.leave();

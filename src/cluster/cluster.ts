@@ -35,6 +35,8 @@ const PLAN_CHECK_MS = 500;
 const DEMAND_HYSTERESIS = 0.15;
 /** Plans kept in the KV history of `plan` (what `/admin/cluster` shows). */
 const PLAN_HISTORY = 20;
+/** Leaving waits this long for pending replies to flush (ms). */
+const LEAVE_WAIT_MS = 3000;
 /** A forwarded request without an SLO to go by waits this long for its answer (ms). */
 const DEFAULT_ANSWER_WITHIN_MS = 60_000;
 
@@ -183,8 +185,12 @@ export class Cluster {
     this.leadership?.stop();
     for (const s of this.stops) s();
     for (const s of this.subs) s.unsubscribe();
-    await this.syncing.catch(() => {});
-    await this.nc.drain().catch(() => {});
+    // NATS may be gone: a drain (flush what is pending) waits at most LEAVE_WAIT_MS, then the connection closes.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, LEAVE_WAIT_MS)));
+    await Promise.race([this.syncing.catch(() => {}).then(() => this.nc.drain()).catch(() => {}), gaveUp]);
+    clearTimeout(timer);
+    if (!this.nc.isClosed()) await this.nc.close().catch(() => {});
   }
 
   /** What this node says of itself in its heartbeats. */

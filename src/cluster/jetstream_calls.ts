@@ -42,6 +42,8 @@ const ACK_WAIT_MS = 30_000;
 /** Pulls wait at most this long (ms): short, so a pull survives a stream leader's death (nats-server 2.9). */
 const PULL_EXPIRES_MS = 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** A stop waits this long for the calls running (ms); those not done are delivered again elsewhere. */
+const CLOSE_WAIT_MS = 10_000;
 const NS_PER_MS = 1_000_000;
 
 export interface JetStreamCallsOptions extends RunnerOptions {
@@ -164,9 +166,11 @@ export class JetStreamCalls implements AsyncCalls {
     this.pulling = this.pull();
   }
 
+  /** Stops pulling; waits for the calls running (at most {@link CLOSE_WAIT_MS}: NATS may be gone). */
   async close(): Promise<void> {
-    await this.runner.close();
-    await this.pulling;
+    await within(this.runner.close(), CLOSE_WAIT_MS);
+    // A pull ends by its expiry, or never when NATS is gone.
+    await within(this.pulling ?? Promise.resolve(), PULL_EXPIRES_MS + 500);
   }
 
   /** Pulls one message whenever a slot is free; runs each in the background. */
@@ -251,6 +255,13 @@ export class JetStreamCalls implements AsyncCalls {
     const callback = await r.postCallback(done, "json" in outcome ? outcome.json : undefined);
     await this.kv.put(`call.${id}`, JSON.stringify({ ...done, callback })).catch(() => {});
   }
+}
+
+/** Waits for `p`, for at most `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 /** A KV-safe token for an idempotency key (KV keys take fewer characters than the key may have). */

@@ -123,11 +123,15 @@ async function submitAsync(url: string, key?: string): Promise<{ id: string }> {
 
 async function asyncResult(url: string, id: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
   let out: Record<string, unknown> = {};
-  await waitFor(`async call ${id}`, async () => {
-    const res = await fetch(`${url}/async-functions/slow/results/${id}`);
-    out = await res.json();
-    return res.status === 200;
-  }, timeoutMs);
+  try {
+    await waitFor(`async call ${id}`, async () => {
+      const res = await fetch(`${url}/async-functions/slow/results/${id}`);
+      out = await res.json();
+      return res.status === 200;
+    }, timeoutMs);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; last seen: ${JSON.stringify(out)}`);
+  }
   return out;
 }
 
@@ -299,6 +303,15 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       assert.ok(failed.length <= 3, `${failed.length} not served: ${JSON.stringify(failed.slice(0, 5))}`);
       const v = await cluster(nodes[0].url);
       assert.equal(v.nodes.filter((x: { alive: boolean }) => x.alive).length, 3);
+    });
+
+    await t.step("with every NATS server gone, SIGTERM still stops each node, in seconds", async () => {
+      for (const s of nats.servers) await s.kill();
+      const t0 = performance.now();
+      await Promise.all(nodes.map(stopNode));
+      const took = performance.now() - t0;
+      console.log(`stopped without NATS in ${took.toFixed(0)} ms`);
+      assert.ok(took < 20_000, `stopping took ${took.toFixed(0)} ms`);
     });
   } finally {
     await Promise.all(nodes.map(stopNode));
