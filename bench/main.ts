@@ -1,5 +1,5 @@
 /**
- * `deno task bench [overhead] [protocols] [apphop] [gpulet] [interference] [planner] [apps] [ocr] [tail] [autoscale] [reliability]
+ * `deno task bench [overhead] [protocols] [apphop] [gpulet] [interference] [planner] [apps] [ocr] [tail] [autoscale] [reliability] [cluster]
  * [--seconds N] [--case TEXT]`:
  * runs benchmarks side by side in one run and writes
  * `bench/results/<name>.json` and `.md` (with the command that made them).
@@ -22,6 +22,7 @@ import { measureOcr, ocrMarkdown } from "./ocr.ts";
 import { measureProtocols, protocolsMarkdown } from "./protocols.ts";
 import { appHopMarkdown, measureAppHop } from "./app_hop.ts";
 import { measureReliability, overloadSvg, reliabilityMarkdown } from "./reliability.ts";
+import { clusterMarkdown, measureCluster } from "./cluster.ts";
 
 const PINNED = "GPULET_BENCH_PINNED";
 
@@ -104,7 +105,9 @@ function overheadCases(): OverheadCase[] {
 
 if (import.meta.main) {
   const taskset = findTaskset();
-  if (taskset && !Deno.env.get(PINNED) && onlineCpuCount() > 1) {
+  // The cluster benchmark runs whole nodes as processes: they get every core, not core 0's share.
+  const unpinned = Deno.args.length > 0 && Deno.args.every((a) => a === "cluster");
+  if (taskset && !Deno.env.get(PINNED) && onlineCpuCount() > 1 && !unpinned) {
     const child = new Deno.Command(taskset, {
       args: ["-c", "0", Deno.execPath(), "run", "-A", new URL(import.meta.url).pathname, ...Deno.args],
       env: { [PINNED]: "1" },
@@ -128,6 +131,10 @@ if (import.meta.main) {
   if (which.includes("overhead") || which.includes("protocols")) {
     const results = await measureProtocols(console.log, seconds);
     await writeResult("protocols", { command, seconds, results }, protocolsMarkdown(results, command, seconds));
+  }
+  if (which.includes("cluster")) {
+    const result = await measureCluster(console.log);
+    await writeResult("cluster", { command, ...result }, clusterMarkdown(result, command));
   }
   if (which.includes("overhead") || which.includes("apphop")) {
     const result = await measureAppHop(console.log);

@@ -196,7 +196,12 @@ export function createApp(controller: Controller, options: ApiOptions = {}, serv
 
   // --- Open Inference Protocol ---
   app.get("/v2/health/live", (c) => c.json({ live: true }));
-  app.get("/v2/health/ready", (c) => c.json({ ready: controller.ready }, controller.ready ? 200 : 503));
+  app.get("/v2/health/ready", (c) => {
+    // In a cluster, also connected to NATS and routing by the current leader's plan.
+    const cluster = services.cluster?.();
+    const ready = controller.ready && (cluster?.ready ?? true);
+    return c.json({ ready, ...(cluster ? { cluster: cluster.readiness() } : {}) }, ready ? 200 : 503);
+  });
   const serverMetadata = (c: Context) => c.json(serverInfo());
   app.get("/v2", serverMetadata);
   app.get("/v2/", serverMetadata); // the protocol's OpenAPI file spells it with the slash

@@ -107,6 +107,8 @@ export class Cluster {
   private readonly waitingApps = new Map<string, FunctionEntry>();
   readonly counts: RoutingCounts = { local: 0, forwarded: 0, retried: 0, lost: 0 };
   private readonly startedAt = new Date().toISOString();
+  private connected = true;
+  private synced = false;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -170,8 +172,10 @@ export class Cluster {
       if (isMe) this.seq = 0;
     });
     await this.leadership.start();
+    this.watchConnection();
     await this.watchPlan();
     await this.syncFunctions();
+    this.synced = true;
     this.planTimer = setInterval(() => {
       this.leadership.check();
       if (this.leadership.isLeader) this.planIfChanged();
@@ -302,6 +306,16 @@ export class Cluster {
   }
 
   // --- The plan ---
+
+  /** Follows the NATS connection's state (readiness says when it is down). */
+  private watchConnection(): void {
+    (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === "disconnect") this.connected = false;
+        if (s.type === "reconnect") this.connected = true;
+      }
+    })().catch(() => {});
+  }
 
   private async watchPlan(): Promise<void> {
     const watch = await this.kv.watch({ key: "plan" });
@@ -470,6 +484,22 @@ export class Cluster {
   }
 
   // --- Views ---
+
+  /** Why this node is or is not ready in its cluster (what the readiness probe reports). */
+  readiness(): { connected: boolean; synced: boolean; planEpoch: number; leaderEpoch: number } {
+    return {
+      connected: !this.nc.isClosed() && this.connected,
+      synced: this.synced,
+      planEpoch: this.plan?.epoch ?? 0,
+      leaderEpoch: this.leadership?.leader?.epoch ?? 0,
+    };
+  }
+
+  /** Connected to NATS, the cluster's functions deployed here, and routing by the current leader's plan. */
+  get ready(): boolean {
+    const r = this.readiness();
+    return r.connected && r.synced && r.leaderEpoch > 0 && r.planEpoch === r.leaderEpoch;
+  }
 
   /** `GET /admin/cluster`: the nodes, the leader, the plan in force and the plans before it. */
   async describe() {

@@ -179,6 +179,11 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       assert.equal(del.status, 200);
       await del.body?.cancel();
       await waitFor("lenet2 gone from a", async () => (await infer(a.url, "lenet2")).status === 404, 20_000);
+      // Ready = connected, the cluster's functions deployed, routing by the current leader's plan.
+      await waitFor("every node ready", async () => {
+        const rs = await Promise.all(nodes.map((n) => fetch(`${n.url}/v2/health/ready`).then((r) => r.json())));
+        return rs.every((r) => r.ready === true && r.cluster.connected && r.cluster.planEpoch === r.cluster.leaderEpoch);
+      }, 10_000);
     });
 
     await t.step("the leader plans the demand of every front door; other nodes forward to its slices", async () => {
