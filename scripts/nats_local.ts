@@ -152,7 +152,9 @@ if (import.meta.main) {
   const n = Number(Deno.args[0] ?? 3);
   const nats = await startLocalNats(n, { log: console.log });
   console.log(`CLUSTER=${nats.clusterFlag}`);
-  console.log(`start nodes with: deno task start --cluster $CLUSTER --node NAME --port PORT --state DIR (Ctrl-C stops NATS)`);
+  console.log(
+    `start nodes with: deno task start --cluster $CLUSTER --node NAME --port PORT --state DIR (Ctrl-C stops NATS)`,
+  );
   const stop = async () => {
     await nats.stop();
     Deno.exit(0);

@@ -182,7 +182,9 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       // Ready = connected, the cluster's functions deployed, routing by the current leader's plan.
       await waitFor("every node ready", async () => {
         const rs = await Promise.all(nodes.map((n) => fetch(`${n.url}/v2/health/ready`).then((r) => r.json())));
-        return rs.every((r) => r.ready === true && r.cluster.connected && r.cluster.planEpoch === r.cluster.leaderEpoch);
+        return rs.every((r) =>
+          r.ready === true && r.cluster.connected && r.cluster.planEpoch === r.cluster.leaderEpoch
+        );
       }, 10_000);
     });
 
