@@ -55,6 +55,10 @@ export interface ClusterBenchResult {
 }
 
 interface ArmStats {
+  /** Within-SLO share per measured second (all front doors together). */
+  perSecond: number[];
+  /** Per function over the whole run (warm-up included): within SLO / sent. */
+  functions: Record<string, number>;
   sent: number;
   good: number;
   goodputPerS: number;
@@ -144,14 +148,12 @@ async function measureForwarding(log: (l: string) => void): Promise<ClusterBench
   const nodes: NodeProcess[] = [];
   try {
     for (const n of ["n1", "n2"]) nodes.push(await startNode(n, nats, "sim:h100x1", 1));
-    const dirs = await writeFunctions(await Deno.makeTempDir({ prefix: "gpulet-bench-fns-" }));
-    await deployFolder(nodes[0].url, dirs[1]); // lenet
-    const body = JSON.stringify({
-      inputs: [{ name: "input", datatype: "FP32", shape: [1, 1, 28, 28], data: new Array(784).fill(0) }],
-    });
+    // The shipped lenet function (SLO 100 ms): at scale 1 the mix's lenet SLO (0.3 ms) is no HTTP request's.
+    await deployFolder(nodes[0].url, `${PROJECT_ROOT}/functions/lenet`);
+    const body = JSON.stringify({ image: new Array(784).fill(0) });
     const call = async (url: string) => {
       const t0 = performance.now();
-      const res = await fetch(`${url}/v2/models/lenet/infer`, {
+      const res = await fetch(`${url}/functions/lenet/invoke`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body,
@@ -160,6 +162,11 @@ async function measureForwarding(log: (l: string) => void): Promise<ClusterBench
       if (!res.ok) throw new Error(`infer at ${url}: ${res.status}`);
       return performance.now() - t0;
     };
+    for (let i = 0; i < 300; i++) {
+      const v = await json(`${nodes[1].url}/admin/cluster`);
+      if (v.nodes.length === 2 && v.nodes.every((x: { ready: string[] }) => x.ready.includes("lenet"))) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     // Load until the plan routes lenet to one node: that node serves, the other forwards.
     let served = "";
     for (let i = 0; i < 20_000 && !served; i++) {
@@ -210,7 +217,28 @@ function measured(reports: LoadReport[]): ArmStats {
     for (const [k, v] of Object.entries(r.overall.errors)) errors[k] = (errors[k] ?? 0) + v;
     lost += r.overall.lost;
   }
-  return { sent, good, goodputPerS: good / MEASURE_S, attainment: sent ? good / sent : 0, errors, lost };
+  const perSecond: number[] = [];
+  for (let t = WARMUP_S; t < WARMUP_S + MEASURE_S; t++) {
+    const at = reports.flatMap((r) => r.timeline.filter((x) => x.t === t));
+    const n = at.reduce((a, x) => a + x.sent, 0);
+    perSecond.push(n ? at.reduce((a, x) => a + x.good, 0) / n : 1);
+  }
+  const functions: Record<string, number> = {};
+  for (const m of MIX) {
+    const st = reports.map((r) => r.functions[m.name]).filter(Boolean);
+    const n = st.reduce((a, x) => a + x.sent, 0);
+    functions[m.name] = n ? st.reduce((a, x) => a + x.good, 0) / n : 0;
+  }
+  return {
+    perSecond,
+    functions,
+    sent,
+    good,
+    goodputPerS: good / MEASURE_S,
+    attainment: sent ? good / sent : 0,
+    errors,
+    lost,
+  };
 }
 
 function scheduleFor(ratePerS: number): Schedule {
@@ -244,6 +272,10 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
   let single: ArmStats;
   try {
     for (const d of dirs) await deployFolder(server.url, d);
+    let gpusPlanned: number | undefined;
+    const sampler = setTimeout(async () => {
+      gpusPlanned = (await json(`${server.url}/admin/plan`)).gpusInUse;
+    }, (WARMUP_S + MEASURE_S - 2) * 1000);
     const report = await runOpenLoop({
       url: new URL(server.url),
       targets: await discoverTargets(server.url, MIX.map((m) => m.name)),
@@ -251,12 +283,14 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
       seconds,
       seed: 5,
     });
+    clearTimeout(sampler);
     single = measured([report]);
-    single.gpusPlanned = (await json(`${server.url}/admin/plan`)).gpusInUse;
+    single.gpusPlanned = gpusPlanned;
   } finally {
     await server.shutdown();
   }
   log(`goodput: one node ${single.goodputPerS.toFixed(1)} good/s, ${(100 * single.attainment).toFixed(2)} %`);
+  log(`  per second: ${single.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${JSON.stringify(single.functions)}`);
 
   // Three nodes with 4 each, the load spread over their front doors.
   const nats = await startLocalNats(3);
@@ -272,6 +306,10 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+    let gpusPlanned: number | undefined;
+    const sampler = setTimeout(async () => {
+      gpusPlanned = (await json(`${nodes[0].url}/admin/cluster`)).plan?.gpusUsed;
+    }, (WARMUP_S + MEASURE_S - 2) * 1000);
     const reports = await Promise.all(nodes.map(async (n, i) =>
       runOpenLoop({
         url: new URL(n.url),
@@ -281,13 +319,15 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
         seed: 5 + i,
       })
     ));
+    clearTimeout(sampler);
     cluster = measured(reports);
-    cluster.gpusPlanned = (await json(`${nodes[0].url}/admin/cluster`)).plan?.gpusUsed;
+    cluster.gpusPlanned = gpusPlanned;
   } finally {
     await stopNodes(nodes);
     await nats.stop();
   }
   log(`goodput: cluster ${cluster.goodputPerS.toFixed(1)} good/s, ${(100 * cluster.attainment).toFixed(2)} %`);
+  log(`  per second: ${cluster.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${JSON.stringify(cluster.functions)}`);
   return { scale: SCALE, peakPerS, loadPerS, single, cluster, goodputRatio: cluster.goodputPerS / single.goodputPerS };
 }
 

@@ -105,6 +105,8 @@ export class Cluster {
   private readonly random = seededRandom(Date.now() >>> 0);
   private syncing: Promise<void> = Promise.resolve();
   private readonly waitingApps = new Map<string, FunctionEntry>();
+  /** Functions and apps the cluster has (its `fn.*` records). */
+  private readonly known = new Set<string>();
   readonly counts: RoutingCounts = { local: 0, forwarded: 0, retried: 0, lost: 0 };
   private readonly startedAt = new Date().toISOString();
   private connected = true;
@@ -230,6 +232,13 @@ export class Cluster {
     this.demand.record(fn, performance.now());
     const first = this.pick(fn);
     if (first === this.opts.node) {
+      if (this.known.has(fn) && !this.controller.get(fn) && !this.controller.getApp(fn)) {
+        // Deployed in the cluster, not here yet, and no node known to have it ready: soon, not never.
+        return Response.json({ error: `"${fn}" is being deployed on this node; retry` }, {
+          status: 503,
+          headers: { "retry-after": "1" },
+        });
+      }
       this.counts.local++;
       return local(req);
     }
@@ -439,6 +448,8 @@ export class Cluster {
     (async () => {
       for await (const e of watch) {
         const name = e.key.slice("fn.".length);
+        if (e.operation === "PUT") this.known.add(name);
+        else this.known.delete(name);
         const step = e.operation === "PUT" ? () => this.apply(e.json()) : () => this.removeHere(name);
         this.syncing = this.syncing.then(step).catch((err) => {
           this.opts.log?.(`cluster: could not apply ${e.key}: ${(err as Error).message}`);
