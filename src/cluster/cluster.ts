@@ -23,7 +23,9 @@ import { RateMonitor } from "../autoscaler/rate_monitor.ts";
 import { seededRandom } from "../planner/random.ts";
 import { DEAD_AFTER_MS, Membership, type NodeInfo } from "./membership.ts";
 import { type LeaderRecord, Leadership } from "./leadership.ts";
-import { type ClusterFunction, ClusterPlan, planCluster } from "./cluster_plan.ts";
+import { type ClusterFunction, ClusterPlan, clusterProblem, sliceCluster } from "./cluster_plan.ts";
+import { RemotePlanner } from "../autoscaler/remote_planner.ts";
+import type { Plan } from "../planner/plan.ts";
 import { forward, FORWARDED_HEADER, type ForwardOutcome, serveForwarded } from "./forwarding.ts";
 
 /** The KV bucket of the cluster's state, and the object store of its bundles. */
@@ -98,6 +100,9 @@ export class Cluster {
   private plan?: ClusterPlan;
   private seq = 0;
   private lastPlanned?: { nodes: string; functions: string; demand: Record<string, number> };
+  private planning = false;
+  private rawPlan?: Plan;
+  private planner?: { gpus: number; worker: RemotePlanner };
   private readonly demand = new RateMonitor();
   private readonly subs: Subscription[] = [];
   private readonly stops: (() => void)[] = [];
@@ -187,6 +192,7 @@ export class Cluster {
   /** Stops everything this node does in the cluster and closes its connection (in-flight replies flushed). */
   async leave(): Promise<void> {
     clearInterval(this.planTimer);
+    this.planner?.worker.close();
     this.membership?.stop();
     this.leadership?.stop();
     for (const s of this.stops) s();
@@ -204,7 +210,9 @@ export class Cluster {
     const b = this.controller.backend;
     const now = performance.now();
     const demand: Record<string, number> = {};
-    for (const d of this.controller.list()) demand[d.name] = this.demand.rates(d.name, now).short;
+    // Smoothed (5 s): a one-second window of a 20 req/s function moves by ±20 % on its own, and each move
+    // would be a new cluster plan.
+    for (const d of this.controller.list()) demand[d.name] = this.demand.rates(d.name, now).smoothed;
     return {
       node: this.opts.node,
       url: this.opts.url,
@@ -352,8 +360,13 @@ export class Cluster {
     );
   }
 
-  /** The leader: plans again when the live nodes, the functions or the demand changed. */
-  private planIfChanged(): void {
+  /**
+   * The leader: plans again when the live nodes, the functions or the demand changed; in a worker (a plan
+   * takes tens of ms, which would stall this node's requests), incrementally from the last plan while the
+   * nodes stay the same (so routes move as little as the demand needs).
+   */
+  private async planIfChanged(): Promise<void> {
+    if (this.planning) return;
     const leader = this.leadership.leader as LeaderRecord;
     const nodes = this.membership.alive();
     const b = this.controller.backend;
@@ -375,25 +388,60 @@ export class Cluster {
     };
     const mine = this.plan?.epoch === leader.epoch;
     const last = this.lastPlanned;
-    if (mine && last && last.nodes === key.nodes && last.functions === key.functions && !moved(last.demand, demand)) {
-      return;
-    }
+    const sameNodes = last?.nodes === key.nodes;
+    if (mine && last && sameNodes && last.functions === key.functions && !moved(last.demand, demand)) return;
     this.lastPlanned = key;
-    const plan = planCluster(
-      nodes.map((n) => ({
-        name: n.node,
-        device: n.devices.device,
-        gpus: n.devices.gpus,
-        timeScale: n.devices.timeScale,
-      })),
-      functions,
-      { device: b.device, latency: b.latency, interference: b.interference },
-      { epoch: leader.epoch, seq: ++this.seq, leader: this.opts.node, at: new Date().toISOString() },
-    );
-    this.kv.put("plan", JSON.stringify(plan)).catch((e) => {
+    const planNodes = nodes.map((n) => ({
+      name: n.node,
+      device: n.devices.device,
+      gpus: n.devices.gpus,
+      timeScale: n.devices.timeScale,
+    }));
+    const problem = clusterProblem(planNodes, functions, b.device);
+    this.planning = true;
+    try {
+      let raw: Plan | undefined;
+      if (problem.functions.length > 0 && problem.gpusTotal > 0) {
+        raw = await this.plannerFor(problem.gpusTotal).plan({
+          functions: problem.functions,
+          // GPU ids are renumbered when nodes come or go: then plan afresh.
+          current: sameNodes && mine ? this.rawPlan : undefined,
+          compact: true,
+          // The nodes' own autoscalers keep headroom; the cluster plan is the demand's share-out.
+          headroom: 0,
+        });
+      }
+      this.rawPlan = raw;
+      const plan = sliceCluster(problem, raw, planNodes, b.device, {
+        epoch: leader.epoch,
+        seq: ++this.seq,
+        leader: this.opts.node,
+        at: new Date().toISOString(),
+      });
+      await this.kv.put("plan", JSON.stringify(plan));
+    } catch (e) {
       this.lastPlanned = undefined; // try again at the next check
-      this.opts.log?.(`cluster: could not write the plan: ${(e as Error).message}`);
-    });
+      this.opts.log?.(`cluster: could not make or write the plan: ${(e as Error).message}`);
+    } finally {
+      this.planning = false;
+    }
+  }
+
+  /** The leader's planner worker for a cluster of `gpus` GPUs (made again when that changes). */
+  private plannerFor(gpus: number): RemotePlanner {
+    if (this.planner?.gpus !== gpus) {
+      this.planner?.worker.close();
+      const b = this.controller.backend;
+      const worker = new RemotePlanner({
+        device: b.device,
+        gpus,
+        latency: b.latency,
+        interference: b.interference,
+        policy: b.interference ? "gpulet" : "gpulet-noint",
+      }, this.opts.log);
+      this.planner = { gpus, worker };
+    }
+    return this.planner.worker;
   }
 
   // --- Deploy once ---

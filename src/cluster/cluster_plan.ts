@@ -10,6 +10,7 @@ import type { LatencyModel } from "../planner/latency_model.ts";
 import { DEFAULT_OPTIONS, type PlannerOptions } from "../planner/planner.ts";
 import { makePlan } from "../planner/policies.ts";
 import type { PlannedFunction } from "../planner/sizing.ts";
+import type { Plan } from "../planner/plan.ts";
 
 /** A node as the planner sees it. */
 export interface PlanNode {
@@ -59,36 +60,44 @@ export interface ClusterPlanContext {
 /** A function to plan: its model and SLO (profile ms, as in its manifest) and its demand (real req/s). */
 export type ClusterFunction = Omit<PlannedFunction, "rate"> & { demand: number };
 
-/**
- * Plans `functions` on `nodes`: which nodes' GPUs serve which functions at what rates, on the fewest GPUs.
- * `epoch`, `seq` and `leader` are stamped on the result.
- */
-export function planCluster(
+/** The planner's problem for a cluster: the nodes it plans on (in GPU order) and the functions in profile time. */
+export interface ClusterProblem {
+  /** Nodes of the leader's device type with GPUs, in name order: GPU ids run through them in turn. */
+  planned: PlanNode[];
+  gpusTotal: number;
+  timeScale: number;
+  /** Functions with demand, their rates in profile time (a real request/s is `timeScale` of them). */
+  functions: PlannedFunction[];
+  demand: Record<string, number>;
+}
+
+/** What of `nodes` and `functions` the planner plans. */
+export function clusterProblem(
   nodes: readonly PlanNode[],
   functions: readonly ClusterFunction[],
-  ctx: ClusterPlanContext,
-  stamp: { epoch: number; seq: number; leader: string; at: string },
-): ClusterPlan {
-  const planned = [...nodes].filter((n) => n.device === ctx.device && n.gpus > 0)
+  device: string,
+): ClusterProblem {
+  const planned = [...nodes].filter((n) => n.device === device && n.gpus > 0)
     .sort((a, b) => a.name.localeCompare(b.name));
   const timeScale = planned[0]?.timeScale ?? 1;
-  const gpusTotal = planned.reduce((s, n) => s + n.gpus, 0);
-  const demand = Object.fromEntries(functions.map((f) => [f.name, f.demand]));
-  const withDemand = functions.filter((f) => f.demand > 0);
-  // Simulated devices plan in profile time: a real request/s is timeScale of them.
-  const plan = withDemand.length > 0 && gpusTotal > 0
-    ? makePlan(
-      {
-        device: ctx.device,
-        gpus: gpusTotal,
-        functions: withDemand.map(({ demand, ...f }) => ({ ...f, rate: demand * timeScale })),
-        latency: ctx.latency,
-        interference: ctx.interference,
-      },
-      ctx.interference ? "gpulet" : "gpulet-noint",
-      ctx.options ?? DEFAULT_OPTIONS,
-    )
-    : undefined;
+  return {
+    planned,
+    gpusTotal: planned.reduce((s, n) => s + n.gpus, 0),
+    timeScale,
+    functions: functions.filter((f) => f.demand > 0).map(({ demand, ...f }) => ({ ...f, rate: demand * timeScale })),
+    demand: Object.fromEntries(functions.map((f) => [f.name, f.demand])),
+  };
+}
+
+/** The cluster plan of `plan` (made for `problem`): each node's slice, the routes, stamped. */
+export function sliceCluster(
+  problem: ClusterProblem,
+  plan: Plan | undefined,
+  nodes: readonly PlanNode[],
+  device: string,
+  stamp: { epoch: number; seq: number; leader: string; at: string },
+): ClusterPlan {
+  const { planned, timeScale } = problem;
   // GPU g of the plan is on the node whose range of ids holds it.
   const ownerOf: string[] = planned.flatMap((n) => Array.from({ length: n.gpus }, () => n.name));
   const slices = new Map(planned.map((n) => [n.name, new Map<string, number>()]));
@@ -112,10 +121,10 @@ export function planCluster(
   }
   return {
     ...stamp,
-    device: ctx.device,
+    device,
     feasible: plan?.feasible ?? true,
     gpusUsed: [...used.values()].reduce((s, ids) => s + ids.size, 0),
-    gpusTotal,
+    gpusTotal: problem.gpusTotal,
     nodes: nodes.map((n) => ({
       name: n.name,
       gpus: n.gpus,
@@ -124,6 +133,33 @@ export function planCluster(
     })),
     routes,
     unserved: (plan?.unserved ?? []).map((u) => ({ name: u.name, rate: u.rate / timeScale })),
-    demand,
+    demand: problem.demand,
   };
+}
+
+/**
+ * Plans `functions` on `nodes` on this thread: which nodes' GPUs serve which functions at what rates, on the
+ * fewest GPUs. (The leader plans the same in a worker, incrementally from its last plan.)
+ */
+export function planCluster(
+  nodes: readonly PlanNode[],
+  functions: readonly ClusterFunction[],
+  ctx: ClusterPlanContext,
+  stamp: { epoch: number; seq: number; leader: string; at: string },
+): ClusterPlan {
+  const problem = clusterProblem(nodes, functions, ctx.device);
+  const plan = problem.functions.length > 0 && problem.gpusTotal > 0
+    ? makePlan(
+      {
+        device: ctx.device,
+        gpus: problem.gpusTotal,
+        functions: problem.functions,
+        latency: ctx.latency,
+        interference: ctx.interference,
+      },
+      ctx.interference ? "gpulet" : "gpulet-noint",
+      ctx.options ?? DEFAULT_OPTIONS,
+    )
+    : undefined;
+  return sliceCluster(problem, plan, nodes, ctx.device, stamp);
 }
