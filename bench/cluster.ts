@@ -66,6 +66,10 @@ interface ArmStats {
   errors: Record<string, number>;
   lost: number;
   gpusPlanned?: number;
+  /** Cluster plans the leader made over the run. */
+  clusterPlans?: number;
+  /** Re-plans of each node's own autoscaler over the run. */
+  nodeReplans?: number[];
 }
 
 /** A `start` process of one node. */
@@ -286,11 +290,16 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
     clearTimeout(sampler);
     single = measured([report]);
     single.gpusPlanned = gpusPlanned;
+    single.nodeReplans = [(await json(`${server.url}/admin/plan`)).replans];
   } finally {
     await server.shutdown();
   }
   log(`goodput: one node ${single.goodputPerS.toFixed(1)} good/s, ${(100 * single.attainment).toFixed(2)} %`);
-  log(`  per second: ${single.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${JSON.stringify(single.functions)}`);
+  log(
+    `  per second: ${single.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${
+      JSON.stringify(single.functions)
+    }`,
+  );
 
   // Three nodes with 4 each, the load spread over their front doors.
   const nats = await startLocalNats(3);
@@ -322,12 +331,18 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
     clearTimeout(sampler);
     cluster = measured(reports);
     cluster.gpusPlanned = gpusPlanned;
+    cluster.clusterPlans = (await json(`${nodes[0].url}/admin/cluster`)).plan?.seq;
+    cluster.nodeReplans = await Promise.all(nodes.map(async (n) => (await json(`${n.url}/admin/plan`)).replans));
   } finally {
     await stopNodes(nodes);
     await nats.stop();
   }
   log(`goodput: cluster ${cluster.goodputPerS.toFixed(1)} good/s, ${(100 * cluster.attainment).toFixed(2)} %`);
-  log(`  per second: ${cluster.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${JSON.stringify(cluster.functions)}`);
+  log(
+    `  per second: ${cluster.perSecond.map((x) => x.toFixed(3)).join(" ")}; per function: ${
+      JSON.stringify(cluster.functions)
+    }`,
+  );
   return { scale: SCALE, peakPerS, loadPerS, single, cluster, goodputRatio: cluster.goodputPerS / single.goodputPerS };
 }
 

@@ -33,8 +33,10 @@ export const STATE_BUCKET = "gpulet";
 export const BUNDLE_STORE = "gpulet-bundles";
 /** How often the leader looks whether to plan again (ms). */
 const PLAN_CHECK_MS = 500;
-/** Demand that moved by less than this share is not worth a new plan. */
-const DEMAND_HYSTERESIS = 0.15;
+/** A demand down by this share of what the plan was made for is planned again (its GPUs may go). */
+const DEMAND_DROP = 0.3;
+/** Spare capacity the cluster plan keeps over the demand (less when the GPUs cannot take it). */
+const CLUSTER_HEADROOM = 0.25;
 /** Plans kept in the KV history of `plan` (what `/admin/cluster` shows). */
 const PLAN_HISTORY = 20;
 /** Leaving waits this long for pending replies to flush (ms). */
@@ -110,6 +112,8 @@ export class Cluster {
   private readonly random = seededRandom(Date.now() >>> 0);
   private syncing: Promise<void> = Promise.resolve();
   private readonly waitingApps = new Map<string, FunctionEntry>();
+  /** Requests this node forwarded and has no answer for yet, per node and function. */
+  private readonly sent = new Map<string, Map<string, number>>();
   /** Functions and apps the cluster has (its `fn.*` records). */
   private readonly known = new Set<string>();
   readonly counts: RoutingCounts = { local: 0, forwarded: 0, retried: 0, lost: 0 };
@@ -210,9 +214,11 @@ export class Cluster {
     const b = this.controller.backend;
     const now = performance.now();
     const demand: Record<string, number> = {};
-    // Smoothed (5 s): a one-second window of a 20 req/s function moves by ±20 % on its own, and each move
-    // would be a new cluster plan.
-    for (const d of this.controller.list()) demand[d.name] = this.demand.rates(d.name, now).smoothed;
+    // Up fast, down slowly: a plan made for less than what comes puts it all on too few nodes' GPUs.
+    for (const d of this.controller.list()) {
+      const r = this.demand.rates(d.name, now);
+      demand[d.name] = Math.max(r.short, r.smoothed);
+    }
     return {
       node: this.opts.node,
       url: this.opts.url,
@@ -223,6 +229,7 @@ export class Cluster {
         ...this.controller.listApps().filter((a) => a.ready).map((a) => a.name),
       ],
       demand,
+      queued: Object.fromEntries(this.controller.list().map((d) => [d.name, d.dispatcher.depth])),
       planEpoch: this.plan?.epoch ?? 0,
     };
   }
@@ -282,44 +289,67 @@ export class Cluster {
     const peer = this.membership.all().find((p) => p.info.node === node);
     if (!peer) return { kind: "not-started", reason: `node ${node} is not known` };
     this.counts.forwarded++;
+    const sent = this.sent.get(node) ?? this.sent.set(node, new Map()).get(node)!;
+    sent.set(fn, (sent.get(fn) ?? 0) + 1);
     // The answer is due by the function's SLO (when this node knows it), with room for the hops.
     const dep = this.controller.get(fn);
     const within = dep ? Math.max(2 * dep.deadlineMs + 1000, 5000) : DEFAULT_ANSWER_WITHIN_MS;
-    return await forward(
-      this.nc,
-      this.opts.node,
-      {
-        node,
-        url: peer.info.url,
-        alive: () => this.membership.isAlive(node),
-      },
-      message,
-      within,
-    );
+    try {
+      return await forward(
+        this.nc,
+        this.opts.node,
+        {
+          node,
+          url: peer.info.url,
+          alive: () => this.membership.isAlive(node),
+        },
+        message,
+        within,
+      );
+    } finally {
+      sent.set(fn, sent.get(fn)! - 1);
+    }
   }
 
   /**
-   * The node to serve `fn`: drawn by the plan's rates among its live nodes that have it ready; without a
-   * plan for it, any live node that has it ready (this one first); else this node (which then answers 404
-   * or 503 itself). `not` is left out (a node that just failed to take it).
+   * The node to serve `fn`, among the live nodes that have it ready (`not` left out: a node that just failed
+   * to take it). With a plan for it: two nodes drawn with the plan's rates as weights, and of the two the
+   * one with less waiting per unit of its rate (its last heartbeat's queue plus what this node sent it
+   * since), so the split follows the plan and a node that falls behind gets less until it catches up (the
+   * pooling one node's single queue has). Without a plan for it: the less loaded of two drawn evenly, this
+   * node winning ties; with none ready, this node (which then answers 404 or 503 itself).
    */
   private pick(fn: string, not?: string): string {
     const me = this.opts.node;
     const ready = new Map(this.membership.alive().filter((n) => n.ready.includes(fn)).map((n) => [n.node, n]));
     if (not) ready.delete(not);
-    const routes = (this.plan?.routes[fn] ?? []).filter((r) => ready.has(r.node) && r.rate > 0);
+    const waiting = (node: string) =>
+      (node === me ? this.controller.get(fn)?.dispatcher.depth ?? 0 : ready.get(node)?.queued[fn] ?? 0) +
+      (this.sent.get(node)?.get(fn) ?? 0);
+    // The plan says which nodes serve fn; they share it by their GPUs, so each runs as busy as the others
+    // (the plan's own slices fill some nodes to the brim and leave the last one light).
+    const gpusOf = new Map((this.plan?.nodes ?? []).map((n) => [n.name, n.gpus]));
+    const routes = (this.plan?.routes[fn] ?? []).filter((r) => ready.has(r.node) && r.rate > 0)
+      .map((r) => ({ node: r.node, rate: gpusOf.get(r.node) ?? 1 }));
     const total = routes.reduce((s, r) => s + r.rate, 0);
     if (total > 0) {
-      let x = this.random() * total;
-      for (const r of routes) {
-        x -= r.rate;
-        if (x <= 0) return r.node;
-      }
-      return routes[routes.length - 1].node;
+      const draw = () => {
+        let x = this.random() * total;
+        for (const r of routes) {
+          x -= r.rate;
+          if (x <= 0) return r;
+        }
+        return routes[routes.length - 1];
+      };
+      const a = draw(), b = draw();
+      if (a === b) return a.node;
+      return waiting(a.node) / a.rate <= waiting(b.node) / b.rate ? a.node : b.node;
     }
-    if (ready.has(me) || ready.size === 0) return me;
+    if (ready.size === 0) return me;
     const names = [...ready.keys()];
-    return names[Math.floor(this.random() * names.length)];
+    const a = names[Math.floor(this.random() * names.length)];
+    const b = ready.has(me) ? me : names[Math.floor(this.random() * names.length)];
+    return waiting(b) <= waiting(a) ? b : a;
   }
 
   // --- The plan ---
@@ -407,8 +437,9 @@ export class Cluster {
           // GPU ids are renumbered when nodes come or go: then plan afresh.
           current: sameNodes && mine ? this.rawPlan : undefined,
           compact: true,
-          // The nodes' own autoscalers keep headroom; the cluster plan is the demand's share-out.
-          headroom: 0,
+          // Slices with room for the demand's swings (as the one-node autoscaler keeps), so a node is not
+          // sent more than its GPUs take before the next plan.
+          headroom: CLUSTER_HEADROOM,
         });
       }
       this.rawPlan = raw;
@@ -599,12 +630,15 @@ export class Cluster {
   }
 }
 
-/** Whether the demand moved enough to plan again: a function started, stopped, or moved by ≥ hysteresis. */
-function moved(before: Record<string, number>, now: Record<string, number>): boolean {
-  for (const fn of new Set([...Object.keys(before), ...Object.keys(now)])) {
-    const a = before[fn] ?? 0, b = now[fn] ?? 0;
+/**
+ * Whether the demand moved enough to plan again: a function started or stopped, rose past half the plan's
+ * headroom (the plan still serves it until then), or fell by {@link DEMAND_DROP} (its GPUs may go).
+ */
+export function moved(planned: Record<string, number>, now: Record<string, number>): boolean {
+  for (const fn of new Set([...Object.keys(planned), ...Object.keys(now)])) {
+    const a = planned[fn] ?? 0, b = now[fn] ?? 0;
     if ((a === 0) !== (b === 0)) return true;
-    if (Math.abs(b - a) > DEMAND_HYSTERESIS * Math.max(a, b)) return true;
+    if (b > a * (1 + CLUSTER_HEADROOM / 2) || b < a * (1 - DEMAND_DROP)) return true;
   }
   return false;
 }

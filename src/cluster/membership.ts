@@ -36,6 +36,8 @@ export const NodeInfo = z.object({
   ready: z.array(z.string()),
   /** Requests/s arriving at its front door per function (before any forwarding). */
   demand: z.record(z.string(), z.number().nonnegative()),
+  /** Rows waiting in its queue per function (what the front doors steer by between plans). */
+  queued: z.record(z.string(), z.number().nonnegative()).default({}),
   /** The epoch of the cluster plan it routes by (0: none yet). */
   planEpoch: z.number().int().nonnegative(),
 });
