@@ -9,7 +9,8 @@
  * - the cluster plan (`cluster_plan.ts`): the leader plans the fewest GPUs for the demand summed over every
  *   front door and writes it to KV under `plan`; every node routes by the latest plan of the latest epoch;
  * - routing: any node takes any data-plane request and serves it, or forwards it (`forwarding.ts`) to a node
- *   drawn with the plan's rates as weights; a request a dead node never took is retried once elsewhere.
+ *   among those the plan has serving it, shared by their GPUs with two choices on their queues; a request a
+ *   dead node never took is retried once elsewhere.
  */
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { type KV, Kvm } from "@nats-io/kv";
@@ -313,11 +314,11 @@ export class Cluster {
 
   /**
    * The node to serve `fn`, among the live nodes that have it ready (`not` left out: a node that just failed
-   * to take it). With a plan for it: two nodes drawn with the plan's rates as weights, and of the two the
-   * one with less waiting per unit of its rate (its last heartbeat's queue plus what this node sent it
-   * since), so the split follows the plan and a node that falls behind gets less until it catches up (the
-   * pooling one node's single queue has). Without a plan for it: the less loaded of two drawn evenly, this
-   * node winning ties; with none ready, this node (which then answers 404 or 503 itself).
+   * to take it). With a plan for it: two drawn from the nodes the plan has serving it, weighted by their
+   * GPUs, and of the two the one with less waiting per GPU (its last heartbeat's queue plus what this node
+   * sent it since), so each runs as busy as the others and one that falls behind gets less until it catches
+   * up. Without a plan for it: the less loaded of two drawn evenly, this node winning ties; with none ready,
+   * this node (which then answers 404 or 503 itself).
    */
   private pick(fn: string, not?: string): string {
     const me = this.opts.node;

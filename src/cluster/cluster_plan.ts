@@ -2,7 +2,7 @@
  * The cluster planner (pure): the same planner as one node's, over every GPU of every live node of the
  * leader's device type, for the demand summed over every node's front door. The plan's GPUs are numbered
  * node by node (nodes in name order), so the fewest GPUs it needs are also the fewest nodes; what a node's
- * GPUs serve is that node's slice, and each function's route weights are the rates its slices take.
+ * GPUs serve is that node's slice, and each function's routes are the nodes whose slices serve it.
  */
 import { z } from "zod";
 import type { InterferenceModel } from "../planner/interference.ts";
@@ -40,7 +40,7 @@ export const ClusterPlan = z.object({
     gpusUsed: z.number().int().nonnegative(),
     functions: z.array(z.object({ name: z.string(), rate: z.number().nonnegative() })),
   })),
-  /** Per function: the nodes that serve it and at what rate (the route weights). */
+  /** Per function: the nodes that serve it and at what rate (front doors send it to these nodes). */
   routes: z.record(z.string(), z.array(z.object({ node: z.string(), rate: z.number().nonnegative() }))),
   unserved: z.array(z.object({ name: z.string(), rate: z.number().nonnegative() })),
   /** The demand it was made for (requests/s per function). */
