@@ -374,7 +374,7 @@ async function measureGoodput(log: (l: string) => void): Promise<ClusterBenchRes
       const n = at.reduce((a, x) => a + x.sent, 0);
       return n ? at.reduce((a, x) => a + x.good, 0) / n : 1;
     });
-    const firstGood = perSecond.findIndex((x, t) => t > killAt && perSecond.slice(t).every((y) => y >= 0.99));
+    const firstGood = perSecond.findIndex((_, t) => t > killAt && perSecond.slice(t).every((y) => y >= 0.99));
     kill = {
       node: victimName,
       gpusOfVictim: plan.nodes.find((n: { name: string }) => n.name === victimName).gpusUsed,
