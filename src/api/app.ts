@@ -394,7 +394,7 @@ export function createApp(controller: Controller, options: ApiOptions = {}, serv
   });
 
   // --- Dashboard ---
-  registerUi(app, controller);
+  registerUi(app, controller, () => services.cluster?.());
 
   // --- Metrics ---
   app.get("/metrics", async (c) => {

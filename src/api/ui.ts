@@ -5,6 +5,7 @@
 import type { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Controller } from "../controller/controller.ts";
+import type { Cluster } from "../cluster/cluster.ts";
 import { type DashboardInput, dashboardState } from "../observability/dashboard_state.ts";
 
 const PAGE = new URL("../ui/dashboard.html", import.meta.url);
@@ -14,7 +15,7 @@ export const UI_INTERVAL_MS = 1000;
 const STREAM_MAX_MS = 10 * 60_000;
 
 /** The controller's running plan, normalised for {@link dashboardState}. */
-export function dashboardInput(controller: Controller): DashboardInput {
+export function dashboardInput(controller: Controller, cluster?: Cluster): DashboardInput {
   const plan = controller.plan();
   const backend = controller.backend;
   const scale = backend.timeScale;
@@ -53,13 +54,18 @@ export function dashboardInput(controller: Controller): DashboardInput {
       gpusAfter: h.gpusAfter,
       reason: h.reason,
     })),
+    ...(cluster ? { cluster: cluster.summary() } : {}),
   };
 }
 
 /** Adds the dashboard's routes to `app`. */
-export function registerUi(app: Hono, controller: Controller): void {
+export function registerUi(
+  app: Hono,
+  controller: Controller,
+  cluster: () => Cluster | undefined = () => undefined,
+): void {
   let page: string | undefined;
-  const state = () => dashboardState(dashboardInput(controller), controller.metrics.live, Date.now());
+  const state = () => dashboardState(dashboardInput(controller, cluster()), controller.metrics.live, Date.now());
 
   app.get("/ui", async (c) => {
     page ??= await Deno.readTextFile(PAGE);

@@ -21,6 +21,7 @@ import type { DeployedRecord } from "../functions/registry.ts";
 import { type Bundle, parseBundle } from "../functions/bundle.ts";
 import { describeZodError } from "../functions/manifest.ts";
 import { RateMonitor } from "../autoscaler/rate_monitor.ts";
+import type { ClusterSummary } from "../observability/dashboard_state.ts";
 import { seededRandom } from "../planner/random.ts";
 import { DEAD_AFTER_MS, Membership, type NodeInfo } from "./membership.ts";
 import { type LeaderRecord, Leadership } from "./leadership.ts";
@@ -590,6 +591,28 @@ export class Cluster {
   get ready(): boolean {
     const r = this.readiness();
     return r.connected && r.synced && r.leaderEpoch > 0 && r.planEpoch === r.leaderEpoch;
+  }
+
+  /** What the dashboard shows of the cluster (no KV read: the history is `/admin/cluster`'s). */
+  summary(): ClusterSummary {
+    const used = new Map((this.plan?.nodes ?? []).map((n) => [n.name, n.gpusUsed]));
+    const leader = this.leadership?.leader;
+    return {
+      node: this.opts.node,
+      leader: leader?.node ?? null,
+      epoch: leader?.epoch ?? 0,
+      gpusPlanned: this.plan?.gpusUsed ?? 0,
+      gpusTotal: this.plan?.gpusTotal ?? 0,
+      nodes: (this.membership?.all() ?? []).map((p) => ({
+        name: p.info.node,
+        alive: p.alive,
+        leader: p.info.node === leader?.node,
+        gpus: p.info.devices.gpus,
+        gpusPlanned: used.get(p.info.node) ?? 0,
+        ready: p.info.ready.length,
+      })).sort((a, b) => a.name.localeCompare(b.name)),
+      routing: { ...this.counts },
+    };
   }
 
   /** `GET /admin/cluster`: the nodes, the leader, the plan in force and the plans before it. */

@@ -23,6 +23,20 @@ export interface DashboardInput {
   /** Functions and apps (`stages`: an app's, as `stage→function` with its budget). */
   functions: { name: string; version: number; sloMs: number; queueRows: number; stages?: string[] }[];
   changes: { at: string; direction: string; gpusBefore: number; gpusAfter: number; reason: string }[];
+  /** This node's cluster, when it is in one. */
+  cluster?: ClusterSummary;
+}
+
+/** A cluster as the dashboard shows it: its nodes, the leader, the GPUs the cluster plan uses. */
+export interface ClusterSummary {
+  node: string;
+  leader: string | null;
+  epoch: number;
+  gpusPlanned: number;
+  gpusTotal: number;
+  nodes: { name: string; alive: boolean; leader: boolean; gpus: number; gpusPlanned: number; ready: number }[];
+  /** Where this node's front door sent requests. */
+  routing: Record<string, number>;
 }
 
 export interface DashboardState {
@@ -58,6 +72,7 @@ export interface DashboardState {
     stages?: string[];
   }[];
   changes: DashboardInput["changes"];
+  cluster?: ClusterSummary;
 }
 
 /** Builds the dashboard state at `now` (ms since the epoch). */
@@ -97,5 +112,6 @@ export function dashboardState(input: DashboardInput, live: LiveStats, now: numb
       ...(f.stages ? { stages: f.stages } : {}),
     })),
     changes: input.changes.slice(-10).reverse(),
+    ...(input.cluster ? { cluster: input.cluster } : {}),
   };
 }
