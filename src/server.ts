@@ -6,7 +6,7 @@ import { createApp, markRandomWeights } from "./api/app.ts";
 import { type ApiOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TENSOR_ELEMENTS } from "./api/app.ts";
 import { Controller, type ControllerOptions } from "./controller/controller.ts";
 import { defaultModels, ensureModels } from "./models/zoo.ts";
-import { type GrpcServer, startGrpcServer } from "./api/grpc/server.ts";
+import { GRPC_INFER_PATH, grpcInference, type GrpcServer, startGrpcServer } from "./api/grpc/server.ts";
 import { AsyncInvocations } from "./async/async_invocations.ts";
 import type { AsyncCalls, RunOutcome } from "./async/call_runner.ts";
 import { JetStreamCalls } from "./cluster/jetstream_calls.ts";
@@ -63,8 +63,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const app = createApp(controller, opts, { asyncCalls: () => asyncCalls, cluster: () => cluster });
   const hostname = opts.hostname ?? "127.0.0.1";
   let port = 0;
+  let grpc: GrpcServer | undefined;
   // In a cluster the front door routes data-plane requests: served here, or forwarded to a node that has room.
-  const local = (req: Request) => Promise.resolve(app.fetch(req));
+  // A gRPC infer call travels between nodes as an internal HTTP-shaped request, served by the gRPC side.
+  const inference = grpcInference(controller, {
+    maxTensorElements: opts.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS,
+  });
+  const local = (req: Request) =>
+    new URL(req.url).pathname.startsWith(GRPC_INFER_PATH)
+      ? inference.serveForwarded(req)
+      : Promise.resolve(app.fetch(req));
   const server = Deno.serve({
     hostname,
     port: opts.port ?? 8080,
@@ -94,7 +102,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       throw e;
     }
   }
-  let grpc: GrpcServer | undefined;
   if (opts.grpcPort !== undefined && opts.grpcPort !== "off") {
     try {
       grpc = await startGrpcServer(controller, {
@@ -103,6 +110,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         adminToken: opts.adminToken,
         maxMessageBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
         maxTensorElements: opts.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS,
+        inference,
+        ...(cluster ? { route: (req: Request) => cluster!.route(req, local) } : {}),
       });
     } catch (e) {
       await asyncCalls?.close();

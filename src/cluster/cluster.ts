@@ -74,6 +74,8 @@ export interface ClusterOptions {
 const ROUTED = [
   /^\/functions\/([^/]+)\/invoke$/,
   /^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?\/infer$/,
+  // A gRPC ModelInfer call, as the gRPC side hands it to the front door (src/api/grpc/server.ts).
+  /^\/internal\/grpc\/infer\/([^/]+)$/,
 ];
 
 /** The function a data-plane request names, or undefined for every other request. */

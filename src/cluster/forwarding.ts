@@ -16,7 +16,13 @@ export const FORWARDED_HEADER = "x-gpulet-forwarded-from";
 export const ACCEPT_WITHIN_MS = 500;
 
 /** Request headers a forwarded request keeps (the rest are the front door's business). */
-const KEPT_REQUEST_HEADERS = ["content-type", "inference-header-content-length", "x-callback-url", "idempotency-key"];
+const KEPT_REQUEST_HEADERS = [
+  "content-type",
+  "inference-header-content-length",
+  "x-callback-url",
+  "idempotency-key",
+  "x-gpulet-deadline-ms",
+];
 /** Headers room in a NATS message, besides the body (bytes). */
 const HEADER_ROOM = 64 * 1024;
 

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { type LocalNats, startLocalNats } from "../../scripts/nats_local.ts";
 import { deployFolder } from "../../src/api/admin_client.ts";
 import { metric, modelFunctionFolder, ROOT, startCli, type StartedCli, waitFor } from "../helpers.ts";
+import { grpcCalls } from "../grpc/python_client.ts";
 
 /** Simulated time runs this many times slower than profile time, so this machine can drive 3 nodes. */
 const SIM_SCALE = 20;
@@ -17,10 +18,13 @@ const NODES = ["a", "b", "c"];
 interface Node extends StartedCli {
   name: string;
   stateDir: string;
+  /** Its gRPC port (0: none). */
+  grpcPort: number;
 }
 
 async function startNode(name: string, nats: LocalNats, stateDir?: string): Promise<Node> {
   const dir = stateDir ?? await Deno.makeTempDir({ prefix: `gpulet-node-${name}-` });
+  // Node c serves gRPC too (on a free port), to show a gRPC call routed like an HTTP one.
   const cli = await startCli([
     "--cluster",
     nats.clusterFlag,
@@ -31,14 +35,15 @@ async function startNode(name: string, nats: LocalNats, stateDir?: string): Prom
     "--sim-scale",
     String(SIM_SCALE),
     "--grpc-port",
-    "off",
+    name === "c" ? "0" : "off",
     "--state",
     dir,
     // A node killed with an async call in hand: it goes to another node after 3 s, not the default 30.
     "--async-ack-wait-ms",
     "3000",
   ]);
-  return { ...cli, name, stateDir: dir };
+  const grpcPort = Number(cli.output().match(/gRPC on [0-9.]+:([0-9]+)/)?.[1] ?? 0);
+  return { ...cli, name, stateDir: dir, grpcPort };
 }
 
 async function stopNode(n: Node): Promise<void> {
@@ -218,6 +223,35 @@ Deno.test("cluster: deploy once, serve from any node; SIGKILL, SIGSTOP and a dea
       assert.deepEqual(ui.cluster.nodes.map((n: { name: string }) => n.name), ["a", "b", "c"]);
       assert.equal(ui.cluster.gpusTotal, 12);
       assert.equal(ui.cluster.nodes.filter((n: { leader: boolean }) => n.leader).length, 1);
+    });
+
+    await t.step("a gRPC call at any node is routed as an HTTP request is", async () => {
+      assert.ok(c.grpcPort > 0);
+      const before = (await cluster(c.url)).routing;
+      const request = {
+        model_name: "lenet",
+        inputs: [{ name: "input", datatype: "FP32", shape: [1, 1, 28, 28] }],
+        raw_input_contents: [btoa(String.fromCharCode(...new Uint8Array(784 * 4)))],
+      };
+      const rs = await grpcCalls(c.grpcPort, Array.from({ length: 20 }, () => ({ method: "ModelInfer", request })));
+      for (const r of rs) {
+        assert.ok(r.ok, JSON.stringify(r));
+        assert.equal(r.response.model_name, "lenet");
+        assert.equal(r.response.parameters.simulated.bool_param, true);
+      }
+      const after = (await cluster(c.url)).routing;
+      assert.equal(
+        after.local + after.forwarded - before.local - before.forwarded,
+        20,
+        "all 20 went through the front door",
+      );
+      assert.ok(after.forwarded > before.forwarded, "the plan sends some elsewhere");
+      // An unknown model is the same error as on one node.
+      const [bad] = await grpcCalls(c.grpcPort, [{
+        method: "ModelInfer",
+        request: { ...request, model_name: "nope" },
+      }]);
+      assert.ok(!bad.ok && bad.code === "NOT_FOUND", JSON.stringify(bad));
     });
 
     await t.step("async calls: taken by any node, results on any node, one call per Idempotency-Key", async () => {

@@ -21,6 +21,7 @@ const root = protobuf.parse(Deno.readTextFileSync(new URL("./inference.proto", i
 
 /** The request message of ModelInfer (clients and benchmarks encode their requests with it). */
 export const ModelInferRequest = root.lookupType("inference.ModelInferRequest");
+export const ModelInferResponse = root.lookupType("inference.ModelInferResponse");
 
 /** The service (its methods: name, request and response types, streaming). */
 export const InferenceService = root.lookupService("inference.GRPCInferenceService");

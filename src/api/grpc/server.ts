@@ -28,8 +28,11 @@ import {
   InferenceService,
   inferRequestOf,
   inferResponseOf,
+  ModelInferRequest,
+  ModelInferResponse,
   parameterValue,
 } from "./codec.ts";
+import type protobuf from "protobufjs";
 
 /** Where and how the gRPC server listens. */
 export interface GrpcOptions {
@@ -42,7 +45,20 @@ export interface GrpcOptions {
   maxMessageBytes: number;
   /** Largest number of elements in one input tensor. */
   maxTensorElements: number;
+  /**
+   * In a cluster: where a function's infer call goes (the cluster's front door). It is given the call as
+   * `POST {@link GRPC_INFER_PATH}{name}` with the encoded `ModelInferRequest`; what it answers is the encoded
+   * response, or a JSON error with its HTTP status. Absent: every call is served here.
+   */
+  route?: (req: Request) => Promise<Response>;
+  /** The local half of inference (made here when not given). */
+  inference?: GrpcInference;
 }
+
+/** The path a gRPC infer call travels by between nodes (served by {@link GrpcInference.serveForwarded}). */
+export const GRPC_INFER_PATH = "/internal/grpc/infer/";
+/** The call's deadline, ms from when it was sent on (absent: none). */
+const DEADLINE_HEADER = "x-gpulet-deadline-ms";
 
 /** The gRPC port cannot be had (taken, or not allowed): a setup problem with a fix, not a crash. */
 export class GrpcListenError extends Error {}
@@ -186,8 +202,19 @@ function checkTypedOutputs(m: DecodedInferRequest, outputs: readonly { name: str
   }
 }
 
-/** Starts the gRPC server over a controller. */
-export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
+/** A gRPC infer call served here: the local half of `ModelInfer`, also for calls other nodes send here. */
+export interface GrpcInference {
+  /** Serves one call here, as HTTP's `POST /v2/models/{name}/infer` does it. */
+  inferHere(m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal): Promise<Record<string, unknown>>;
+  /**
+   * Serves a call a front door sent here (`POST {@link GRPC_INFER_PATH}{name}`, the encoded request): the
+   * encoded response, or a JSON error with its status. Every node of a cluster serves these, gRPC port or not.
+   */
+  serveForwarded(req: Request): Promise<Response>;
+}
+
+/** The local half of gRPC inference over a controller. */
+export function grpcInference(controller: Controller, opts: { maxTensorElements: number }): GrpcInference {
   const simulated = controller.backend?.kind === "sim";
 
   /**
@@ -201,8 +228,8 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
     return { req, binary };
   };
 
-  /** One inference, as HTTP's `POST /v2/models/{name}/infer` does it. */
-  const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
+  /** One inference here, as HTTP's `POST /v2/models/{name}/infer` does it. */
+  const inferHere = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
     const app = liveApp(controller, m.modelName, m.modelVersion);
     if (app) {
       const { req, binary } = checkedRequest(m);
@@ -221,6 +248,56 @@ export async function startGrpcServer(controller: Controller, opts: GrpcOptions)
       deadlineMs: deadlineInMs,
     });
     return inferResponseOf(m, { modelName: dep.name, modelVersion: String(dep.version), parameters }, outputs);
+  };
+
+  return {
+    inferHere,
+    serveForwarded: async (req: Request) => {
+      try {
+        const m = ModelInferRequest.decode(new Uint8Array(await req.arrayBuffer())) as unknown as DecodedInferRequest;
+        const deadline = req.headers.get(DEADLINE_HEADER);
+        const response = await inferHere(m, deadline === null ? Infinity : Number(deadline), req.signal);
+        return new Response(ModelInferResponse.encode(response).finish() as Uint8Array<ArrayBuffer>);
+      } catch (e) {
+        const err = e instanceof HttpError ? e : new HttpError(400, `bad forwarded call: ${(e as Error).message}`);
+        return Response.json({ error: err.message }, { status: err.status });
+      }
+    },
+  };
+}
+
+/** Starts the gRPC server over a controller. */
+export async function startGrpcServer(controller: Controller, opts: GrpcOptions): Promise<GrpcServer> {
+  const { inferHere } = opts.inference ?? grpcInference(controller, opts);
+
+  /**
+   * One inference: in a cluster a function's call goes through its front door (served here, or on the node
+   * it picks); an app's, and every call on one node, here.
+   */
+  const infer = async (m: DecodedInferRequest, deadlineInMs: number, signal: AbortSignal) => {
+    if (!opts.route || liveApp(controller, m.modelName, m.modelVersion)) {
+      return await inferHere(m, deadlineInMs, signal);
+    }
+    const headers: Record<string, string> = { "content-type": "application/x-protobuf" };
+    if (Number.isFinite(deadlineInMs)) headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(deadlineInMs)));
+    const res = await opts.route(
+      new Request(`http://gpulet${GRPC_INFER_PATH}${encodeURIComponent(m.modelName)}`, {
+        method: "POST",
+        headers,
+        body: ModelInferRequest.encode(m as unknown as protobuf.Message).finish() as Uint8Array<ArrayBuffer>,
+        signal,
+      }),
+    );
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (res.status !== 200) {
+      const text = new TextDecoder().decode(bytes);
+      let message = text;
+      try {
+        message = JSON.parse(text).error ?? text;
+      } catch { /* not JSON: the text says it */ }
+      throw new HttpError(res.status, message);
+    }
+    return ModelInferResponse.decode(bytes);
   };
 
   /** The call's client went away: its request leaves the queue (or its answer is dropped). */
