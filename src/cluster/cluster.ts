@@ -16,7 +16,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import { z } from "zod";
-import type { Controller } from "../controller/controller.ts";
+import { type Controller, DeployError } from "../controller/controller.ts";
 import type { DeployedRecord } from "../functions/registry.ts";
 import { type Bundle, parseBundle } from "../functions/bundle.ts";
 import { describeZodError } from "../functions/manifest.ts";
@@ -41,6 +41,8 @@ const DEMAND_DROP = 0.3;
 const CLUSTER_HEADROOM = 0.25;
 /** Plans kept in the KV history of `plan` (what `/admin/cluster` shows). */
 const PLAN_HISTORY = 20;
+/** Tries of a deploy's reads and writes of the cluster's state before it is answered 503. */
+const STATE_ATTEMPTS = 8;
 /** Leaving waits this long for pending replies to flush (ms). */
 const LEAVE_WAIT_MS = 3000;
 /** A forwarded request without an SLO to go by waits this long for its answer (ms). */
@@ -481,33 +483,37 @@ export class Cluster {
 
   // --- Deploy once ---
 
-  /** The next cluster-wide version of `name` (compare-and-set on `version.<name>`). */
+  /**
+   * The next cluster-wide version of `name` (compare-and-set on `version.<name>`); a 503 when the cluster's
+   * state does not answer (no leader of its stream, NATS gone) rather than a deploy that hangs.
+   */
   private async nextVersion(name: string): Promise<number> {
     const key = `version.${name}`;
-    for (;;) {
-      const cur = await this.kv.get(key);
-      if (!cur || cur.operation !== "PUT") {
-        try {
+    let last: unknown;
+    for (let attempt = 0; attempt < STATE_ATTEMPTS; attempt++) {
+      try {
+        const cur = await this.kv.get(key);
+        if (!cur || cur.operation !== "PUT") {
           await this.kv.create(key, "1");
           return 1;
-        } catch {
-          continue; // another node took 1
         }
-      }
-      const next = Number(cur.string()) + 1;
-      try {
+        const next = Number(cur.string()) + 1;
         await this.kv.update(key, String(next), cur.revision);
         return next;
-      } catch {
-        // raced: read again
+      } catch (e) {
+        last = e; // another node took that number (read again), or the state is unavailable for now
+        await new Promise((r) => setTimeout(r, 50 * attempt));
       }
     }
+    throw new DeployError(503, `the cluster's state gave "${name}" no version: ${(last as Error)?.message}; retry`);
   }
 
-  /** A deploy here: its bundle into the store, its record into KV (the other nodes deploy it from there). */
+  /**
+   * A deploy here: its bundle into the store, its record into KV (the other nodes deploy it from there).
+   * When the cluster's state does not take it, the deploy stands here and is answered 503 saying so.
+   */
   private async share(rec: DeployedRecord, bundle: Bundle): Promise<void> {
     const object = `${rec.name}/v${rec.version}`;
-    await this.store.putBlob({ name: object }, new TextEncoder().encode(JSON.stringify(bundle)));
     const entry: FunctionEntry = {
       name: rec.name,
       version: rec.version,
@@ -515,7 +521,22 @@ export class Cluster {
       node: this.opts.node,
       deployedAt: rec.deployedAt,
     };
-    await this.kv.put(`fn.${rec.name}`, JSON.stringify(entry));
+    let last: unknown;
+    for (let attempt = 0; attempt < STATE_ATTEMPTS; attempt++) {
+      try {
+        await this.store.putBlob({ name: object }, new TextEncoder().encode(JSON.stringify(bundle)));
+        await this.kv.put(`fn.${rec.name}`, JSON.stringify(entry));
+        return;
+      } catch (e) {
+        last = e;
+        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      }
+    }
+    throw new DeployError(
+      503,
+      `${rec.name} v${rec.version} is deployed on ${this.opts.node} but the cluster did not take it ` +
+        `(${(last as Error)?.message}): deploy it again to share it`,
+    );
   }
 
   private async unshare(name: string): Promise<void> {
