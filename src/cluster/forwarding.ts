@@ -195,51 +195,69 @@ export function serveForwarded(
   me: string,
   handle: (req: Request) => Promise<Response>,
 ): Subscription {
-  return nc.subscribe(forwardSubject(me), {
+  const sub = nc.subscribe(forwardSubject(me), {
+    // A throw in a subscription callback stops the connection's reader: every step is guarded.
     callback: (err, msg) => {
-      if (err || !msg.reply || !msg.headers) return;
-      const sentAt = Number(msg.headers.get("x-gpulet-sent-at"));
-      // The sender has given up on it (and may have sent it elsewhere): running it now could run it twice.
-      if (!(Date.now() - sentAt < ACCEPT_WITHIN_MS)) return;
-      const reply = msg.reply;
-      const accepted = natsHeaders();
-      accepted.set("x-gpulet-phase", "accepted");
-      nc.publish(reply, new Uint8Array(), { headers: accepted });
-      const headers = new Headers({ [FORWARDED_HEADER]: msg.headers.get("x-gpulet-from") });
-      for (const k of KEPT_REQUEST_HEADERS) {
-        const v = msg.headers.get(k);
-        if (v) headers.set(k, v);
-      }
-      const method = msg.headers.get("x-gpulet-method") || "POST";
-      const request = new Request(`http://${me}.gpulet${msg.headers.get("x-gpulet-path")}`, {
-        method,
-        headers,
-        body: method === "GET" || method === "HEAD" ? undefined : msg.data as Uint8Array<ArrayBuffer>,
-      });
-      (async () => {
-        let res: Response;
-        try {
-          res = await handle(request);
-        } catch (e) {
-          res = Response.json({ error: `internal error: ${(e as Error).message}` }, { status: 500 });
-        }
-        const body = new Uint8Array(await res.arrayBuffer());
-        const room = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
-        const count = Math.max(1, Math.ceil(body.byteLength / room));
-        for (let i = 0; i < count; i++) {
-          const h = natsHeaders();
-          h.set("x-gpulet-phase", "answer");
-          if (i === 0) {
-            h.set("x-gpulet-status", String(res.status));
-            h.set("x-gpulet-parts", String(count));
-            for (const k of KEPT_RESPONSE_HEADERS) {
-              const v = res.headers.get(k);
-              if (v !== null) h.set(k, v);
-            }
-          }
-          nc.publish(reply, body.subarray(i * room, (i + 1) * room), { headers: h });
-        }
-      })();
+      try {
+        serveOne(err, msg);
+      } catch { /* a malformed message: no answer is owed to it */ }
     },
   });
+  return sub;
+
+  function serveOne(err: Error | null, msg: Msg): void {
+    if (err || !msg.reply || !msg.headers) return;
+    // Only data-plane paths: the admin API is never reachable through NATS.
+    const path = msg.headers.get("x-gpulet-path");
+    if (!isForwardable(path)) return;
+    const sentAt = Number(msg.headers.get("x-gpulet-sent-at"));
+    // The sender has given up on it (and may have sent it elsewhere): running it now could run it twice.
+    if (!(Date.now() - sentAt < ACCEPT_WITHIN_MS)) return;
+    const reply = msg.reply;
+    const accepted = natsHeaders();
+    accepted.set("x-gpulet-phase", "accepted");
+    nc.publish(reply, new Uint8Array(), { headers: accepted });
+    const headers = new Headers({ [FORWARDED_HEADER]: msg.headers.get("x-gpulet-from") });
+    for (const k of KEPT_REQUEST_HEADERS) {
+      const v = msg.headers.get(k);
+      if (v) headers.set(k, v);
+    }
+    const method = msg.headers.get("x-gpulet-method") || "POST";
+    const request = new Request(`http://${me}.gpulet${msg.headers.get("x-gpulet-path")}`, {
+      method,
+      headers,
+      body: method === "GET" || method === "HEAD" ? undefined : msg.data as Uint8Array<ArrayBuffer>,
+    });
+    (async () => {
+      let res: Response;
+      try {
+        res = await handle(request);
+      } catch (e) {
+        res = Response.json({ error: `internal error: ${(e as Error).message}` }, { status: 500 });
+      }
+      const body = new Uint8Array(await res.arrayBuffer());
+      const room = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+      const count = Math.max(1, Math.ceil(body.byteLength / room));
+      for (let i = 0; i < count; i++) {
+        const h = natsHeaders();
+        h.set("x-gpulet-phase", "answer");
+        if (i === 0) {
+          h.set("x-gpulet-status", String(res.status));
+          h.set("x-gpulet-parts", String(count));
+          for (const k of KEPT_RESPONSE_HEADERS) {
+            const v = res.headers.get(k);
+            if (v !== null) h.set(k, v);
+          }
+        }
+        nc.publish(reply, body.subarray(i * room, (i + 1) * room), { headers: h });
+      }
+    })().catch(() => {}); // the connection closed under the answer: the sender times out
+  }
+}
+
+/** The paths a node serves for another (its front door's routed ones). */
+function isForwardable(path: string): boolean {
+  return /^\/functions\/[^/]+\/invoke$/.test(path) ||
+    /^\/v2\/models\/[^/]+(?:\/versions\/[^/]+)?\/infer$/.test(path) ||
+    /^\/internal\/grpc\/infer\/[^/]+$/.test(path);
 }

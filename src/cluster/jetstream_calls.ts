@@ -192,7 +192,12 @@ export class JetStreamCalls implements AsyncCalls {
         r.release();
         continue;
       }
-      r.track(this.handle(m).finally(() => r.release()));
+      // A failure here (KV paused by an election, the connection gone) leaves the message un-acked: it is
+      // delivered again after ack_wait. It must never become an unhandled rejection, which ends the process.
+      r.track(
+        this.handle(m).catch((e) => this.opts.log?.(`async: a call failed to run: ${(e as Error).message}`))
+          .finally(() => r.release()),
+      );
     }
   }
 

@@ -72,8 +72,11 @@ export class Membership {
     this.sub = this.nc.subscribe(HEARTBEAT_SUBJECT, {
       callback: (err, msg) => {
         if (err) return;
-        const parsed = NodeInfo.safeParse(msg.json());
-        if (parsed.success) this.heard(parsed.data);
+        // A throw in a subscription callback stops the connection's reader: anything malformed is ignored.
+        try {
+          const parsed = NodeInfo.safeParse(msg.json());
+          if (parsed.success) this.heard(parsed.data);
+        } catch { /* not JSON */ }
       },
     });
     const publish = () => {
